@@ -1,0 +1,21 @@
+namespace MiniQueue.Engine;
+
+/// <summary>
+/// The engine's index entry for one message: where its body is and what happened to it.
+/// A struct, so queues of them cost no allocation per message.
+/// </summary>
+/// <param name="Id">The message id, unique and increasing in publish order.</param>
+/// <param name="Address">Where the store keeps the message's publish record.</param>
+/// <param name="Body">The body, when the engine keeps it in memory (null when the store can read it back).</param>
+/// <param name="DackCount">How many times the message has been DACKed.</param>
+internal record struct MessageEntry(long Id, long Address, byte[]? Body, int DackCount);
+
+/// <summary>The priority of a delayed message: its due time, then the order of the DACKs.</summary>
+internal readonly record struct DueKey(long DueTicks, long Sequence) : IComparable<DueKey>
+{
+    public int CompareTo(DueKey other)
+    {
+        var byDue = DueTicks.CompareTo(other.DueTicks);
+        return byDue != 0 ? byDue : Sequence.CompareTo(other.Sequence);
+    }
+}

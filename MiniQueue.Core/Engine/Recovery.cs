@@ -1,0 +1,199 @@
+using System.Text;
+using MiniQueue.Storage;
+
+namespace MiniQueue.Engine;
+
+/// <summary>
+/// Rebuilds the queue's state from the records a store replays. Records about messages whose publish record was
+/// truncated away are ignored: such messages were gone before the truncation.
+/// </summary>
+/// <remarks>
+/// At the end, messages that consumers held (delivered, never settled) go to the front of their topic in the order
+/// they were delivered, ahead of the NACKed ones; delayed messages keep their due time and dackCount.
+/// </remarks>
+internal sealed class Recovery
+{
+    private readonly Dictionary<long, Node> _live = [];
+    private readonly Dictionary<string, TopicState> _topics = new(StringComparer.Ordinal);
+    private TopicState? _lastTopic;
+
+    /// <summary>How many records were applied.</summary>
+    public long Records { get; private set; }
+
+    /// <summary>The highest message id any record mentioned; new ids start above it.</summary>
+    public long MaxMessageId { get; private set; }
+
+    public int LiveMessages => _live.Count;
+
+    public void Apply(StoredRecord stored)
+    {
+        var record = LogRecord.Read(stored.Data);
+        var order = ++Records;
+        MaxMessageId = Math.Max(MaxMessageId, record.MessageId);
+        if (record.Kind == LogRecordKind.Publish)
+        {
+            var topic = GetTopic(record.Topic.Span);
+            var node = new Node(record.MessageId, topic, stored.Address);
+            _live[record.MessageId] = node;
+            topic.LastId = Math.Max(topic.LastId, record.MessageId);
+            node.MoveTo(topic.Ready, atFront: false);
+            return;
+        }
+
+        if (record.Kind == LogRecordKind.Purge)
+        {
+            Purge(GetTopic(record.Topic.Span), record.MessageId);
+            return;
+        }
+
+        if (!_live.TryGetValue(record.MessageId, out var message))
+        {
+            return;
+        }
+
+        switch (record.Kind)
+        {
+            case LogRecordKind.Deliver:
+                message.Order = order;
+                message.MoveTo(message.Topic.Held, atFront: false);
+                break;
+            case LogRecordKind.Ack:
+                message.Detach();
+                _live.Remove(record.MessageId);
+                break;
+            case LogRecordKind.Nack:
+                message.MoveTo(message.Topic.Front, atFront: true);
+                break;
+            case LogRecordKind.Back:
+                message.MoveTo(message.Topic.Ready, atFront: false);
+                break;
+            case LogRecordKind.Dack:
+                message.Order = order;
+                message.DueTicks = record.DueTicks;
+                message.DackCount = record.DackCount;
+                message.MoveTo(message.Topic.Delayed, atFront: false);
+                break;
+        }
+    }
+
+    private void Purge(TopicState topic, long upToId)
+    {
+        foreach (var list in (ReadOnlySpan<LinkedList<Node>>)[topic.Front, topic.Delayed, topic.Ready])
+        {
+            for (var current = list.First; current is not null;)
+            {
+                var next = current.Next;
+                if (current.Value.Id <= upToId)
+                {
+                    list.Remove(current);
+                    _live.Remove(current.Value.Id);
+                }
+
+                current = next;
+            }
+        }
+    }
+
+    private TopicState GetTopic(ReadOnlySpan<byte> utf8)
+    {
+        // Consecutive records are mostly about the same topic; skip the decoding then.
+        if (_lastTopic is not null && utf8.SequenceEqual(_lastTopic.NameUtf8))
+        {
+            return _lastTopic;
+        }
+
+        var name = Encoding.UTF8.GetString(utf8);
+        if (!_topics.TryGetValue(name, out var topic))
+        {
+            topic = new TopicState(name, utf8.ToArray());
+            _topics.Add(name, topic);
+        }
+
+        _lastTopic = topic;
+        return topic;
+    }
+
+    /// <summary>The recovered topics. Held messages appear at the front of <see cref="RecoveredTopic.Front"/>.</summary>
+    public IEnumerable<RecoveredTopic> Topics()
+    {
+        foreach (var topic in _topics.Values)
+        {
+            var held = topic.Held.OrderBy(node => node.Order).Select(node => node.ToEntry()).ToList();
+            var front = held.Concat(topic.Front.Select(node => node.ToEntry())).ToList();
+            var delayed = topic.Delayed
+                .Select(node => (node.ToEntry(), new DueKey(node.DueTicks, node.Order)))
+                .OrderBy(pair => pair.Item2)
+                .ToList();
+            yield return new RecoveredTopic(topic.Name, front, held, delayed, topic.Ready.Select(node => node.ToEntry()).ToList(), topic.LastId, Records);
+        }
+    }
+
+    private sealed class TopicState(string name, byte[] nameUtf8)
+    {
+        public string Name { get; } = name;
+
+        public byte[] NameUtf8 { get; } = nameUtf8;
+
+        public long LastId { get; set; }
+
+        public LinkedList<Node> Front { get; } = new();
+
+        public LinkedList<Node> Held { get; } = new();
+
+        public LinkedList<Node> Delayed { get; } = new();
+
+        public LinkedList<Node> Ready { get; } = new();
+    }
+
+    private sealed class Node
+    {
+        private readonly LinkedListNode<Node> _link;
+
+        public Node(long id, TopicState topic, long address)
+        {
+            Id = id;
+            Topic = topic;
+            Address = address;
+            _link = new LinkedListNode<Node>(this);
+        }
+
+        public long Id { get; }
+
+        public TopicState Topic { get; }
+
+        public long Address { get; }
+
+        public long Order { get; set; }
+
+        public long DueTicks { get; set; }
+
+        public int DackCount { get; set; }
+
+        public void Detach() => _link.List?.Remove(_link);
+
+        public void MoveTo(LinkedList<Node> list, bool atFront)
+        {
+            Detach();
+            if (atFront)
+            {
+                list.AddFirst(_link);
+            }
+            else
+            {
+                list.AddLast(_link);
+            }
+        }
+
+        public MessageEntry ToEntry() => new(Id, Address, null, DackCount);
+    }
+}
+
+/// <summary>One topic as recovery found it.</summary>
+internal sealed record RecoveredTopic(
+    string Name,
+    IReadOnlyList<MessageEntry> Front,
+    IReadOnlyList<MessageEntry> HeldAtCrash,
+    IReadOnlyList<(MessageEntry Entry, DueKey Key)> Delayed,
+    IReadOnlyList<MessageEntry> Ready,
+    long LastId,
+    long DackSequence);

@@ -1,0 +1,309 @@
+using System.Runtime.CompilerServices;
+using System.Threading.Tasks.Sources;
+using MiniQueue.Engine;
+
+namespace MiniQueue;
+
+/// <summary>
+/// A consumer of one topic. It holds at most one message at a time: <see cref="ReceiveAsync"/> hands it the next
+/// message, and <see cref="AckAsync"/>, <see cref="NackAsync"/>, <see cref="BackAsync"/> or <see cref="DackAsync"/>
+/// settles it. The consumers of a topic compete: each message goes to one of them.
+/// </summary>
+/// <remarks>
+/// A consumer is meant for one caller at a time; only <see cref="DisposeAsync"/> may be called while a
+/// <see cref="ReceiveAsync"/> is waiting. Disposing returns the held message to the front of the topic.
+/// </remarks>
+public sealed class MiniQueueConsumer : IAsyncDisposable, IValueTaskSource<bool>
+{
+    private static readonly Action<object?, CancellationToken> s_cancelWait =
+        static (state, token) => ((MiniQueueConsumer)state!).EndWait(new OperationCanceledException(token));
+
+    private readonly MiniQueueEngine _engine;
+    private readonly TopicQueue _topic;
+    private ManualResetValueTaskSourceCore<bool> _source = new() { RunContinuationsAsynchronously = true };
+    private CancellationTokenRegistration _cancellation;
+
+    // Guarded by _topic.SyncRoot.
+    private bool _isHolding;
+    private MessageEntry _held;
+    private bool _isWaiting;
+    private long _wait;
+    private bool _isDisposed;
+
+    internal MiniQueueConsumer(MiniQueueEngine engine, TopicQueue topic)
+    {
+        _engine = engine;
+        _topic = topic;
+    }
+
+    /// <summary>The topic this consumer consumes.</summary>
+    public string Topic => _topic.Name;
+
+    /// <summary>Whether the consumer holds a message it has not settled yet.</summary>
+    public bool IsHoldingMessage
+    {
+        get
+        {
+            lock (_topic.SyncRoot)
+            {
+                return _isHolding;
+            }
+        }
+    }
+
+    /// <summary>The next consumer to complete after a dispatch; used by <see cref="TopicQueue"/> under its lock.</summary>
+    internal MiniQueueConsumer? NextToComplete { get; set; }
+
+    internal TopicQueue TopicQueue => _topic;
+
+    /// <summary>
+    /// Waits for the next message of the topic and holds it. A topic that does not exist yet is waited for.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The consumer already holds a message, or another receive is waiting.</exception>
+    /// <exception cref="ObjectDisposedException">The consumer or its engine was disposed, also while waiting.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled before a message came.</exception>
+    /// <exception cref="MiniQueueStoreException">The message's body could not be read back; the consumer holds it, so dispose or settle it.</exception>
+    public ValueTask<Delivery> ReceiveAsync(CancellationToken cancellationToken = default)
+    {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled<Delivery>(cancellationToken);
+        }
+
+        MessageEntry entry;
+        lock (_topic.SyncRoot)
+        {
+            ObjectDisposedException.ThrowIf(_isDisposed, this);
+            if (_isHolding)
+            {
+                throw new InvalidOperationException("The consumer already holds a message; settle it (ACK, NACK, BACK or DACK) before receiving the next.");
+            }
+
+            // The second test catches a wait that was ended but whose caller has not been told yet.
+            if (_isWaiting || (_wait > 0 && _source.GetStatus(_source.Version) == ValueTaskSourceStatus.Pending))
+            {
+                throw new InvalidOperationException("A receive is already waiting on this consumer.");
+            }
+
+            if (!_topic.TryTakeLocked(out entry))
+            {
+                _source.Reset();
+                _isWaiting = true;
+                _topic.AddWaiterLocked(this, ++_wait);
+                return WaitForDeliveryAsync(_source.Version, cancellationToken);
+            }
+
+            _topic.HoldLocked(this, entry);
+        }
+
+        return _topic.ToDeliveryAsync(entry);
+    }
+
+    /// <summary>Holds the next message if one is ready now, without waiting.</summary>
+    /// <returns>Whether a message was ready; when it was, its body is in memory or read synchronously from the store.</returns>
+    public bool TryReceive(out Delivery delivery)
+    {
+        MessageEntry entry;
+        lock (_topic.SyncRoot)
+        {
+            ObjectDisposedException.ThrowIf(_isDisposed, this);
+            if (_isHolding || _isWaiting)
+            {
+                throw new InvalidOperationException("The consumer already holds a message or is waiting for one.");
+            }
+
+            if (!_topic.TryTakeLocked(out entry))
+            {
+                delivery = default;
+                return false;
+            }
+
+            _topic.HoldLocked(this, entry);
+        }
+
+        var pending = _topic.ToDeliveryAsync(entry);
+        delivery = pending.IsCompletedSuccessfully ? pending.Result : pending.AsTask().GetAwaiter().GetResult();
+        return true;
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<Delivery> WaitForDeliveryAsync(short version, CancellationToken cancellationToken)
+    {
+        if (cancellationToken.CanBeCanceled)
+        {
+            _cancellation = cancellationToken.UnsafeRegister(s_cancelWait, this);
+        }
+
+        try
+        {
+            await new ValueTask<bool>(this, version).ConfigureAwait(false);
+        }
+        finally
+        {
+            await _cancellation.DisposeAsync().ConfigureAwait(false);
+            _cancellation = default;
+        }
+
+        MessageEntry entry;
+        lock (_topic.SyncRoot)
+        {
+            ObjectDisposedException.ThrowIf(!_isHolding, this);
+            entry = _held;
+        }
+
+        return await _topic.ToDeliveryAsync(entry).ConfigureAwait(false);
+    }
+
+    /// <summary>Done: removes the held message for good.</summary>
+    /// <exception cref="InvalidOperationException">The consumer holds no message.</exception>
+    public ValueTask AckAsync()
+    {
+        lock (_topic.SyncRoot)
+        {
+            _topic.AckLocked(TakeHeldLocked("ACK"));
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>Returns the held message to the front of the topic; a consumer already waiting gets it at once.</summary>
+    /// <exception cref="InvalidOperationException">The consumer holds no message.</exception>
+    public ValueTask NackAsync()
+    {
+        MiniQueueConsumer? toComplete = null;
+        lock (_topic.SyncRoot)
+        {
+            _topic.NackLocked(TakeHeldLocked("NACK"), ref toComplete);
+        }
+
+        TopicQueue.CompleteAll(toComplete);
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>Returns the held message to the back of the topic.</summary>
+    /// <exception cref="InvalidOperationException">The consumer holds no message.</exception>
+    public ValueTask BackAsync()
+    {
+        MiniQueueConsumer? toComplete = null;
+        lock (_topic.SyncRoot)
+        {
+            _topic.BackLocked(TakeHeldLocked("BACK"), ref toComplete);
+        }
+
+        TopicQueue.CompleteAll(toComplete);
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>
+    /// Delays the held message by <paramref name="delay"/> and counts the delay in its dackCount. When it comes due it
+    /// returns ahead of the FIFO messages (after NACKed ones). A delay of zero or less makes it due at once.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The consumer holds no message.</exception>
+    public ValueTask DackAsync(TimeSpan delay)
+    {
+        MiniQueueConsumer? toComplete = null;
+        lock (_topic.SyncRoot)
+        {
+            _topic.DackLocked(TakeHeldLocked("DACK"), delay, ref toComplete);
+        }
+
+        TopicQueue.CompleteAll(toComplete);
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>
+    /// Ends the consumer: a waiting <see cref="ReceiveAsync"/> fails with <see cref="ObjectDisposedException"/> and the
+    /// held message returns to the front of the topic.
+    /// </summary>
+    public ValueTask DisposeAsync()
+    {
+        MiniQueueConsumer? toComplete = null;
+        bool endWait;
+        bool forget;
+        lock (_topic.SyncRoot)
+        {
+            if (_isDisposed)
+            {
+                return ValueTask.CompletedTask;
+            }
+
+            _isDisposed = true;
+            endWait = _isWaiting;
+            if (endWait)
+            {
+                _isWaiting = false;
+                _topic.RemoveWaiterLocked();
+            }
+
+            if (_isHolding)
+            {
+                _isHolding = false;
+                _topic.NackLocked(_held, ref toComplete);
+                _held = default;
+            }
+
+            forget = _topic.RemoveConsumerLocked(this);
+        }
+
+        TopicQueue.CompleteAll(toComplete);
+        if (endWait)
+        {
+            _source.SetException(new ObjectDisposedException(nameof(MiniQueueConsumer), "The consumer was disposed while it waited for a message."));
+        }
+
+        if (forget)
+        {
+            _engine.Forget(_topic);
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    internal bool IsWaitingFor(long wait) => _isWaiting && _wait == wait;
+
+    internal void HoldLocked(MessageEntry entry)
+    {
+        _isWaiting = false;
+        _isHolding = true;
+        _held = entry;
+    }
+
+    internal void CompleteWait() => _source.SetResult(true);
+
+    private void EndWait(Exception error)
+    {
+        lock (_topic.SyncRoot)
+        {
+            if (!_isWaiting)
+            {
+                return;
+            }
+
+            _isWaiting = false;
+            _topic.RemoveWaiterLocked();
+        }
+
+        _source.SetException(error);
+    }
+
+    private MessageEntry TakeHeldLocked(string command)
+    {
+        ObjectDisposedException.ThrowIf(_isDisposed, this);
+        if (!_isHolding)
+        {
+            throw new InvalidOperationException($"The consumer holds no message to {command}.");
+        }
+
+        var entry = _held;
+        _isHolding = false;
+        _held = default;
+        return entry;
+    }
+
+    bool IValueTaskSource<bool>.GetResult(short token) => _source.GetResult(token);
+
+    ValueTaskSourceStatus IValueTaskSource<bool>.GetStatus(short token) => _source.GetStatus(token);
+
+    void IValueTaskSource<bool>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _source.OnCompleted(continuation, state, token, flags);
+}

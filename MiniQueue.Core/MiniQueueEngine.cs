@@ -1,0 +1,247 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using MiniQueue.Engine;
+using MiniQueue.Storage;
+
+namespace MiniQueue;
+
+/// <summary>
+/// The queue: topics, publishing, competing consumers and purge. Open one with <see cref="OpenAsync(MiniQueueOptions?, CancellationToken)"/> and dispose it
+/// when done; all members are thread-safe.
+/// </summary>
+/// <example>
+/// <code>
+/// await using var queue = await MiniQueueEngine.OpenAsync(new MiniQueueOptions());
+/// await queue.PublishAsync("orders", "hello"u8.ToArray());
+/// await using var consumer = queue.Subscribe("orders");
+/// Delivery delivery = await consumer.ReceiveAsync();
+/// await consumer.AckAsync();
+/// </code>
+/// </example>
+public sealed class MiniQueueEngine : IAsyncDisposable
+{
+    private readonly ConcurrentDictionary<string, TopicQueue> _topics = new(StringComparer.Ordinal);
+    private readonly IMessageStore _store;
+    private readonly TimeProvider _time;
+    private readonly TimeSpan _delayCheckPeriod;
+    private readonly int _maxMessageBytes;
+    private readonly ILogger _logger;
+    private long _lastMessageId;
+    private int _disposed;
+
+    private MiniQueueEngine(MiniQueueOptions options, IMessageStore store)
+    {
+        _store = store;
+        _time = options.TimeProvider;
+        _delayCheckPeriod = options.DelayCheckPeriod;
+        _maxMessageBytes = options.MaxMessageBytes;
+        _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("MiniQueue.Engine");
+    }
+
+    /// <summary>The largest message body the engine takes, in bytes.</summary>
+    public int MaxMessageBytes => _maxMessageBytes;
+
+    /// <summary>
+    /// Opens a queue. Without <see cref="MiniQueueOptions.DataDirectory"/> it lives in memory; with one it recovers
+    /// what the folder holds.
+    /// </summary>
+    /// <exception cref="ArgumentException">An option is invalid.</exception>
+    public static ValueTask<MiniQueueEngine> OpenAsync(MiniQueueOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        options ??= new MiniQueueOptions();
+        options.Validate();
+        if (options.DataDirectory is not null)
+        {
+            throw new NotSupportedException("The durable store is not built yet; leave DataDirectory null for an in-memory queue.");
+        }
+
+        return OpenAsync(options, VolatileStore.Instance, cancellationToken);
+    }
+
+    /// <summary>Opens an engine over <paramref name="store"/>, rebuilding its state from what the store replays.</summary>
+    internal static async ValueTask<MiniQueueEngine> OpenAsync(MiniQueueOptions options, IMessageStore store, CancellationToken cancellationToken)
+    {
+        options.Validate();
+        var engine = new MiniQueueEngine(options, store);
+        await engine.RecoverAsync(cancellationToken).ConfigureAwait(false);
+        return engine;
+    }
+
+    private async ValueTask RecoverAsync(CancellationToken cancellationToken)
+    {
+        var recovery = new Recovery();
+        await foreach (var record in _store.ReplayAsync(cancellationToken).ConfigureAwait(false))
+        {
+            recovery.Apply(record);
+        }
+
+        _lastMessageId = recovery.MaxMessageId;
+        if (recovery.Records == 0)
+        {
+            return;
+        }
+
+        var held = 0;
+        var topics = 0;
+        foreach (var recovered in recovery.Topics())
+        {
+            var topic = NewTopic(recovered.Name);
+            topic.Restore(recovered.Front, recovered.Delayed, recovered.Ready, recovered.LastId, recovered.DackSequence);
+            _topics[recovered.Name] = topic;
+            topics++;
+
+            // Held messages are now at the front; say so in the log, latest delivered first, so that a later replay
+            // puts them exactly where they are now.
+            for (var i = recovered.HeldAtCrash.Count - 1; i >= 0; i--)
+            {
+                _store.Append(LogRecord.Nack(recovered.HeldAtCrash[i].Id));
+            }
+
+            held += recovered.HeldAtCrash.Count;
+        }
+
+        EngineLog.Recovered(_logger, topics, recovery.LiveMessages, held, recovery.Records);
+    }
+
+    /// <summary>
+    /// Publishes a message. The topic is created by its first publish. The returned task completes once the message
+    /// is durable (at once in memory); only then can a consumer receive it.
+    /// </summary>
+    /// <exception cref="ArgumentException">The topic name is invalid, or the message is larger than <see cref="MaxMessageBytes"/>.</exception>
+    /// <exception cref="MiniQueueStoreException">The store could not take the message; it was not published.</exception>
+    /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
+    public ValueTask PublishAsync(string topic, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken = default)
+    {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled(cancellationToken);
+        }
+
+        ThrowIfDisposed();
+        if (payload.Length > _maxMessageBytes)
+        {
+            throw new ArgumentException($"message too large: {payload.Length} bytes, the maximum is {_maxMessageBytes}.", nameof(payload));
+        }
+
+        while (true)
+        {
+            var queue = GetOrAddTopic(topic);
+            try
+            {
+                if (queue.TryPublish(payload, out var completion))
+                {
+                    return completion;
+                }
+            }
+            catch (MiniQueueStoreException exception)
+            {
+                EngineLog.PublishFailed(_logger, topic, exception);
+                throw;
+            }
+
+            Forget(queue);
+        }
+    }
+
+    /// <summary>
+    /// Adds a consumer to a topic. Subscribing to a topic that does not exist yet is allowed: the consumer waits for
+    /// its first message.
+    /// </summary>
+    /// <exception cref="ArgumentException">The topic name is invalid.</exception>
+    /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
+    public MiniQueueConsumer Subscribe(string topic)
+    {
+        ThrowIfDisposed();
+        while (true)
+        {
+            var queue = GetOrAddTopic(topic);
+            var consumer = new MiniQueueConsumer(this, queue);
+            if (queue.TryAddConsumer(consumer))
+            {
+                return consumer;
+            }
+
+            Forget(queue);
+        }
+    }
+
+    /// <summary>
+    /// Discards the topic's ready and delayed messages. Messages that consumers hold stay with them and are settled as
+    /// usual. Purging a topic that does not exist does nothing.
+    /// </summary>
+    /// <returns>How many messages were discarded.</returns>
+    /// <exception cref="ArgumentException">The topic name is invalid.</exception>
+    /// <exception cref="MiniQueueStoreException">The store could not record the purge.</exception>
+    public ValueTask<int> PurgeAsync(string topic, CancellationToken cancellationToken = default)
+    {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled<int>(cancellationToken);
+        }
+
+        ThrowIfDisposed();
+        return FindTopic(topic) is { } queue ? queue.PurgeAsync() : ValueTask.FromResult(0);
+    }
+
+    /// <summary>The topic's counts now; all zero for a topic that does not exist.</summary>
+    /// <exception cref="ArgumentException">The topic name is invalid.</exception>
+    public TopicStats GetStats(string topic) => FindTopic(topic)?.GetStats() ?? default;
+
+    /// <summary>The names of the topics that exist (that have had a message published), in ordinal order.</summary>
+    public IReadOnlyList<string> GetTopics() =>
+        [.. _topics.Values.Where(static topic => topic.IsCreated).Select(static topic => topic.Name).Order(StringComparer.Ordinal)];
+
+    /// <summary>
+    /// Ends every consumer (held messages return to the front), refuses further work and closes the store after a
+    /// final commit.
+    /// </summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        foreach (var topic in _topics.Values)
+        {
+            await topic.CloseAsync().ConfigureAwait(false);
+        }
+
+        await _store.DisposeAsync().ConfigureAwait(false);
+    }
+
+    internal long NextMessageId() => Interlocked.Increment(ref _lastMessageId);
+
+    internal void OnRecordNotLogged(LogRecord record, string topic, Exception exception) =>
+        EngineLog.RecordNotLogged(_logger, record.Kind, record.MessageId, topic, exception);
+
+    /// <summary>Drops a topic that was never created and has no consumers left (see <see cref="TopicQueue.RemoveConsumerLocked"/>).</summary>
+    internal void Forget(TopicQueue topic) => _topics.TryRemove(new KeyValuePair<string, TopicQueue>(topic.Name, topic));
+
+    private TopicQueue? FindTopic(string topic)
+    {
+        if (_topics.TryGetValue(topic, out var queue))
+        {
+            return queue;
+        }
+
+        TopicName.ThrowIfInvalid(topic, nameof(topic));
+        return null;
+    }
+
+    private TopicQueue GetOrAddTopic(string topic)
+    {
+        if (_topics.TryGetValue(topic, out var queue))
+        {
+            return queue;
+        }
+
+        TopicName.ThrowIfInvalid(topic, nameof(topic));
+        return _topics.GetOrAdd(topic, static (name, engine) => engine.NewTopic(name), this);
+    }
+
+    private TopicQueue NewTopic(string name) => new(this, _store, name, _time, _delayCheckPeriod);
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+}

@@ -1,0 +1,179 @@
+using System.Runtime.CompilerServices;
+
+namespace MiniQueue.Storage;
+
+/// <summary>
+/// A log kept in memory: records, commits, replay, reads and truncation, with no disk.
+/// It lets the engine's logging and recovery be exercised quickly and deterministically: reopen an engine
+/// over the same store to restart it, or take <see cref="CrashCopy"/> to lose what was not committed.
+/// By default every append is committed at once; with <c>autoCommit: false</c> records wait for <see cref="Commit"/>.
+/// </summary>
+internal sealed class InMemoryStore : IMessageStore
+{
+    private readonly Lock _lock = new();
+    private readonly List<byte[]> _records = [];
+    private readonly List<(long Address, TaskCompletionSource Done)> _commitWaiters = [];
+    private readonly bool _autoCommit;
+    private long _firstAddress;
+    private long _committedUntil;
+
+    public InMemoryStore(bool autoCommit = true) => _autoCommit = autoCommit;
+
+    private InMemoryStore(bool autoCommit, long firstAddress, IEnumerable<byte[]> records)
+        : this(autoCommit)
+    {
+        _firstAddress = firstAddress;
+        _records.AddRange(records);
+        _committedUntil = TailAddress;
+    }
+
+    public bool CanRead => true;
+
+    /// <summary>The address the next record will get.</summary>
+    public long TailAddress
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _firstAddress + _records.Count;
+            }
+        }
+    }
+
+    /// <summary>The address of the oldest record not truncated away.</summary>
+    public long BeginAddress
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _firstAddress;
+            }
+        }
+    }
+
+    public long Append(LogRecord record)
+    {
+        var bytes = record.ToArray();
+        lock (_lock)
+        {
+            var address = _firstAddress + _records.Count;
+            _records.Add(bytes);
+            if (_autoCommit)
+            {
+                _committedUntil = address + 1;
+            }
+
+            return address;
+        }
+    }
+
+    public bool IsCommitted(long address)
+    {
+        lock (_lock)
+        {
+            return address < _committedUntil;
+        }
+    }
+
+    public ValueTask WaitForCommitAsync(long address, CancellationToken cancellationToken = default)
+    {
+        TaskCompletionSource done;
+        lock (_lock)
+        {
+            if (address < _committedUntil)
+            {
+                return ValueTask.CompletedTask;
+            }
+
+            done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _commitWaiters.Add((address, done));
+        }
+
+        return new ValueTask(done.Task.WaitAsync(cancellationToken));
+    }
+
+    /// <summary>Makes every record appended so far durable.</summary>
+    public void Commit()
+    {
+        List<TaskCompletionSource> done = [];
+        lock (_lock)
+        {
+            _committedUntil = _firstAddress + _records.Count;
+            _commitWaiters.RemoveAll(waiter =>
+            {
+                if (waiter.Address >= _committedUntil)
+                {
+                    return false;
+                }
+
+                done.Add(waiter.Done);
+                return true;
+            });
+        }
+
+        done.ForEach(waiter => waiter.SetResult());
+    }
+
+    /// <summary>What a restart after a crash would find: the committed records only.</summary>
+    public InMemoryStore CrashCopy()
+    {
+        lock (_lock)
+        {
+            var committed = (int)(_committedUntil - _firstAddress);
+            return new InMemoryStore(_autoCommit, _firstAddress, _records.Take(committed));
+        }
+    }
+
+    public ValueTask<ReadOnlyMemory<byte>> ReadAsync(long address, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            var index = address - _firstAddress;
+            if (index < 0 || index >= _records.Count)
+            {
+                throw new MiniQueueStoreException($"No record at address {address}: the log holds {_firstAddress}..{_firstAddress + _records.Count - 1}.");
+            }
+
+            return ValueTask.FromResult<ReadOnlyMemory<byte>>(_records[(int)index]);
+        }
+    }
+
+    public async IAsyncEnumerable<StoredRecord> ReplayAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        await Task.Yield();
+        StoredRecord[] snapshot;
+        lock (_lock)
+        {
+            var committed = (int)(_committedUntil - _firstAddress);
+            snapshot = new StoredRecord[committed];
+            for (var i = 0; i < committed; i++)
+            {
+                snapshot[i] = new StoredRecord(_firstAddress + i, _records[i]);
+            }
+        }
+
+        foreach (var record in snapshot)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            yield return record;
+        }
+    }
+
+    public void TruncateUntil(long address)
+    {
+        lock (_lock)
+        {
+            var count = (int)Math.Clamp(address - _firstAddress, 0, _committedUntil - _firstAddress);
+            _records.RemoveRange(0, count);
+            _firstAddress += count;
+        }
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        Commit();
+        return ValueTask.CompletedTask;
+    }
+}

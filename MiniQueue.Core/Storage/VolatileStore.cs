@@ -1,0 +1,34 @@
+namespace MiniQueue.Storage;
+
+/// <summary>
+/// The store of an in-memory engine (no <see cref="MiniQueueOptions.DataDirectory"/>): the engine's own memory is
+/// the only copy of the queue and nothing outlives the process, so it writes nothing, every append is durable at
+/// once and there is nothing to replay. The engine keeps message bodies in memory because <see cref="CanRead"/> is false.
+/// </summary>
+internal sealed class VolatileStore : IMessageStore
+{
+    public static readonly VolatileStore Instance = new();
+
+    private VolatileStore()
+    {
+    }
+
+    public bool CanRead => false;
+
+    public long Append(LogRecord record) => 0;
+
+    public bool IsCommitted(long address) => true;
+
+    public ValueTask WaitForCommitAsync(long address, CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
+
+    public ValueTask<ReadOnlyMemory<byte>> ReadAsync(long address, CancellationToken cancellationToken = default) =>
+        throw new NotSupportedException("An in-memory engine keeps message bodies itself.");
+
+    public IAsyncEnumerable<StoredRecord> ReplayAsync(CancellationToken cancellationToken = default) => AsyncEnumerable.Empty<StoredRecord>();
+
+    public void TruncateUntil(long address)
+    {
+    }
+
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+}
