@@ -1,0 +1,153 @@
+using Moq;
+using MiniQueue.Storage;
+
+namespace MiniQueue.Tests.Engine;
+
+/// <summary>
+/// The engine against its store seam: a store that fails (Moq) surfaces as a clear error and nothing is acknowledged
+/// that was not stored; a store that commits later (InMemoryStore) holds messages back until they are durable.
+/// </summary>
+[CancelAfter(30_000)]
+public sealed class StoreSeamTests
+{
+    private static readonly MiniQueueOptions s_options = new() { TimeProvider = TestSupport.NewClock() };
+
+    [Test]
+    public async Task Publish_WhenTheStoreRefusesTheRecord_FailsClearly_AndDeliversNothing()
+    {
+        var store = new Mock<IMessageStore>();
+        store.Setup(s => s.ReplayAsync(It.IsAny<CancellationToken>())).Returns(AsyncEnumerable.Empty<StoredRecord>());
+        store.Setup(s => s.Append(It.IsAny<LogRecord>())).Throws(new IOException("No space left on device"));
+        await using var queue = await MiniQueueEngine.OpenAsync(s_options, store.Object, default);
+        await using var consumer = queue.Subscribe("t");
+        var waiting = consumer.ReceiveAsync().AsTask();
+
+        var failure = Assert.ThrowsAsync<MiniQueueStoreException>(async () => await queue.PublishAsync("t", "lost?"));
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(failure!.Message, Does.Contain("No space left on device"));
+            Assert.That(failure.InnerException, Is.TypeOf<IOException>());
+            Assert.That(waiting.IsCompleted, Is.False, "the waiting consumer got nothing");
+            Assert.That(queue.GetStats("t"), Is.EqualTo(new TopicStats(0, 0, 0, 1)));
+            Assert.That(queue.GetTopics(), Is.Empty, "a failed publish creates no topic");
+        }
+    }
+
+    [Test]
+    public async Task Publish_WhenTheCommitFails_FailsClearly_DeliversNothing_AndLogsTheDiscard()
+    {
+        var appended = new List<LogRecord>();
+        var store = new Mock<IMessageStore>();
+        store.Setup(s => s.ReplayAsync(It.IsAny<CancellationToken>())).Returns(AsyncEnumerable.Empty<StoredRecord>());
+        store.Setup(s => s.CanRead).Returns(false);
+        store.Setup(s => s.Append(It.IsAny<LogRecord>())).Returns((LogRecord record) =>
+        {
+            appended.Add(record);
+            return appended.Count - 1;
+        });
+        store.Setup(s => s.IsCommitted(It.IsAny<long>())).Returns(false);
+        store.Setup(s => s.WaitForCommitAsync(It.IsAny<long>(), It.IsAny<CancellationToken>()))
+            .Returns(() => ValueTask.FromException(new IOException("device failed")));
+        await using var queue = await MiniQueueEngine.OpenAsync(s_options, store.Object, default);
+        await using var consumer = queue.Subscribe("t");
+        var waiting = consumer.ReceiveAsync().AsTask();
+
+        Assert.ThrowsAsync<MiniQueueStoreException>(async () => await queue.PublishAsync("t", "not durable"));
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(waiting.IsCompleted, Is.False);
+            Assert.That(queue.GetStats("t").Ready, Is.Zero);
+            Assert.That(appended.Select(r => r.Kind), Is.EqualTo(new[] { LogRecordKind.Publish, LogRecordKind.Ack }));
+            Assert.That(appended[1].MessageId, Is.EqualTo(appended[0].MessageId));
+        }
+    }
+
+    [Test]
+    public async Task SettleRecords_ThatTheStoreRefuses_DoNotStopConsumers()
+    {
+        var store = new Mock<IMessageStore>();
+        store.Setup(s => s.ReplayAsync(It.IsAny<CancellationToken>())).Returns(AsyncEnumerable.Empty<StoredRecord>());
+        store.Setup(s => s.CanRead).Returns(false);
+        store.Setup(s => s.IsCommitted(It.IsAny<long>())).Returns(true);
+        store.Setup(s => s.Append(It.Is<LogRecord>(r => r.Kind == LogRecordKind.Publish))).Returns(1);
+        store.Setup(s => s.Append(It.Is<LogRecord>(r => r.Kind != LogRecordKind.Publish))).Throws(new IOException("disk full"));
+        await using var queue = await MiniQueueEngine.OpenAsync(s_options, store.Object, default);
+        await queue.PublishAsync("t", "a");
+        await queue.PublishAsync("t", "b");
+        await using var consumer = queue.Subscribe("t");
+
+        Assert.That(await consumer.ReceiveTextAsync(), Is.EqualTo("a"));
+        await consumer.NackAsync();
+        Assert.That(await consumer.ReceiveTextAsync(), Is.EqualTo("a"));
+        await consumer.AckAsync();
+        Assert.That(await consumer.ReceiveTextAsync(), Is.EqualTo("b"));
+    }
+
+    [Test]
+    public async Task Purge_WhenTheStoreRefusesTheRecord_FailsAndKeepsTheMessages()
+    {
+        var store = new Mock<IMessageStore>();
+        store.Setup(s => s.ReplayAsync(It.IsAny<CancellationToken>())).Returns(AsyncEnumerable.Empty<StoredRecord>());
+        store.Setup(s => s.CanRead).Returns(false);
+        store.Setup(s => s.IsCommitted(It.IsAny<long>())).Returns(true);
+        store.Setup(s => s.Append(It.Is<LogRecord>(r => r.Kind == LogRecordKind.Publish))).Returns(1);
+        store.Setup(s => s.Append(It.Is<LogRecord>(r => r.Kind == LogRecordKind.Purge))).Throws(new IOException("disk full"));
+        await using var queue = await MiniQueueEngine.OpenAsync(s_options, store.Object, default);
+        await queue.PublishAsync("t", "a");
+
+        Assert.ThrowsAsync<MiniQueueStoreException>(async () => await queue.PurgeAsync("t"));
+        Assert.That(queue.GetStats("t").Ready, Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task Publish_CompletesAndDelivers_OnlyOnceTheRecordIsCommitted()
+    {
+        var store = new InMemoryStore(autoCommit: false);
+        await using var queue = await MiniQueueEngine.OpenAsync(s_options, store, default);
+        await using var consumer = queue.Subscribe("t");
+        var waiting = consumer.ReceiveTextAsync();
+
+        var first = queue.PublishAsync("t", "first").AsTask();
+        var second = queue.PublishAsync("t", "second").AsTask();
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(first.IsCompleted || second.IsCompleted, Is.False, "not durable, not acknowledged");
+            Assert.That(queue.GetStats("t").Ready, Is.Zero, "not durable, not visible");
+        }
+
+        store.Commit();
+        await Task.WhenAll(first, second).WaitAsync(TestSupport.Bound);
+
+        Assert.That(await waiting.WaitAsync(TestSupport.Bound), Is.EqualTo("first"), "visible in publish order");
+        await consumer.AckAsync();
+        Assert.That(await consumer.ReceiveTextAsync(), Is.EqualTo("second"));
+    }
+
+    [Test]
+    public async Task BodyReadFailure_IsAStoreError_AndTheMessageReturnsWhenTheConsumerEnds()
+    {
+        var inner = new InMemoryStore();
+        var store = new Mock<IMessageStore>();
+        store.Setup(s => s.ReplayAsync(It.IsAny<CancellationToken>())).Returns(AsyncEnumerable.Empty<StoredRecord>());
+        store.Setup(s => s.CanRead).Returns(true);
+        store.Setup(s => s.IsCommitted(It.IsAny<long>())).Returns(true);
+        store.Setup(s => s.Append(It.IsAny<LogRecord>())).Returns((LogRecord record) => inner.Append(record));
+        var reads = 0;
+        store.Setup(s => s.ReadAsync(It.IsAny<long>(), It.IsAny<CancellationToken>()))
+            .Returns((long address, CancellationToken token) => ++reads == 1
+                ? ValueTask.FromException<ReadOnlyMemory<byte>>(new IOException("bad sector"))
+                : inner.ReadAsync(address, token));
+        await using var queue = await MiniQueueEngine.OpenAsync(s_options, store.Object, default);
+        await queue.PublishAsync("t", "a");
+        var consumer = queue.Subscribe("t");
+
+        Assert.ThrowsAsync<MiniQueueStoreException>(async () => await consumer.ReceiveAsync());
+        await consumer.DisposeAsync();
+
+        await using var next = queue.Subscribe("t");
+        Assert.That(await next.ReceiveTextAsync(), Is.EqualTo("a"));
+    }
+}
