@@ -1,5 +1,5 @@
-using Moq;
 using MiniQueue.Storage;
+using Moq;
 
 namespace MiniQueue.Tests.Engine;
 
