@@ -261,6 +261,22 @@ public sealed class MiniQueueConsumer : IAsyncDisposable, IValueTaskSource<bool>
 
     internal bool IsWaitingFor(long wait) => _isWaiting && _wait == wait;
 
+    /// <summary>Whether the consumer holds a message; read under the topic's lock.</summary>
+    internal bool IsHoldingLocked => _isHolding;
+
+    /// <summary>The held message; read under the topic's lock.</summary>
+    internal MessageEntry HeldLocked => _held;
+
+    /// <summary>The held message's body moved in the log (a checkpoint copied it forward).</summary>
+    internal void ReplaceHeldLocked(MessageEntry entry) => _held = entry;
+
+    /// <summary>The held message was lost with a failed commit; the consumer holds nothing now.</summary>
+    internal void DropHeldLocked()
+    {
+        _isHolding = false;
+        _held = default;
+    }
+
     internal void HoldLocked(MessageEntry entry)
     {
         _isWaiting = false;

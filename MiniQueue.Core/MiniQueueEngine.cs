@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using MiniQueue.Engine;
@@ -19,23 +20,39 @@ namespace MiniQueue;
 /// await consumer.AckAsync();
 /// </code>
 /// </example>
-public sealed class MiniQueueEngine : IAsyncDisposable
+public sealed partial class MiniQueueEngine : IAsyncDisposable
 {
+    /// <summary>Copy live bodies forward only while they are at most this fraction of the log space it frees.</summary>
+    private const double MaxCopiedFraction = 0.25;
+
     private readonly ConcurrentDictionary<string, TopicQueue> _topics = new(StringComparer.Ordinal);
     private readonly IMessageStore _store;
+    private readonly LogSpace _space;
     private readonly TimeProvider _time;
     private readonly TimeSpan _delayCheckPeriod;
     private readonly int _maxMessageBytes;
+    private readonly long _bodyCacheBytes;
     private readonly ILogger _logger;
+    private readonly Channel<bool> _maintenanceRequests = Channel.CreateBounded<bool>(new BoundedChannelOptions(1)
+    {
+        FullMode = BoundedChannelFullMode.DropWrite,
+        SingleReader = true,
+    });
+
+    private readonly CancellationTokenSource _stopping = new();
+    private Task _maintenance = Task.CompletedTask;
     private long _lastMessageId;
+    private long _cachedBodyBytes;
     private int _disposed;
 
     private MiniQueueEngine(MiniQueueOptions options, IMessageStore store)
     {
         _store = store;
+        _space = new LogSpace(store.SegmentSize);
         _time = options.TimeProvider;
         _delayCheckPeriod = options.DelayCheckPeriod;
         _maxMessageBytes = options.MaxMessageBytes;
+        _bodyCacheBytes = options.BodyCacheBytes;
         _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("MiniQueue.Engine");
     }
 
@@ -51,12 +68,26 @@ public sealed class MiniQueueEngine : IAsyncDisposable
     {
         options ??= new MiniQueueOptions();
         options.Validate();
-        if (options.DataDirectory is not null)
+        if (options.DataDirectory is null)
         {
-            throw new NotSupportedException("The durable store is not built yet; leave DataDirectory null for an in-memory queue.");
+            return OpenAsync(options, VolatileStore.Instance, cancellationToken);
         }
 
-        return OpenAsync(options, VolatileStore.Instance, cancellationToken);
+        var logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("MiniQueue.Store");
+        return OpenDurableAsync(options, FasterLogStore.Open(options, logger), cancellationToken);
+    }
+
+    private static async ValueTask<MiniQueueEngine> OpenDurableAsync(MiniQueueOptions options, FasterLogStore store, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await OpenAsync(options, store, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await store.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
     }
 
     /// <summary>Opens an engine over <paramref name="store"/>, rebuilding its state from what the store replays.</summary>
@@ -65,6 +96,7 @@ public sealed class MiniQueueEngine : IAsyncDisposable
         options.Validate();
         var engine = new MiniQueueEngine(options, store);
         await engine.RecoverAsync(cancellationToken).ConfigureAwait(false);
+        engine._maintenance = Task.Run(engine.MaintainAsync, CancellationToken.None);
         return engine;
     }
 
@@ -203,15 +235,45 @@ public sealed class MiniQueueEngine : IAsyncDisposable
             return;
         }
 
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        _maintenanceRequests.Writer.TryComplete();
+        await _maintenance.ConfigureAwait(false);
         foreach (var topic in _topics.Values)
         {
             await topic.CloseAsync().ConfigureAwait(false);
         }
 
         await _store.DisposeAsync().ConfigureAwait(false);
+        _stopping.Dispose();
     }
 
     internal long NextMessageId() => Interlocked.Increment(ref _lastMessageId);
+
+    /// <summary>The store behind the engine (for tests and benchmarks).</summary>
+    internal IMessageStore Store => _store;
+
+    /// <summary>Where the live bodies are in the log (for tests).</summary>
+    internal LogSpace Space => _space;
+
+    /// <summary>The bytes of message bodies kept in memory by a durable engine.</summary>
+    internal long CachedBodyBytes => Volatile.Read(ref _cachedBodyBytes);
+
+    /// <summary>Takes room in the body cache for a body of <paramref name="length"/> bytes, if there is room.</summary>
+    internal bool TryReserveBodyCache(int length)
+    {
+        if (Interlocked.Add(ref _cachedBodyBytes, length) <= _bodyCacheBytes)
+        {
+            return true;
+        }
+
+        Interlocked.Add(ref _cachedBodyBytes, -length);
+        return false;
+    }
+
+    internal void ReleaseBodyCache(int length) => Interlocked.Add(ref _cachedBodyBytes, -length);
+
+    /// <summary>Asks the maintenance task to look at the store: a new log segment, or a failure.</summary>
+    internal void RequestMaintenance() => _maintenanceRequests.Writer.TryWrite(true);
 
     internal void OnRecordNotLogged(LogRecord record, string topic, Exception exception) =>
         EngineLog.RecordNotLogged(_logger, record.Kind, record.MessageId, topic, exception);
@@ -241,7 +303,7 @@ public sealed class MiniQueueEngine : IAsyncDisposable
         return _topics.GetOrAdd(topic, static (name, engine) => engine.NewTopic(name), this);
     }
 
-    private TopicQueue NewTopic(string name) => new(this, _store, name, _time, _delayCheckPeriod);
+    private TopicQueue NewTopic(string name) => new(this, _store, _space, name, _time, _delayCheckPeriod);
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
 }

@@ -33,6 +33,42 @@ public sealed class MiniQueueOptions
     /// <summary>Where the engine logs. Default: <see langword="null"/>, no logging.</summary>
     public ILoggerFactory? LoggerFactory { get; set; }
 
+    /// <summary>
+    /// When a publish is acknowledged (durable store only). Default: <see cref="MiniQueueCommitMode.Fsync"/>, after the
+    /// message is on stable storage.
+    /// </summary>
+    public MiniQueueCommitMode CommitMode { get; set; } = MiniQueueCommitMode.Fsync;
+
+    /// <summary>
+    /// In <see cref="MiniQueueCommitMode.Interval"/> mode, the longest time between a publish and the commit that makes it
+    /// durable, which is also the most a crash can lose. Default: 10 ms. Must be positive.
+    /// </summary>
+    public TimeSpan CommitInterval { get; set; } = TimeSpan.FromMilliseconds(10);
+
+    /// <summary>
+    /// The durable log's page size in bytes, a power of two of at least 64 KiB that holds the largest message with room to
+    /// spare. Default: <see langword="null"/>: what the data directory was created with, or 8 MiB for a new one.
+    /// A value that differs from the directory's is refused.
+    /// </summary>
+    public int? LogPageBytes { get; set; }
+
+    /// <summary>
+    /// The durable log's segment (file) size in bytes, a power of two and a multiple of the page size. Space is reclaimed
+    /// by whole segments. Default: <see langword="null"/>: what the data directory was created with, or 64 MiB for a new one.
+    /// A value that differs from the directory's is refused.
+    /// </summary>
+    public long? LogSegmentBytes { get; set; }
+
+    /// <summary>The memory the durable log buffers writes in, in bytes (at least two pages). Default: 4 pages.</summary>
+    public long? LogMemoryBytes { get; set; }
+
+    /// <summary>
+    /// How many bytes of message bodies the durable engine keeps in memory so that delivering them needs no disk read.
+    /// Beyond it, queued messages cost only a small index entry and their bodies are read back from the log.
+    /// Default: 64 MiB. Ignored in memory, where every body is kept.
+    /// </summary>
+    public long BodyCacheBytes { get; set; } = 64L * 1024 * 1024;
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first property whose value cannot work.</summary>
     public void Validate()
     {
@@ -51,9 +87,56 @@ public sealed class MiniQueueOptions
             throw new ArgumentException($"{nameof(TimeProvider)} must not be null.", nameof(TimeProvider));
         }
 
+        if (CommitInterval <= TimeSpan.Zero)
+        {
+            throw new ArgumentException($"{nameof(CommitInterval)} must be positive, not {CommitInterval}.", nameof(CommitInterval));
+        }
+
+        if (!Enum.IsDefined(CommitMode))
+        {
+            throw new ArgumentException($"{nameof(CommitMode)} {CommitMode} is not a commit mode.", nameof(CommitMode));
+        }
+
+        if (LogPageBytes is { } page && (page < 64 * 1024 || !int.IsPow2(page)))
+        {
+            throw new ArgumentException($"{nameof(LogPageBytes)} must be a power of two of at least 64 KiB, not {page}.", nameof(LogPageBytes));
+        }
+
+        if (LogSegmentBytes is { } segment && (!long.IsPow2(segment) || segment < (LogPageBytes ?? 64 * 1024)))
+        {
+            throw new ArgumentException(
+                $"{nameof(LogSegmentBytes)} must be a power of two of at least the page size, not {segment}.", nameof(LogSegmentBytes));
+        }
+
+        if (LogMemoryBytes is { } memory && (!long.IsPow2(memory) || memory < 2L * (LogPageBytes ?? 64 * 1024)))
+        {
+            throw new ArgumentException($"{nameof(LogMemoryBytes)} must be a power of two of at least two pages, not {memory}.", nameof(LogMemoryBytes));
+        }
+
+        if (BodyCacheBytes < 0)
+        {
+            throw new ArgumentException($"{nameof(BodyCacheBytes)} must not be negative, not {BodyCacheBytes}.", nameof(BodyCacheBytes));
+        }
+
         if (DataDirectory is { Length: 0 })
         {
             throw new ArgumentException($"{nameof(DataDirectory)} must be null (in memory) or a folder, not empty.", nameof(DataDirectory));
         }
     }
+}
+
+/// <summary>When the durable engine acknowledges a publish.</summary>
+public enum MiniQueueCommitMode
+{
+    /// <summary>
+    /// After the message is on stable storage (written and synced). Concurrent publishers share syncs (group commit).
+    /// A crash loses no acknowledged message.
+    /// </summary>
+    Fsync = 0,
+
+    /// <summary>
+    /// As soon as the message is in the log's memory; a commit follows within <see cref="MiniQueueOptions.CommitInterval"/>.
+    /// A crash (of the process or the machine) can lose the messages acknowledged during the last interval.
+    /// </summary>
+    Interval = 1,
 }

@@ -16,4 +16,14 @@ internal static partial class EngineLog
 
     [LoggerMessage(EventId = 1002, Level = LogLevel.Error, Message = "Publishing to topic {Topic} failed: the store did not take the message")]
     public static partial void PublishFailed(ILogger logger, string topic, Exception exception);
+
+    [LoggerMessage(EventId = 1003, Level = LogLevel.Debug, Message = "Compacted the log: its start moved from {From} to {To}")]
+    public static partial void Compacted(ILogger logger, long from, long to);
+
+    [LoggerMessage(EventId = 1004, Level = LogLevel.Warning, Message = "Compacting the log failed; it will be tried again")]
+    public static partial void CompactionFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 1005, Level = LogLevel.Error,
+        Message = "{Count} messages of topic {Topic} were lost: a commit failed before they were durable and their bodies were not in memory")]
+    public static partial void MessagesLost(ILogger logger, int count, string topic);
 }

@@ -15,6 +15,7 @@ internal sealed class Recovery
 {
     private readonly Dictionary<long, Node> _live = [];
     private readonly Dictionary<string, TopicState> _topics = new(StringComparer.Ordinal);
+    private readonly Dictionary<long, (TopicState Topic, List<CheckpointEntry> Entries)> _checkpoints = [];
     private TopicState? _lastTopic;
 
     /// <summary>How many records were applied.</summary>
@@ -30,20 +31,42 @@ internal sealed class Recovery
         var record = LogRecord.Read(stored.Data);
         var order = ++Records;
         MaxMessageId = Math.Max(MaxMessageId, record.MessageId);
-        if (record.Kind == LogRecordKind.Publish)
+        switch (record.Kind)
         {
-            var topic = GetTopic(record.Topic.Span);
-            var node = new Node(record.MessageId, topic, stored.Address);
-            _live[record.MessageId] = node;
-            topic.LastId = Math.Max(topic.LastId, record.MessageId);
-            node.MoveTo(topic.Ready, atFront: false);
-            return;
-        }
+            case LogRecordKind.Publish when _live.TryGetValue(record.MessageId, out var copied):
+                // A copy written before a truncation: the body moved, the message stays where it is.
+                copied.Address = stored.Address;
+                return;
+            case LogRecordKind.Publish:
+                var topic = GetTopic(record.Topic.Span);
+                var node = new Node(record.MessageId, topic, stored.Address, record.Payload.Length);
+                _live[record.MessageId] = node;
+                topic.LastId = Math.Max(topic.LastId, record.MessageId);
+                node.MoveTo(topic.Ready, atFront: false);
+                return;
+            case LogRecordKind.Purge:
+                Purge(GetTopic(record.Topic.Span), record.MessageId);
+                return;
+            case LogRecordKind.CheckpointBegin:
+                _checkpoints[record.MessageId] = (GetTopic(record.Topic.Span), []);
+                return;
+            case LogRecordKind.CheckpointEntries:
+                if (_checkpoints.TryGetValue(record.MessageId, out var open))
+                {
+                    for (var offset = 0; offset < record.Payload.Length; offset += CheckpointEntry.Size)
+                    {
+                        open.Entries.Add(CheckpointEntry.Read(record.Payload.Span[offset..]));
+                    }
+                }
 
-        if (record.Kind == LogRecordKind.Purge)
-        {
-            Purge(GetTopic(record.Topic.Span), record.MessageId);
-            return;
+                return;
+            case LogRecordKind.CheckpointEnd:
+                if (_checkpoints.Remove(record.MessageId, out var complete))
+                {
+                    ApplyCheckpoint(complete.Topic, complete.Entries, order);
+                }
+
+                return;
         }
 
         if (!_live.TryGetValue(record.MessageId, out var message))
@@ -73,6 +96,39 @@ internal sealed class Recovery
                 message.DackCount = record.DackCount;
                 message.MoveTo(message.Topic.Delayed, atFront: false);
                 break;
+        }
+    }
+
+    /// <summary>Replaces everything replay knew of a topic with a checkpoint's state.</summary>
+    private void ApplyCheckpoint(TopicState topic, List<CheckpointEntry> entries, long order)
+    {
+        foreach (var list in (ReadOnlySpan<LinkedList<Node>>)[topic.Held, topic.Front, topic.Delayed, topic.Ready])
+        {
+            foreach (var node in list)
+            {
+                _live.Remove(node.Id);
+            }
+
+            list.Clear();
+        }
+
+        // Entries come in delivery order; their order numbers stay below those of any later record.
+        var sequence = order - entries.Count - 1;
+        foreach (var entry in entries)
+        {
+            var node = new Node(entry.Id, topic, entry.Address, entry.Length) { DackCount = entry.DackCount, Order = ++sequence, DueTicks = entry.DueTicks };
+            _live[entry.Id] = node;
+            MaxMessageId = Math.Max(MaxMessageId, entry.Id);
+            topic.LastId = Math.Max(topic.LastId, entry.Id);
+            node.MoveTo(
+                entry.Class switch
+                {
+                    CheckpointClass.Held => topic.Held,
+                    CheckpointClass.Front => topic.Front,
+                    CheckpointClass.Delayed => topic.Delayed,
+                    _ => topic.Ready,
+                },
+                atFront: false);
         }
     }
 
@@ -149,11 +205,12 @@ internal sealed class Recovery
     {
         private readonly LinkedListNode<Node> _link;
 
-        public Node(long id, TopicState topic, long address)
+        public Node(long id, TopicState topic, long address, int length)
         {
             Id = id;
             Topic = topic;
             Address = address;
+            Length = length;
             _link = new LinkedListNode<Node>(this);
         }
 
@@ -161,7 +218,9 @@ internal sealed class Recovery
 
         public TopicState Topic { get; }
 
-        public long Address { get; }
+        public long Address { get; set; }
+
+        public int Length { get; }
 
         public long Order { get; set; }
 
@@ -184,7 +243,7 @@ internal sealed class Recovery
             }
         }
 
-        public MessageEntry ToEntry() => new(Id, Address, null, DackCount);
+        public MessageEntry ToEntry() => new(Id, Address, null, Length, DackCount);
     }
 }
 

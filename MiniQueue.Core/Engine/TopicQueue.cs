@@ -21,6 +21,7 @@ internal sealed class TopicQueue
 
     private readonly MiniQueueEngine _engine;
     private readonly IMessageStore _store;
+    private readonly LogSpace _space;
     private readonly TimeProvider _time;
     private readonly long _periodTicks;
 
@@ -41,10 +42,11 @@ internal sealed class TopicQueue
     private bool _retired;
     private bool _closed;
 
-    public TopicQueue(MiniQueueEngine engine, IMessageStore store, string name, TimeProvider time, TimeSpan period)
+    public TopicQueue(MiniQueueEngine engine, IMessageStore store, LogSpace space, string name, TimeProvider time, TimeSpan period)
     {
         _engine = engine;
         _store = store;
+        _space = space;
         _time = time;
         _periodTicks = period.Ticks;
         Name = name;
@@ -72,23 +74,35 @@ internal sealed class TopicQueue
     /// <summary>Appends a message; it is delivered once the store says it is durable. Returns false if the topic was retired.</summary>
     public bool TryPublish(ReadOnlyMemory<byte> payload, out ValueTask completion)
     {
-        var body = _store.CanRead ? null : payload.ToArray();
+        // The body stays in memory when the store cannot read it back, or while the engine's body cache has room.
+        var body = !_store.CanRead || _engine.TryReserveBodyCache(payload.Length) ? payload.ToArray() : null;
         MiniQueueConsumer? toComplete = null;
         long id;
         long address;
+        var newSegment = false;
         lock (SyncRoot)
         {
-            if (_retired)
+            try
             {
-                completion = default;
-                return false;
+                if (_retired)
+                {
+                    completion = default;
+                    return false;
+                }
+
+                ThrowIfClosedLocked();
+                id = _engine.NextMessageId();
+                address = AppendOrThrow(LogRecord.Publish(id, NameUtf8, payload));
+            }
+            catch
+            {
+                ReleaseBodyCache(body);
+                throw;
             }
 
-            ThrowIfClosedLocked();
-            id = _engine.NextMessageId();
-            address = AppendOrThrow(LogRecord.Publish(id, NameUtf8, payload));
+            newSegment = _space.Track(address, Footprint(payload.Length));
             _created = true;
-            var entry = new MessageEntry(id, address, body, 0);
+            var entry = new MessageEntry(id, address, body, payload.Length, 0);
             if (_pending.Count == 0 && _store.IsCommitted(address))
             {
                 MakeVisibleLocked(entry);
@@ -99,6 +113,11 @@ internal sealed class TopicQueue
             {
                 _pending.Enqueue(entry);
             }
+        }
+
+        if (newSegment)
+        {
+            _engine.RequestMaintenance();
         }
 
         CompleteAll(toComplete);
@@ -116,13 +135,15 @@ internal sealed class TopicQueue
         {
             lock (SyncRoot)
             {
-                if (RemovePendingLocked(id))
+                if (RemovePendingLocked(id) is { } entry)
                 {
                     // The record may still reach the disk; an ACK record keeps it from coming back after a restart.
+                    ForgetLocked(entry);
                     AppendBestEffort(LogRecord.Ack(id));
                 }
             }
 
+            _engine.RequestMaintenance();
             throw exception as MiniQueueStoreException
                 ?? new MiniQueueStoreException($"The message to topic '{Name}' could not be made durable: {exception.Message}", exception);
         }
@@ -143,15 +164,15 @@ internal sealed class TopicQueue
         CompleteAll(toComplete);
     }
 
-    private bool RemovePendingLocked(long id)
+    private MessageEntry? RemovePendingLocked(long id)
     {
-        var found = false;
+        MessageEntry? found = null;
         for (var count = _pending.Count; count > 0; count--)
         {
             var entry = _pending.Dequeue();
             if (entry.Id == id)
             {
-                found = true;
+                found = entry;
             }
             else
             {
@@ -183,6 +204,11 @@ internal sealed class TopicQueue
             }
 
             address = AppendOrThrow(LogRecord.Purge(NameUtf8, _lastVisibleId));
+            foreach (var entry in _front.Concat(_due).Concat(_delayed.UnorderedItems.Select(static item => item.Element)).Concat(_ready))
+            {
+                ForgetLocked(entry);
+            }
+
             _front.Clear();
             _due.Clear();
             _delayed.Clear();
@@ -277,6 +303,7 @@ internal sealed class TopicQueue
     public void AckLocked(MessageEntry entry)
     {
         _held--;
+        ForgetLocked(entry);
         AppendBestEffort(LogRecord.Ack(entry.Id));
     }
 
@@ -434,7 +461,7 @@ internal sealed class TopicQueue
         CompleteAll(toComplete);
     }
 
-    /// <summary>Rebuilds the topic from recovered state.</summary>
+    /// <summary>Rebuilds the topic from recovered state (entries without bodies: the store reads them back).</summary>
     public void Restore(
         IReadOnlyList<MessageEntry> front, IEnumerable<(MessageEntry Entry, DueKey Key)> delayed, IEnumerable<MessageEntry> ready,
         long lastId, long dackSequence)
@@ -457,12 +484,210 @@ internal sealed class TopicQueue
                 _ready.Enqueue(entry);
             }
 
+            foreach (var entry in _front.Concat(_delayed.UnorderedItems.Select(static item => item.Element)).Concat(_ready))
+            {
+                _space.Track(entry.Address, Footprint(entry.Length));
+            }
+
             _lastVisibleId = lastId;
             _dackSequence = dackSequence;
             _created = true;
             ArmTimerLocked(_time.GetUtcNow().UtcTicks);
         }
     }
+
+    /// <summary>
+    /// Phase one of a checkpoint (see <see cref="TryWriteCheckpoint"/>): the messages whose bodies lie before
+    /// <paramref name="relocateBelow"/> and are not in memory, so the engine can read them back without the lock.
+    /// </summary>
+    public List<MessageEntry> CollectBodiesToRead(long relocateBelow)
+    {
+        lock (SyncRoot)
+        {
+            return [.. AllEntriesLocked().Where(entry => entry.Body is null && entry.Address < relocateBelow)];
+        }
+    }
+
+    /// <summary>Whether any message of the topic has its body before <paramref name="address"/>.</summary>
+    public bool HasBodiesBefore(long address)
+    {
+        lock (SyncRoot)
+        {
+            return AllEntriesLocked().Any(entry => entry.Address < address);
+        }
+    }
+
+    /// <summary>
+    /// Writes the topic's whole state to the log as a checkpoint, after copying forward the bodies that lie before
+    /// <paramref name="relocateBelow"/> (their segments are about to be freed) and those that a reopened log
+    /// <paramref name="lost"/>. A not-yet-durable publish that was lost is dropped: its publisher was told it failed.
+    /// A visible message that was lost and whose body is not in memory (possible only when publishes are acknowledged
+    /// before the commit) is dropped too.
+    /// </summary>
+    /// <returns>False, writing nothing, when a body before <paramref name="relocateBelow"/> is neither in memory nor in <paramref name="readBodies"/>.</returns>
+    public bool TryWriteCheckpoint(
+        long checkpointId, long relocateBelow, LostRange lost, IReadOnlyDictionary<long, ReadOnlyMemory<byte>> readBodies,
+        out long endAddress, out int dropped)
+    {
+        lock (SyncRoot)
+        {
+            endAddress = 0;
+            dropped = 0;
+            if (_closed || AllEntriesLocked().Any(entry => entry.Address < relocateBelow && entry.Body is null && !readBodies.ContainsKey(entry.Id)))
+            {
+                return false;
+            }
+
+            var held = _consumers.Where(static consumer => consumer.IsHoldingLocked).Select(static consumer => (consumer, consumer.HeldLocked))
+                .OrderBy(static pair => pair.HeldLocked.Id).ToArray();
+            var front = _front.ToArray();
+            var due = _due.ToArray();
+            var delayed = _delayed.UnorderedItems.OrderBy(static item => item.Priority).ToArray();
+            var ready = _ready.ToArray();
+            var pending = _pending.ToArray();
+
+            // Append every copy first; memory changes only once all of them are in the log.
+            var moved = new Dictionary<long, long>();
+            var gone = new HashSet<long>();
+            var visible = held.Select(static pair => pair.HeldLocked).Concat(front).Concat(due)
+                .Concat(delayed.Select(static item => item.Element)).Concat(ready);
+            foreach (var entry in pending.Where(lost.Contains))
+            {
+                gone.Add(entry.Id);
+            }
+
+            foreach (var entry in visible.Concat(pending))
+            {
+                if (gone.Contains(entry.Id))
+                {
+                    continue;
+                }
+
+                if (entry.Address < relocateBelow || lost.Contains(entry))
+                {
+                    var body = entry.Body ?? (readBodies.TryGetValue(entry.Id, out var read) ? read : (ReadOnlyMemory<byte>?)null);
+                    if (body is { } bytes)
+                    {
+                        moved[entry.Id] = AppendOrThrow(LogRecord.Publish(entry.Id, NameUtf8, bytes));
+                    }
+                    else
+                    {
+                        gone.Add(entry.Id);
+                    }
+                }
+            }
+
+            var entries = new List<CheckpointEntry>();
+            MessageEntry? Rewrite(MessageEntry entry, CheckpointClass kind, long dueTicks)
+            {
+                if (gone.Contains(entry.Id))
+                {
+                    return null;
+                }
+
+                if (moved.TryGetValue(entry.Id, out var address))
+                {
+                    entry.Address = address;
+                }
+
+                entries.Add(new CheckpointEntry(entry.Id, entry.Address, entry.Length, entry.DackCount, kind, dueTicks));
+                return entry;
+            }
+
+            var newHeld = held.Select(pair => (pair.consumer, Entry: Rewrite(pair.HeldLocked, CheckpointClass.Held, 0))).ToArray();
+            var newFront = front.Select(entry => Rewrite(entry, CheckpointClass.Front, 0)).ToArray();
+            var newDue = due.Select(entry => Rewrite(entry, CheckpointClass.Delayed, 0)).ToArray();
+            var newDelayed = delayed.Select(item => (Entry: Rewrite(item.Element, CheckpointClass.Delayed, item.Priority.DueTicks), item.Priority)).ToArray();
+            var newReady = ready.Select(entry => Rewrite(entry, CheckpointClass.Ready, 0)).ToArray();
+            var newPending = pending.Select(entry => Rewrite(entry, CheckpointClass.Ready, 0)).ToArray();
+
+            AppendOrThrow(LogRecord.CheckpointBegin(checkpointId, NameUtf8));
+            const int EntriesPerRecord = 1024;
+            var buffer = new byte[EntriesPerRecord * CheckpointEntry.Size];
+            for (var start = 0; start < entries.Count; start += EntriesPerRecord)
+            {
+                var count = Math.Min(EntriesPerRecord, entries.Count - start);
+                for (var i = 0; i < count; i++)
+                {
+                    entries[start + i].WriteTo(buffer.AsSpan(i * CheckpointEntry.Size));
+                }
+
+                AppendOrThrow(LogRecord.CheckpointEntries(checkpointId, buffer.AsMemory(0, count * CheckpointEntry.Size)));
+            }
+
+            endAddress = AppendOrThrow(LogRecord.CheckpointEnd(checkpointId));
+
+            // The checkpoint is in the log: now memory follows it.
+            foreach (var entry in held.Select(static pair => pair.HeldLocked).Concat(front).Concat(due)
+                .Concat(delayed.Select(static item => item.Element)).Concat(ready).Concat(pending))
+            {
+                if (gone.Contains(entry.Id))
+                {
+                    ForgetLocked(entry);
+                    dropped++;
+                }
+                else if (moved.TryGetValue(entry.Id, out var address))
+                {
+                    var footprint = Footprint(entry.Length);
+                    _space.Release(entry.Address, footprint);
+                    _space.Track(address, footprint);
+                }
+            }
+
+            foreach (var (consumer, entry) in newHeld)
+            {
+                if (entry is { } kept)
+                {
+                    consumer.ReplaceHeldLocked(kept);
+                }
+                else
+                {
+                    consumer.DropHeldLocked();
+                    _held--;
+                }
+            }
+
+            _front.Clear();
+            foreach (var entry in newFront.Reverse())
+            {
+                if (entry is { } kept)
+                {
+                    _front.Push(kept);
+                }
+            }
+
+            Refill(_due, newDue);
+            _delayed.Clear();
+            foreach (var (entry, key) in newDelayed)
+            {
+                if (entry is { } kept)
+                {
+                    _delayed.Enqueue(kept, key);
+                }
+            }
+
+            Refill(_ready, newReady);
+            Refill(_pending, newPending);
+            return true;
+        }
+
+        static void Refill(Queue<MessageEntry> queue, MessageEntry?[] entries)
+        {
+            queue.Clear();
+            foreach (var entry in entries)
+            {
+                if (entry is { } kept)
+                {
+                    queue.Enqueue(kept);
+                }
+            }
+        }
+    }
+
+    /// <summary>Every message of the topic: held, front, due, delayed, ready and not yet durable.</summary>
+    private IEnumerable<MessageEntry> AllEntriesLocked() =>
+        _consumers.Where(static consumer => consumer.IsHoldingLocked).Select(static consumer => consumer.HeldLocked)
+            .Concat(_front).Concat(_due).Concat(_delayed.UnorderedItems.Select(static item => item.Element)).Concat(_ready).Concat(_pending);
 
     /// <summary>Ends every consumer (held messages return to the front), then refuses further work.</summary>
     public async ValueTask CloseAsync()
@@ -487,6 +712,24 @@ internal sealed class TopicQueue
     }
 
     public void ThrowIfClosedLocked() => ObjectDisposedException.ThrowIf(_closed, typeof(MiniQueueEngine));
+
+    /// <summary>The space the publish record of a body of <paramref name="length"/> bytes takes in the store.</summary>
+    private long Footprint(int length) => _store.FootprintOf(LogRecord.PublishLength(NameUtf8.Length, length));
+
+    /// <summary>A message is gone for good: its body no longer keeps its log segment alive or its cache bytes taken.</summary>
+    private void ForgetLocked(MessageEntry entry)
+    {
+        _space.Release(entry.Address, Footprint(entry.Length));
+        ReleaseBodyCache(entry.Body);
+    }
+
+    private void ReleaseBodyCache(byte[]? body)
+    {
+        if (body is not null && _store.CanRead)
+        {
+            _engine.ReleaseBodyCache(body.Length);
+        }
+    }
 
     private long AppendOrThrow(LogRecord record)
     {

@@ -17,7 +17,30 @@ internal interface IMessageStore : IAsyncDisposable
     /// </summary>
     bool CanRead { get; }
 
-    /// <summary>Appends a record and returns its address. It is durable once <see cref="IsCommitted"/> says so.</summary>
+    /// <summary>
+    /// The size of the units the store reclaims space in (whole segments below a truncation point), or 0 when it does
+    /// not reclaim space (nothing is kept, or everything is kept).
+    /// </summary>
+    long SegmentSize { get; }
+
+    /// <summary>How much of the store's address space a record of <paramref name="serializedLength"/> bytes takes.</summary>
+    long FootprintOf(int serializedLength);
+
+    /// <summary>The address of the oldest record not truncated away.</summary>
+    long BeginAddress { get; }
+
+    /// <summary>The address the next record will get.</summary>
+    long TailAddress { get; }
+
+    /// <summary>
+    /// Whether the store stopped taking records after a device failure; <see cref="TryRecoverAsync"/> brings it back.
+    /// </summary>
+    bool IsFaulted { get; }
+
+    /// <summary>
+    /// Appends a record and returns its address. It is durable once <see cref="IsCommitted"/> says so; the store commits
+    /// it soon without being asked.
+    /// </summary>
     long Append(LogRecord record);
 
     /// <summary>Whether the record at <paramref name="address"/> is on stable storage.</summary>
@@ -32,8 +55,14 @@ internal interface IMessageStore : IAsyncDisposable
     /// <summary>Every committed record that has not been truncated away, in append order.</summary>
     IAsyncEnumerable<StoredRecord> ReplayAsync(CancellationToken cancellationToken = default);
 
-    /// <summary>Lets the store discard every record before <paramref name="address"/>.</summary>
+    /// <summary>Lets the store discard every record before <paramref name="address"/>, a segment boundary.</summary>
     void TruncateUntil(long address);
+
+    /// <summary>
+    /// After a fault, reopens the store at its last durable state. Records appended after that state are gone, so the
+    /// caller must write again whatever state they carried. Returns false while the device still fails.
+    /// </summary>
+    ValueTask<bool> TryRecoverAsync(CancellationToken cancellationToken = default);
 }
 
 /// <summary>A record as the store kept it.</summary>

@@ -17,10 +17,19 @@ internal sealed class InMemoryStore : IMessageStore
     private long _firstAddress;
     private long _committedUntil;
 
-    public InMemoryStore(bool autoCommit = true) => _autoCommit = autoCommit;
+    /// <param name="autoCommit">Whether every append is committed at once.</param>
+    /// <param name="segmentRecords">
+    /// When positive, the store reclaims space in segments of this many records (each record takes one address), so the
+    /// engine's space reclamation can be exercised; 0 keeps everything.
+    /// </param>
+    public InMemoryStore(bool autoCommit = true, long segmentRecords = 0)
+    {
+        _autoCommit = autoCommit;
+        SegmentSize = segmentRecords;
+    }
 
-    private InMemoryStore(bool autoCommit, long firstAddress, IEnumerable<byte[]> records)
-        : this(autoCommit)
+    private InMemoryStore(bool autoCommit, long segmentRecords, long firstAddress, IEnumerable<byte[]> records)
+        : this(autoCommit, segmentRecords)
     {
         _firstAddress = firstAddress;
         _records.AddRange(records);
@@ -28,6 +37,26 @@ internal sealed class InMemoryStore : IMessageStore
     }
 
     public bool CanRead => true;
+
+    public long SegmentSize { get; }
+
+    /// <summary>How many records the store holds now.</summary>
+    public int Count
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _records.Count;
+            }
+        }
+    }
+
+    public long FootprintOf(int serializedLength) => 1;
+
+    public bool IsFaulted => false;
+
+    public ValueTask<bool> TryRecoverAsync(CancellationToken cancellationToken = default) => ValueTask.FromResult(true);
 
     /// <summary>The address the next record will get.</summary>
     public long TailAddress
@@ -122,7 +151,7 @@ internal sealed class InMemoryStore : IMessageStore
         lock (_lock)
         {
             var committed = (int)(_committedUntil - _firstAddress);
-            return new InMemoryStore(_autoCommit, _firstAddress, _records.Take(committed));
+            return new InMemoryStore(_autoCommit, SegmentSize, _firstAddress, _records.Take(committed));
         }
     }
 

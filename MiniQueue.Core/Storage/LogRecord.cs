@@ -25,17 +25,83 @@ internal enum LogRecordKind : byte
 
     /// <summary>A topic's ready and delayed messages with ids up to <see cref="LogRecord.MessageId"/> were discarded.</summary>
     Purge = 7,
+
+    /// <summary>
+    /// The start of a checkpoint of one topic (id in <see cref="LogRecord.MessageId"/>): its whole state follows in
+    /// <see cref="CheckpointEntries"/> records and replaces what replay built so far once <see cref="CheckpointEnd"/> arrives.
+    /// </summary>
+    CheckpointBegin = 8,
+
+    /// <summary>Some of a checkpoint's messages, in delivery order (see <see cref="CheckpointEntry"/>).</summary>
+    CheckpointEntries = 9,
+
+    /// <summary>The end of a checkpoint: it is complete and takes effect.</summary>
+    CheckpointEnd = 10,
+}
+
+/// <summary>Where a message stands in a topic, as a checkpoint records it.</summary>
+internal enum CheckpointClass : byte
+{
+    /// <summary>A consumer holds it.</summary>
+    Held = 0,
+
+    /// <summary>It was NACKed (or returned) to the front.</summary>
+    Front = 1,
+
+    /// <summary>It was DACKed; <see cref="CheckpointEntry.DueTicks"/> says when it is due.</summary>
+    Delayed = 2,
+
+    /// <summary>It waits in FIFO order.</summary>
+    Ready = 3,
+}
+
+/// <summary>One message in a checkpoint: where its body is and where it stands.</summary>
+internal readonly record struct CheckpointEntry(long Id, long Address, int Length, int DackCount, CheckpointClass Class, long DueTicks)
+{
+    public const int Size = sizeof(long) + sizeof(long) + sizeof(int) + sizeof(int) + 1 + sizeof(long);
+
+    public void WriteTo(Span<byte> destination)
+    {
+        BinaryPrimitives.WriteInt64LittleEndian(destination, Id);
+        BinaryPrimitives.WriteInt64LittleEndian(destination[8..], Address);
+        BinaryPrimitives.WriteInt32LittleEndian(destination[16..], Length);
+        BinaryPrimitives.WriteInt32LittleEndian(destination[20..], DackCount);
+        destination[24] = (byte)Class;
+        BinaryPrimitives.WriteInt64LittleEndian(destination[25..], DueTicks);
+    }
+
+    public static CheckpointEntry Read(ReadOnlySpan<byte> source)
+    {
+        var entryClass = (CheckpointClass)source[24];
+        if (entryClass > CheckpointClass.Ready)
+        {
+            throw new InvalidDataException($"Unknown checkpoint class {(byte)entryClass}.");
+        }
+
+        return new CheckpointEntry(
+            BinaryPrimitives.ReadInt64LittleEndian(source),
+            BinaryPrimitives.ReadInt64LittleEndian(source[8..]),
+            BinaryPrimitives.ReadInt32LittleEndian(source[16..]),
+            BinaryPrimitives.ReadInt32LittleEndian(source[20..]),
+            entryClass,
+            BinaryPrimitives.ReadInt64LittleEndian(source[25..]));
+    }
 }
 
 /// <summary>
 /// One state change, as the engine writes it to its store and reads it back on recovery.
 /// The encoding is little-endian: <c>[kind:1][id:8]</c>, then for Publish <c>[topicLength:1][topic][payload]</c>,
 /// for Dack <c>[dueTicks:8][dackCount:4]</c>, for Purge <c>[topicLength:1][topic]</c>.
-/// Topics travel as UTF-8 of at most 255 bytes and are never parsed.
+/// Topics travel as UTF-8 of at most 255 bytes and are never parsed. CheckpointBegin is <c>[kind][checkpoint id][topicLength:1][topic]</c>,
+/// CheckpointEntries is <c>[kind][checkpoint id][entries of <see cref="CheckpointEntry.Size"/> bytes]</c> and CheckpointEnd is
+/// <c>[kind][checkpoint id]</c>.
 /// </summary>
 internal readonly struct LogRecord
 {
     private const int HeaderLength = 1 + sizeof(long);
+
+    /// <summary>The most bytes a publish record adds to its payload: the header and the longest topic.</summary>
+    public const int MaxPublishOverhead = HeaderLength + 1 + TopicName.MaxUtf8Bytes;
 
     private LogRecord(LogRecordKind kind, long messageId, ReadOnlyMemory<byte> topic, ReadOnlyMemory<byte> payload, long dueTicks, int dackCount)
     {
@@ -66,11 +132,15 @@ internal readonly struct LogRecord
 
     public int SerializedLength => Kind switch
     {
-        LogRecordKind.Publish => HeaderLength + 1 + Topic.Length + Payload.Length,
+        LogRecordKind.Publish => PublishLength(Topic.Length, Payload.Length),
         LogRecordKind.Dack => HeaderLength + sizeof(long) + sizeof(int),
-        LogRecordKind.Purge => HeaderLength + 1 + Topic.Length,
+        LogRecordKind.Purge or LogRecordKind.CheckpointBegin => HeaderLength + 1 + Topic.Length,
+        LogRecordKind.CheckpointEntries => HeaderLength + Payload.Length,
         _ => HeaderLength,
     };
+
+    /// <summary>The length of a publish record with a topic and payload of these lengths.</summary>
+    public static int PublishLength(int topicLength, int payloadLength) => HeaderLength + 1 + topicLength + payloadLength;
 
     public static LogRecord Publish(long messageId, ReadOnlyMemory<byte> topic, ReadOnlyMemory<byte> payload) =>
         new(LogRecordKind.Publish, messageId, topic, payload, 0, 0);
@@ -89,6 +159,15 @@ internal readonly struct LogRecord
     public static LogRecord Purge(ReadOnlyMemory<byte> topic, long upToMessageId) =>
         new(LogRecordKind.Purge, upToMessageId, topic, default, 0, 0);
 
+    public static LogRecord CheckpointBegin(long checkpointId, ReadOnlyMemory<byte> topic) =>
+        new(LogRecordKind.CheckpointBegin, checkpointId, topic, default, 0, 0);
+
+    /// <summary>A record of checkpoint entries; <paramref name="entries"/> holds whole <see cref="CheckpointEntry"/>s.</summary>
+    public static LogRecord CheckpointEntries(long checkpointId, ReadOnlyMemory<byte> entries) =>
+        new(LogRecordKind.CheckpointEntries, checkpointId, default, entries, 0, 0);
+
+    public static LogRecord CheckpointEnd(long checkpointId) => new(LogRecordKind.CheckpointEnd, checkpointId, default, default, 0, 0);
+
     /// <summary>Writes the record into <paramref name="destination"/>, which holds at least <see cref="SerializedLength"/> bytes.</summary>
     public void WriteTo(Span<byte> destination)
     {
@@ -106,9 +185,12 @@ internal readonly struct LogRecord
                 BinaryPrimitives.WriteInt64LittleEndian(rest, DueTicks);
                 BinaryPrimitives.WriteInt32LittleEndian(rest[sizeof(long)..], DackCount);
                 break;
-            case LogRecordKind.Purge:
+            case LogRecordKind.Purge or LogRecordKind.CheckpointBegin:
                 rest[0] = checked((byte)Topic.Length);
                 Topic.Span.CopyTo(rest[1..]);
+                break;
+            case LogRecordKind.CheckpointEntries:
+                Payload.Span.CopyTo(rest);
                 break;
         }
     }
@@ -135,7 +217,7 @@ internal readonly struct LogRecord
         var rest = data[HeaderLength..];
         switch (kind)
         {
-            case LogRecordKind.Publish or LogRecordKind.Purge:
+            case LogRecordKind.Publish or LogRecordKind.Purge or LogRecordKind.CheckpointBegin:
                 if (rest.Length < 1 || rest.Length < 1 + rest.Span[0])
                 {
                     throw Corrupt(data.Length);
@@ -143,17 +225,19 @@ internal readonly struct LogRecord
 
                 var topicLength = rest.Span[0];
                 var topic = rest.Slice(1, topicLength);
-                if (kind == LogRecordKind.Purge)
+                if (kind == LogRecordKind.Publish)
                 {
-                    return rest.Length == 1 + topicLength ? Purge(topic, id) : throw Corrupt(data.Length);
+                    return Publish(id, topic, rest[(1 + topicLength)..]);
                 }
 
-                return Publish(id, topic, rest[(1 + topicLength)..]);
+                return rest.Length == 1 + topicLength ? new LogRecord(kind, id, topic, default, 0, 0) : throw Corrupt(data.Length);
+            case LogRecordKind.CheckpointEntries:
+                return rest.Length % CheckpointEntry.Size == 0 ? CheckpointEntries(id, rest) : throw Corrupt(data.Length);
             case LogRecordKind.Dack:
                 return rest.Length == sizeof(long) + sizeof(int)
                     ? Dack(id, BinaryPrimitives.ReadInt64LittleEndian(rest.Span), BinaryPrimitives.ReadInt32LittleEndian(rest.Span[sizeof(long)..]))
                     : throw Corrupt(data.Length);
-            case LogRecordKind.Deliver or LogRecordKind.Ack or LogRecordKind.Nack or LogRecordKind.Back:
+            case LogRecordKind.Deliver or LogRecordKind.Ack or LogRecordKind.Nack or LogRecordKind.Back or LogRecordKind.CheckpointEnd:
                 return rest.Length == 0 ? new LogRecord(kind, id, default, default, 0, 0) : throw Corrupt(data.Length);
             default:
                 throw new InvalidDataException($"Unknown log record kind {(byte)kind}.");

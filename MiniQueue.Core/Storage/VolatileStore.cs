@@ -15,6 +15,18 @@ internal sealed class VolatileStore : IMessageStore
 
     public bool CanRead => false;
 
+    public long SegmentSize => 0;
+
+    public long FootprintOf(int serializedLength) => 0;
+
+    public long BeginAddress => 0;
+
+    public long TailAddress => 0;
+
+    public bool IsFaulted => false;
+
+    public ValueTask<bool> TryRecoverAsync(CancellationToken cancellationToken = default) => ValueTask.FromResult(true);
+
     public long Append(LogRecord record) => 0;
 
     public bool IsCommitted(long address) => true;

@@ -140,7 +140,8 @@ public sealed class StoreSeamTests
             .Returns((long address, CancellationToken token) => ++reads == 1
                 ? ValueTask.FromException<ReadOnlyMemory<byte>>(new IOException("bad sector"))
                 : inner.ReadAsync(address, token));
-        await using var queue = await MiniQueueEngine.OpenAsync(s_options, store.Object, default);
+        var noCache = new MiniQueueOptions { TimeProvider = TestSupport.NewClock(), BodyCacheBytes = 0 };
+        await using var queue = await MiniQueueEngine.OpenAsync(noCache, store.Object, default);
         await queue.PublishAsync("t", "a");
         var consumer = queue.Subscribe("t");
 

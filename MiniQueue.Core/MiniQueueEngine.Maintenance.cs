@@ -1,0 +1,161 @@
+using MiniQueue.Engine;
+using MiniQueue.Storage;
+
+namespace MiniQueue;
+
+/// <summary>The engine's background care of its store: reclaiming log space, and coming back after a device failure.</summary>
+public sealed partial class MiniQueueEngine
+{
+    private static readonly TimeSpan s_firstRetry = TimeSpan.FromMilliseconds(100);
+    private static readonly TimeSpan s_lastRetry = TimeSpan.FromSeconds(5);
+
+    private async Task MaintainAsync()
+    {
+        var retry = s_firstRetry;
+        try
+        {
+            while (await _maintenanceRequests.Reader.WaitToReadAsync(_stopping.Token).ConfigureAwait(false))
+            {
+                _maintenanceRequests.Reader.TryRead(out _);
+                if (_store.IsFaulted)
+                {
+                    if (await TryRecoverStoreAsync().ConfigureAwait(false))
+                    {
+                        retry = s_firstRetry;
+                    }
+                    else
+                    {
+                        // Real time, not the engine's clock: this waits for a disk, not for a message's due time.
+                        await Task.Delay(retry, _stopping.Token).ConfigureAwait(false);
+                        retry = TimeSpan.FromTicks(Math.Min(retry.Ticks * 2, s_lastRetry.Ticks));
+                        RequestMaintenance();
+                    }
+
+                    continue;
+                }
+
+                if (_space.Enabled)
+                {
+                    await CompactAsync(_stopping.Token).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>
+    /// Frees the oldest log segments when the live bodies in them are few: copies those bodies forward, writes a
+    /// checkpoint of every topic that had one, waits for it to be durable, then truncates. Returns the log's new start.
+    /// </summary>
+    internal async ValueTask<long> CompactAsync(CancellationToken cancellationToken = default)
+    {
+        var begin = _store.BeginAddress;
+        var tail = _store.TailAddress;
+
+        // Only committed bodies can be read back, so the truncation point stays at or below the durable part.
+        var point = _space.ChooseTruncationPoint(begin, tail, MaxCopiedFraction);
+        while (point > begin && !_store.IsCommitted(point - 1))
+        {
+            point -= _space.SegmentSize;
+        }
+
+        if (point <= begin)
+        {
+            return begin;
+        }
+
+        try
+        {
+            var written = await CheckpointTopicsAsync(point, LostRange.None, cancellationToken).ConfigureAwait(false);
+            if (written is not { } last)
+            {
+                return begin;
+            }
+
+            if (last >= 0)
+            {
+                await _store.WaitForCommitAsync(last, cancellationToken).ConfigureAwait(false);
+            }
+
+            _store.TruncateUntil(point);
+            EngineLog.Compacted(_logger, begin, point);
+            return point;
+        }
+        catch (MiniQueueStoreException exception)
+        {
+            EngineLog.CompactionFailed(_logger, exception);
+            RequestMaintenance();
+            return begin;
+        }
+    }
+
+    /// <summary>Reopens a failed store and writes every topic's state again, since the records after its last commit are gone.</summary>
+    private async ValueTask<bool> TryRecoverStoreAsync()
+    {
+        // Messages published from now on are new; older ones whose records lay past the reopened log's tail are lost
+        // (new records reuse those addresses, so the id tells them apart).
+        var firstNewId = Volatile.Read(ref _lastMessageId) + 1;
+        if (!await _store.TryRecoverAsync(_stopping.Token).ConfigureAwait(false))
+        {
+            return false;
+        }
+
+        var lost = new LostRange(_store.TailAddress, firstNewId);
+        try
+        {
+            var written = await CheckpointTopicsAsync(long.MinValue, lost, _stopping.Token, everyTopic: true).ConfigureAwait(false);
+            if (written is { } address and >= 0)
+            {
+                await _store.WaitForCommitAsync(address, _stopping.Token).ConfigureAwait(false);
+            }
+
+            return written is not null;
+        }
+        catch (MiniQueueStoreException exception)
+        {
+            EngineLog.CompactionFailed(_logger, exception);
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// Checkpoints the topics with bodies before <paramref name="relocateBelow"/> or in the <paramref name="lost"/> range
+    /// (or all of them); returns the address of the last record written (-1 when none was needed), or null when a topic
+    /// could not be checkpointed.
+    /// </summary>
+    private async ValueTask<long?> CheckpointTopicsAsync(long relocateBelow, LostRange lost, CancellationToken cancellationToken, bool everyTopic = false)
+    {
+        long last = -1;
+        foreach (var topic in _topics.Values)
+        {
+            if (!everyTopic && !topic.HasBodiesBefore(relocateBelow))
+            {
+                continue;
+            }
+
+            // Read the bodies that are not in memory without holding the topic's lock, then write under it.
+            var bodies = new Dictionary<long, ReadOnlyMemory<byte>>();
+            foreach (var entry in topic.CollectBodiesToRead(relocateBelow))
+            {
+                var record = LogRecord.Read(await _store.ReadAsync(entry.Address, cancellationToken).ConfigureAwait(false));
+                bodies[entry.Id] = record.Payload;
+            }
+
+            if (!topic.TryWriteCheckpoint(NextMessageId(), relocateBelow, lost, bodies, out var end, out var dropped))
+            {
+                return null;
+            }
+
+            if (dropped > 0)
+            {
+                EngineLog.MessagesLost(_logger, dropped, topic.Name);
+            }
+
+            last = Math.Max(last, end);
+        }
+
+        return last;
+    }
+}

@@ -1,0 +1,468 @@
+using System.Runtime.CompilerServices;
+using System.Threading.Channels;
+using FASTER.core;
+using Microsoft.Extensions.Logging;
+
+namespace MiniQueue.Storage;
+
+/// <summary>
+/// The durable store: a FasterLog write-ahead log in a data directory.
+/// </summary>
+/// <remarks>
+/// <list type="bullet">
+/// <item>Records carry FASTER's per-entry checksums; commits use FastCommitMode (a commit record in the log itself,
+/// with the commit metadata file written every 1,000 commits and whenever truncation moved the log's start), so a
+/// commit costs one write. Recovery scans forward from the last metadata to the last intact commit record.</item>
+/// <item>One committer task keeps one commit in flight: every append asks for a commit, and all appends that arrive
+/// during a commit share the next one (group commit).</item>
+/// <item>A failed commit poisons a FasterLog for good; the store then refuses records (<see cref="IsFaulted"/>) until
+/// <see cref="TryRecoverAsync"/> reopens the log at its last good commit.</item>
+/// <item>FASTER is no longer developed, so nothing outside this file touches it.</item>
+/// </list>
+/// </remarks>
+internal sealed class FasterLogStore : IMessageStore
+{
+    /// <summary>FasterLog's header per record with per-entry checksums: an 8-byte checksum and a 4-byte length.</summary>
+    private const int RecordHeaderBytes = 12;
+
+    /// <summary>Write the commit metadata file only every this many commits (recovery scans forward from it).</summary>
+    private const int MetadataEveryCommits = 1000;
+
+    private const int DefaultPageBytes = 8 * 1024 * 1024;
+    private const long DefaultSegmentBytes = 64L * 1024 * 1024;
+
+    private readonly string _directory;
+    private readonly StoreManifest _manifest;
+    private readonly long _memoryBytes;
+    private readonly MiniQueueCommitMode _commitMode;
+    private readonly TimeSpan _commitInterval;
+    private readonly Func<string, IDevice> _createDevice;
+    private readonly ILogger _logger;
+    private readonly Channel<bool> _commitRequests = Channel.CreateBounded<bool>(new BoundedChannelOptions(1)
+    {
+        FullMode = BoundedChannelFullMode.DropWrite,
+        SingleReader = true,
+    });
+
+    private readonly Task _committer;
+    private Instance _instance;
+    private volatile Exception? _fault;
+    private int _users;
+    private int _disposed;
+
+    private FasterLogStore(
+        string directory, StoreManifest manifest, long memoryBytes, MiniQueueCommitMode commitMode, TimeSpan commitInterval,
+        Func<string, IDevice> createDevice, ILogger logger, Instance instance)
+    {
+        _directory = directory;
+        _manifest = manifest;
+        _memoryBytes = memoryBytes;
+        _commitMode = commitMode;
+        _commitInterval = commitInterval;
+        _createDevice = createDevice;
+        _logger = logger;
+        _instance = instance;
+        _committer = Task.Run(CommitLoopAsync);
+    }
+
+    public bool CanRead => true;
+
+    public long SegmentSize => _manifest.SegmentBytes;
+
+    public long BeginAddress => _instance.Log.BeginAddress;
+
+    public long TailAddress => _instance.Log.TailAddress;
+
+    /// <summary>The address up to which the log is durable.</summary>
+    public long CommittedUntilAddress => _instance.Log.CommittedUntilAddress;
+
+    public bool IsFaulted => _fault is not null;
+
+    /// <summary>The page size the data directory uses.</summary>
+    public int PageBytes => _manifest.PageBytes;
+
+    /// <summary>The largest message body a record of this log can carry.</summary>
+    public int MaxPayloadBytes => _manifest.PageBytes - RecordHeaderBytes - LogRecord.MaxPublishOverhead;
+
+    /// <summary>How many commits the committer has made (each one shared by every append before it).</summary>
+    public long Commits { get; private set; }
+
+    /// <summary>
+    /// Opens (creating or recovering) the log in the options' data directory, refusing settings that differ from the
+    /// directory's manifest.
+    /// </summary>
+    public static FasterLogStore Open(MiniQueueOptions options, ILogger logger, Func<string, IDevice>? createDevice = null)
+    {
+        var directory = Path.GetFullPath(options.DataDirectory ?? throw new ArgumentException("A durable store needs a DataDirectory.", nameof(options)));
+        Directory.CreateDirectory(directory);
+        var manifest = ResolveManifest(directory, options);
+        var memoryBytes = options.LogMemoryBytes ?? 4L * manifest.PageBytes;
+        if (memoryBytes < 2L * manifest.PageBytes)
+        {
+            throw new MiniQueueStoreException(
+                $"LogMemoryBytes ({memoryBytes}) must hold at least two of this data directory's {manifest.PageBytes}-byte pages.");
+        }
+
+        var maxPayload = manifest.PageBytes - RecordHeaderBytes - LogRecord.MaxPublishOverhead;
+        if (options.MaxMessageBytes > maxPayload)
+        {
+            throw new MiniQueueStoreException(
+                $"MaxMessageBytes ({options.MaxMessageBytes}) does not fit this data directory's {manifest.PageBytes}-byte log pages " +
+                $"(at most {maxPayload}); create a new data directory with a larger LogPageBytes.");
+        }
+
+        createDevice ??= static path => Devices.CreateLogDevice(path, preallocateFile: false, deleteOnClose: false);
+        var instance = Instance.Open(directory, manifest, memoryBytes, createDevice);
+        return new FasterLogStore(directory, manifest, memoryBytes, options.CommitMode, options.CommitInterval, createDevice, logger, instance);
+    }
+
+    private static StoreManifest ResolveManifest(string directory, MiniQueueOptions options)
+    {
+        var existing = StoreManifest.TryRead(directory);
+        if (existing is null)
+        {
+            if (Directory.EnumerateFiles(directory, "wal.log*").Any())
+            {
+                throw new MiniQueueStoreException(
+                    $"{directory} holds a MiniQueue log but no {StoreManifest.FileName}; without it the log's settings are unknown, so it is not opened.");
+            }
+
+            var created = new StoreManifest(
+                StoreManifest.CurrentFormat,
+                options.LogPageBytes ?? DefaultPageBytes,
+                options.LogSegmentBytes ?? Math.Max(DefaultSegmentBytes, options.LogPageBytes ?? DefaultPageBytes),
+                StoreManifest.PerEntryChecksum,
+                FastCommit: true);
+            created.Write(directory);
+            return created;
+        }
+
+        var problems = new List<string>();
+        if (existing.Format != StoreManifest.CurrentFormat)
+        {
+            problems.Add($"format {existing.Format} (this version reads format {StoreManifest.CurrentFormat})");
+        }
+
+        if (options.LogPageBytes is { } page && page != existing.PageBytes)
+        {
+            problems.Add($"LogPageBytes {page} (the directory has {existing.PageBytes})");
+        }
+
+        if (options.LogSegmentBytes is { } segment && segment != existing.SegmentBytes)
+        {
+            problems.Add($"LogSegmentBytes {segment} (the directory has {existing.SegmentBytes})");
+        }
+
+        if (existing.Checksum != StoreManifest.PerEntryChecksum || !existing.FastCommit)
+        {
+            problems.Add($"checksum {existing.Checksum} and fast commit {existing.FastCommit} (this version uses {StoreManifest.PerEntryChecksum} and fast commit)");
+        }
+
+        if (!int.IsPow2(existing.PageBytes) || !long.IsPow2(existing.SegmentBytes) || existing.SegmentBytes < existing.PageBytes)
+        {
+            problems.Add($"page {existing.PageBytes} and segment {existing.SegmentBytes} bytes, which are not a valid layout");
+        }
+
+        if (problems.Count > 0)
+        {
+            throw new MiniQueueStoreException(
+                $"The data directory {directory} was created with other log settings than these: {string.Join("; ", problems)}. " +
+                "Opening it with them could silently lose data, so it is refused. Use the directory's settings or a new directory.");
+        }
+
+        return existing;
+    }
+
+    public long FootprintOf(int serializedLength) => RecordHeaderBytes + ((serializedLength + 3) & ~3);
+
+    public long Append(LogRecord record)
+    {
+        Interlocked.Increment(ref _users);
+        try
+        {
+            ThrowIfFaulted();
+            var address = _instance.Log.Enqueue(new Entry(record));
+            _commitRequests.Writer.TryWrite(true);
+            return address;
+        }
+        catch (Exception exception) when (exception is not MiniQueueStoreException)
+        {
+            throw new MiniQueueStoreException($"The log did not take a {record.Kind} record: {exception.Message}", exception);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _users);
+        }
+    }
+
+    public bool IsCommitted(long address) =>
+        _commitMode == MiniQueueCommitMode.Interval ? _fault is null : address < _instance.Log.CommittedUntilAddress;
+
+    public ValueTask WaitForCommitAsync(long address, CancellationToken cancellationToken = default)
+    {
+        if (IsCommitted(address))
+        {
+            return ValueTask.CompletedTask;
+        }
+
+        ThrowIfFaulted();
+        _commitRequests.Writer.TryWrite(true);
+        return WaitAsync(_instance.Log, address, cancellationToken);
+
+        async ValueTask WaitAsync(FasterLog log, long address, CancellationToken cancellationToken)
+        {
+            try
+            {
+                await log.WaitForCommitAsync(address + 1, token: cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception exception) when (exception is not OperationCanceledException)
+            {
+                throw new MiniQueueStoreException($"The log could not commit: {(_fault ?? exception).Message}", exception);
+            }
+        }
+    }
+
+    public async ValueTask<ReadOnlyMemory<byte>> ReadAsync(long address, CancellationToken cancellationToken = default)
+    {
+        Interlocked.Increment(ref _users);
+        try
+        {
+            var log = _instance.Log;
+            var (bytes, length) = await log.ReadAsync(address, token: cancellationToken).ConfigureAwait(false);
+            return bytes is null
+                ? throw new MiniQueueStoreException($"No committed record at address {address} (the log holds {log.BeginAddress}..{log.CommittedUntilAddress}).")
+                : bytes.AsMemory(0, length);
+        }
+        catch (Exception exception) when (exception is not (MiniQueueStoreException or OperationCanceledException))
+        {
+            throw new MiniQueueStoreException($"The record at address {address} could not be read: {exception.Message}", exception);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _users);
+        }
+    }
+
+    public async IAsyncEnumerable<StoredRecord> ReplayAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var log = _instance.Log;
+        using var iterator = log.Scan(log.BeginAddress, log.CommittedUntilAddress);
+        while (true)
+        {
+            byte[] entry;
+            int length;
+            long address;
+            bool found;
+            try
+            {
+                found = iterator.GetNext(out entry, out length, out address);
+            }
+            catch (FasterException exception)
+            {
+                throw new MiniQueueStoreException(
+                    $"The log in {_directory} is damaged at address {iterator.NextAddress}, inside its committed part: {exception.Message} " +
+                    "MiniQueue does not start from a partial log.", exception);
+            }
+
+            if (!found)
+            {
+                if (!await iterator.WaitAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    yield break;
+                }
+
+                continue;
+            }
+
+            yield return new StoredRecord(address, entry.AsMemory(0, length));
+        }
+    }
+
+    public void TruncateUntil(long address)
+    {
+        _instance.Log.TruncateUntilPageStart(address);
+
+        // Whole segments below the new start are deleted at the next commit.
+        _commitRequests.Writer.TryWrite(true);
+    }
+
+    public async ValueTask<bool> TryRecoverAsync(CancellationToken cancellationToken = default)
+    {
+        if (_fault is null)
+        {
+            return true;
+        }
+
+        // Appends and reads see the fault and stay out; wait for the ones already inside.
+        var spin = new SpinWait();
+        while (Volatile.Read(ref _users) != 0)
+        {
+            spin.SpinOnce();
+        }
+
+        Instance reopened;
+        try
+        {
+            reopened = Instance.Open(_directory, _manifest, _memoryBytes, _createDevice);
+        }
+        catch (Exception exception)
+        {
+            StoreLog.ReopenFailed(_logger, _directory, exception);
+            return false;
+        }
+
+        // Prove the device takes writes again before accepting records: commit a page of nothing.
+        try
+        {
+            await reopened.Log.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception exception) when (exception is not OperationCanceledException)
+        {
+            StoreLog.ReopenFailed(_logger, _directory, exception);
+            reopened.Dispose();
+            return false;
+        }
+
+        var old = _instance;
+        _instance = reopened;
+        old.Dispose();
+        _fault = null;
+        StoreLog.Recovered(_logger, _directory, reopened.Log.CommittedUntilAddress);
+        return true;
+    }
+
+    /// <summary>The bytes the data directory's files take on disk.</summary>
+    public long DiskBytes() =>
+        new DirectoryInfo(_directory).EnumerateFiles("*", SearchOption.AllDirectories).Sum(static file => file.Length);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        _commitRequests.Writer.TryComplete();
+        await _committer.ConfigureAwait(false);
+        if (_fault is null)
+        {
+            try
+            {
+                await _instance.Log.CommitAsync().ConfigureAwait(false);
+            }
+            catch (Exception exception)
+            {
+                StoreLog.FinalCommitFailed(_logger, _directory, exception);
+            }
+        }
+
+        _instance.Dispose();
+    }
+
+    private async Task CommitLoopAsync()
+    {
+        while (await _commitRequests.Reader.WaitToReadAsync().ConfigureAwait(false))
+        {
+            _commitRequests.Reader.TryRead(out _);
+            if (_commitMode == MiniQueueCommitMode.Interval)
+            {
+                // Let appends gather for at most one interval; their publishers were answered already.
+                await Task.Delay(_commitInterval).ConfigureAwait(false);
+            }
+
+            if (_fault is not null)
+            {
+                continue;
+            }
+
+            var log = _instance.Log;
+            try
+            {
+                await log.CommitAsync().ConfigureAwait(false);
+                Commits++;
+            }
+            catch (Exception exception)
+            {
+                _fault = exception;
+                StoreLog.CommitFailed(_logger, _directory, exception);
+            }
+        }
+    }
+
+    private void ThrowIfFaulted()
+    {
+        if (_fault is { } fault)
+        {
+            throw new MiniQueueStoreException($"The log is not taking records since a write failed: {fault.Message}", fault);
+        }
+
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+    }
+
+    /// <summary>A record as FasterLog serialises it, straight into the log's buffer.</summary>
+    private readonly struct Entry(LogRecord record) : ILogEnqueueEntry
+    {
+        public int SerializedLength => record.SerializedLength;
+
+        public void SerializeTo(Span<byte> dest) => record.WriteTo(dest);
+    }
+
+    /// <summary>One open FasterLog with the device and commit manager it owns.</summary>
+    private sealed class Instance : IDisposable
+    {
+        private readonly IDevice _device;
+        private readonly DeviceLogCommitCheckpointManager _commitManager;
+
+        private Instance(IDevice device, DeviceLogCommitCheckpointManager commitManager, FasterLog log)
+        {
+            _device = device;
+            _commitManager = commitManager;
+            Log = log;
+        }
+
+        public FasterLog Log { get; }
+
+        public static Instance Open(string directory, StoreManifest manifest, long memoryBytes, Func<string, IDevice> createDevice)
+        {
+            var device = createDevice(Path.Combine(directory, "wal.log"));
+            var commitManager = new DeviceLogCommitCheckpointManager(
+                new LocalStorageNamedDeviceFactory(), new DefaultCheckpointNamingScheme(directory),
+                removeOutdated: true, fastCommitThrottleFreq: MetadataEveryCommits);
+            FasterLog? log = null;
+            try
+            {
+                log = new FasterLog(new FasterLogSettings
+                {
+                    LogDevice = device,
+                    LogCommitDir = directory,
+                    LogCommitManager = commitManager,
+                    PageSizeBits = int.Log2(manifest.PageBytes),
+                    SegmentSizeBits = (int)long.Log2(manifest.SegmentBytes),
+                    MemorySizeBits = (int)long.Log2(memoryBytes),
+                    LogChecksum = LogChecksumType.PerEntry,
+                    FastCommitMode = true,
+
+                    // Recover explicitly: the constructor would swallow a recovery failure and start empty.
+                    TryRecoverLatest = false,
+                });
+                log.Recover();
+                return new Instance(device, commitManager, log);
+            }
+            catch (Exception exception)
+            {
+                log?.Dispose();
+                commitManager.Dispose();
+                device.Dispose();
+                throw exception as MiniQueueStoreException
+                    ?? new MiniQueueStoreException($"The log in {directory} could not be recovered: {exception.Message}", exception);
+            }
+        }
+
+        public void Dispose()
+        {
+            Log.Dispose();
+            _commitManager.Dispose();
+            _device.Dispose();
+        }
+    }
+}
