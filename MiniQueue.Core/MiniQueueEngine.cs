@@ -169,6 +169,7 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
             catch (MiniQueueStoreException exception)
             {
                 EngineLog.PublishFailed(_logger, topic, exception);
+                RequestMaintenance();
                 throw;
             }
 
@@ -275,8 +276,11 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
     /// <summary>Asks the maintenance task to look at the store: a new log segment, or a failure.</summary>
     internal void RequestMaintenance() => _maintenanceRequests.Writer.TryWrite(true);
 
-    internal void OnRecordNotLogged(LogRecord record, string topic, Exception exception) =>
+    internal void OnRecordNotLogged(LogRecord record, string topic, Exception exception)
+    {
         EngineLog.RecordNotLogged(_logger, record.Kind, record.MessageId, topic, exception);
+        RequestMaintenance();
+    }
 
     /// <summary>Drops a topic that was never created and has no consumers left (see <see cref="TopicQueue.RemoveConsumerLocked"/>).</summary>
     internal void Forget(TopicQueue topic) => _topics.TryRemove(new KeyValuePair<string, TopicQueue>(topic.Name, topic));

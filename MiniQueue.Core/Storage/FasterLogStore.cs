@@ -17,6 +17,9 @@ namespace MiniQueue.Storage;
 /// during a commit share the next one (group commit).</item>
 /// <item>A failed commit poisons a FasterLog for good; the store then refuses records (<see cref="IsFaulted"/>) until
 /// <see cref="TryRecoverAsync"/> reopens the log at its last good commit.</item>
+/// <item>FastCommitMode recovery stops silently at the first damaged record and calls what came before the whole log.
+/// So the store keeps its own lower bound of the committed log, <c>committed</c>, rewritten at most every 100 ms after a
+/// commit; a log that recovers to less than that is damaged, and opening it is refused rather than losing its end.</item>
 /// <item>FASTER is no longer developed, so nothing outside this file touches it.</item>
 /// </list>
 /// </remarks>
@@ -29,6 +32,8 @@ internal sealed class FasterLogStore : IMessageStore
     private const int MetadataEveryCommits = 1000;
 
     private const int DefaultPageBytes = 8 * 1024 * 1024;
+    private const string WatermarkFileName = "committed";
+    private static readonly TimeSpan s_watermarkEvery = TimeSpan.FromMilliseconds(100);
     private const long DefaultSegmentBytes = 64L * 1024 * 1024;
 
     private readonly string _directory;
@@ -45,16 +50,18 @@ internal sealed class FasterLogStore : IMessageStore
     });
 
     private readonly Task _committer;
+    private readonly Watermark _watermark;
     private Instance _instance;
-    private volatile Exception? _fault;
+    private Exception? _fault;
     private int _users;
     private int _disposed;
 
     private FasterLogStore(
         string directory, StoreManifest manifest, long memoryBytes, MiniQueueCommitMode commitMode, TimeSpan commitInterval,
-        Func<string, IDevice> createDevice, ILogger logger, Instance instance)
+        Func<string, IDevice> createDevice, ILogger logger, Instance instance, Watermark watermark)
     {
         _directory = directory;
+        _watermark = watermark;
         _manifest = manifest;
         _memoryBytes = memoryBytes;
         _commitMode = commitMode;
@@ -76,7 +83,7 @@ internal sealed class FasterLogStore : IMessageStore
     /// <summary>The address up to which the log is durable.</summary>
     public long CommittedUntilAddress => _instance.Log.CommittedUntilAddress;
 
-    public bool IsFaulted => _fault is not null;
+    public bool IsFaulted => Volatile.Read(ref _fault) is not null;
 
     /// <summary>The page size the data directory uses.</summary>
     public int PageBytes => _manifest.PageBytes;
@@ -112,8 +119,20 @@ internal sealed class FasterLogStore : IMessageStore
         }
 
         createDevice ??= static path => Devices.CreateLogDevice(path, preallocateFile: false, deleteOnClose: false);
-        var instance = Instance.Open(directory, manifest, memoryBytes, createDevice);
-        return new FasterLogStore(directory, manifest, memoryBytes, options.CommitMode, options.CommitInterval, createDevice, logger, instance);
+        var watermark = new Watermark(Path.Combine(directory, WatermarkFileName));
+        Instance? instance = null;
+        try
+        {
+            instance = Instance.Open(directory, manifest, memoryBytes, createDevice);
+            watermark.ThrowIfAbove(instance.Log.CommittedUntilAddress, directory);
+            return new FasterLogStore(directory, manifest, memoryBytes, options.CommitMode, options.CommitInterval, createDevice, logger, instance, watermark);
+        }
+        catch
+        {
+            instance?.Dispose();
+            watermark.Dispose();
+            throw;
+        }
     }
 
     private static StoreManifest ResolveManifest(string directory, MiniQueueOptions options)
@@ -196,7 +215,7 @@ internal sealed class FasterLogStore : IMessageStore
     }
 
     public bool IsCommitted(long address) =>
-        _commitMode == MiniQueueCommitMode.Interval ? _fault is null : address < _instance.Log.CommittedUntilAddress;
+        _commitMode == MiniQueueCommitMode.Interval ? !IsFaulted : address < _instance.Log.CommittedUntilAddress;
 
     public ValueTask WaitForCommitAsync(long address, CancellationToken cancellationToken = default)
     {
@@ -217,7 +236,9 @@ internal sealed class FasterLogStore : IMessageStore
             }
             catch (Exception exception) when (exception is not OperationCanceledException)
             {
-                throw new MiniQueueStoreException($"The log could not commit: {(_fault ?? exception).Message}", exception);
+                // The committer notes the failure too, but this waiter may hear of it first.
+                Interlocked.CompareExchange(ref _fault, exception, null);
+                throw new MiniQueueStoreException($"The log could not commit: {exception.Message}", exception);
             }
         }
     }
@@ -288,7 +309,7 @@ internal sealed class FasterLogStore : IMessageStore
 
     public async ValueTask<bool> TryRecoverAsync(CancellationToken cancellationToken = default)
     {
-        if (_fault is null)
+        if (!IsFaulted)
         {
             return true;
         }
@@ -304,6 +325,15 @@ internal sealed class FasterLogStore : IMessageStore
         try
         {
             reopened = Instance.Open(_directory, _manifest, _memoryBytes, _createDevice);
+            try
+            {
+                _watermark.ThrowIfAbove(reopened.Log.CommittedUntilAddress, _directory);
+            }
+            catch
+            {
+                reopened.Dispose();
+                throw;
+            }
         }
         catch (Exception exception)
         {
@@ -311,9 +341,11 @@ internal sealed class FasterLogStore : IMessageStore
             return false;
         }
 
-        // Prove the device takes writes again before accepting records: commit a page of nothing.
+        // Prove the device takes writes again before accepting records: commit a record that replay ignores
+        // (the end of a checkpoint that never began).
         try
         {
+            reopened.Log.Enqueue(new Entry(LogRecord.CheckpointEnd(0)));
             await reopened.Log.CommitAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (Exception exception) when (exception is not OperationCanceledException)
@@ -326,7 +358,7 @@ internal sealed class FasterLogStore : IMessageStore
         var old = _instance;
         _instance = reopened;
         old.Dispose();
-        _fault = null;
+        Volatile.Write(ref _fault, null);
         StoreLog.Recovered(_logger, _directory, reopened.Log.CommittedUntilAddress);
         return true;
     }
@@ -344,11 +376,12 @@ internal sealed class FasterLogStore : IMessageStore
 
         _commitRequests.Writer.TryComplete();
         await _committer.ConfigureAwait(false);
-        if (_fault is null)
+        if (!IsFaulted)
         {
             try
             {
                 await _instance.Log.CommitAsync().ConfigureAwait(false);
+                _watermark.Write(_instance.Log.CommittedUntilAddress);
             }
             catch (Exception exception)
             {
@@ -357,6 +390,7 @@ internal sealed class FasterLogStore : IMessageStore
         }
 
         _instance.Dispose();
+        _watermark.Dispose();
     }
 
     private async Task CommitLoopAsync()
@@ -370,7 +404,7 @@ internal sealed class FasterLogStore : IMessageStore
                 await Task.Delay(_commitInterval).ConfigureAwait(false);
             }
 
-            if (_fault is not null)
+            if (IsFaulted)
             {
                 continue;
             }
@@ -380,10 +414,14 @@ internal sealed class FasterLogStore : IMessageStore
             {
                 await log.CommitAsync().ConfigureAwait(false);
                 Commits++;
+                if (_watermark.Age >= s_watermarkEvery)
+                {
+                    _watermark.Write(log.CommittedUntilAddress);
+                }
             }
             catch (Exception exception)
             {
-                _fault = exception;
+                Interlocked.CompareExchange(ref _fault, exception, null);
                 StoreLog.CommitFailed(_logger, _directory, exception);
             }
         }
@@ -391,12 +429,64 @@ internal sealed class FasterLogStore : IMessageStore
 
     private void ThrowIfFaulted()
     {
-        if (_fault is { } fault)
+        if (Volatile.Read(ref _fault) is { } fault)
         {
             throw new MiniQueueStoreException($"The log is not taking records since a write failed: {fault.Message}", fault);
         }
 
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+    }
+
+    /// <summary>
+    /// A lower bound of the committed log's end, kept in a 16-byte file (the address and its complement) written through
+    /// to the disk.
+    /// </summary>
+    private sealed class Watermark : IDisposable
+    {
+        private readonly string _path;
+        private readonly Microsoft.Win32.SafeHandles.SafeFileHandle _file;
+        private readonly byte[] _buffer = new byte[16];
+        private long _writtenAt = Environment.TickCount64;
+
+        public Watermark(string path)
+        {
+            _path = path;
+            _file = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, FileOptions.WriteThrough);
+        }
+
+        public TimeSpan Age => TimeSpan.FromMilliseconds(Environment.TickCount64 - _writtenAt);
+
+        public void ThrowIfAbove(long recoveredUntil, string directory)
+        {
+            if (RandomAccess.Read(_file, _buffer, 0) != _buffer.Length)
+            {
+                return;
+            }
+
+            var address = BitConverter.ToInt64(_buffer, 0);
+            if (~address != BitConverter.ToInt64(_buffer, 8))
+            {
+                throw new MiniQueueStoreException($"{_path} is damaged, so it cannot tell whether the log in {directory} is whole; it is not opened.");
+            }
+
+            if (recoveredUntil < address)
+            {
+                throw new MiniQueueStoreException(
+                    $"The log in {directory} is damaged: it recovers only up to address {recoveredUntil}, but it was committed up to at least " +
+                    $"{address}. MiniQueue does not start from a partial log.");
+            }
+        }
+
+        public void Write(long committedUntil)
+        {
+            BitConverter.TryWriteBytes(_buffer, committedUntil);
+            BitConverter.TryWriteBytes(_buffer.AsSpan(8), ~committedUntil);
+            RandomAccess.Write(_file, _buffer, 0);
+            RandomAccess.FlushToDisk(_file);
+            _writtenAt = Environment.TickCount64;
+        }
+
+        public void Dispose() => _file.Dispose();
     }
 
     /// <summary>A record as FasterLog serialises it, straight into the log's buffer.</summary>

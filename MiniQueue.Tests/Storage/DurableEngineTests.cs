@@ -1,0 +1,281 @@
+using MiniQueue.Storage;
+
+namespace MiniQueue.Tests.Storage;
+
+/// <summary>The engine on a real FasterLog in a temp folder: durability, recovery, refusal of wrong settings, faults.</summary>
+[CancelAfter(60_000)]
+public sealed class DurableEngineTests
+{
+    [Test]
+    public async Task Restart_RecoversEverything_ReadyInOrder_DelayedWithDueTimeAndCount_HeldAtTheFront_PurgedGone()
+    {
+        using var directory = new TempDirectory();
+        var clock = TestSupport.NewClock();
+        await using (var queue = await MiniQueueEngine.OpenAsync(new MiniQueueOptions { DataDirectory = directory.Path, TimeProvider = clock }))
+        {
+            foreach (var text in new[] { "held", "delayed", "r1", "r2", "r3" })
+            {
+                await queue.PublishAsync("t", text);
+            }
+
+            await queue.PublishAsync("gone", "purged");
+            await queue.PurgeAsync("gone");
+            var holder = queue.Subscribe("t");
+            Assert.That(await holder.ReceiveTextAsync(), Is.EqualTo("held"));
+            var dacker = queue.Subscribe("t");
+            Assert.That(await dacker.ReceiveTextAsync(), Is.EqualTo("delayed"));
+            await dacker.DackAsync(TimeSpan.FromMinutes(10));
+            var acker = queue.Subscribe("t");
+            Assert.That(await acker.ReceiveTextAsync(), Is.EqualTo("r1"));
+            await acker.AckAsync();
+
+            // Disposing the engine returns "held" to the front, as a crash would on recovery.
+        }
+
+        var later = TestSupport.NewClock();
+        later.SetUtcNow(clock.GetUtcNow());
+        await using var reopened = await MiniQueueEngine.OpenAsync(new MiniQueueOptions { DataDirectory = directory.Path, TimeProvider = later });
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(reopened.GetStats("t"), Is.EqualTo(new TopicStats(3, 0, 1, 0)));
+            Assert.That(reopened.GetStats("gone").Ready, Is.Zero);
+            Assert.That((await DurableTestSupport.DrainAsync(reopened, "t")).Select(m => m.Text), Is.EqualTo(new[] { "held", "r2", "r3" }));
+        }
+
+        later.Advance(TimeSpan.FromMinutes(10));
+        Assert.That(await DurableTestSupport.DrainAsync(reopened, "t"), Is.EqualTo(new[] { ("delayed", 1) }));
+    }
+
+    [Test]
+    public async Task Publish_IsDurableWhenItCompletes()
+    {
+        using var directory = new TempDirectory();
+        var options = DurableTestSupport.SmallLog(directory.Path);
+        await using var queue = await DurableTestSupport.OpenAsync(options);
+        var store = (FasterLogStore)queue.Store;
+
+        await queue.PublishAsync("t", "one");
+
+        Assert.That(store.CommittedUntilAddress, Is.EqualTo(store.TailAddress), "the publish record is committed");
+    }
+
+    [Test]
+    public async Task ConcurrentPublishers_ShareCommits()
+    {
+        using var directory = new TempDirectory();
+        await using var queue = await DurableTestSupport.OpenAsync(DurableTestSupport.SmallLog(directory.Path));
+        var store = (FasterLogStore)queue.Store;
+        var before = store.Commits;
+
+        await Task.WhenAll(Enumerable.Range(0, 64).Select(p => Task.Run(async () =>
+        {
+            for (var i = 0; i < 20; i++)
+            {
+                await queue.PublishAsync("t", $"{p}:{i}");
+            }
+        })));
+
+        Assert.That(queue.GetStats("t").Ready, Is.EqualTo(64 * 20));
+        Assert.That(store.Commits - before, Is.LessThan(64 * 20), "group commit: publishers that arrive during a commit share the next one");
+    }
+
+    [Test]
+    public async Task BodiesNotInMemory_AreReadBackFromTheLog()
+    {
+        using var directory = new TempDirectory();
+        var options = DurableTestSupport.SmallLog(directory.Path);
+        options.BodyCacheBytes = 0;
+        await using var queue = await DurableTestSupport.OpenAsync(options);
+        var bodies = Enumerable.Range(0, 200).Select(i => new string((char)('a' + (i % 26)), 100 + i)).ToList();
+        foreach (var body in bodies)
+        {
+            await queue.PublishAsync("t", body);
+        }
+
+        Assert.That(queue.CachedBodyBytes, Is.Zero);
+        Assert.That((await DurableTestSupport.DrainAsync(queue, "t")).Select(m => m.Text), Is.EqualTo(bodies));
+    }
+
+    [Test]
+    public async Task ChangedLogSettings_AreRefused_WithAClearError()
+    {
+        using var directory = new TempDirectory();
+        var options = DurableTestSupport.SmallLog(directory.Path);
+        await using (var queue = await DurableTestSupport.OpenAsync(options))
+        {
+            await queue.PublishAsync("t", "kept");
+        }
+
+        var other = DurableTestSupport.SmallLog(directory.Path);
+        other.LogSegmentBytes = 512 * 1024;
+        var refused = Assert.ThrowsAsync<MiniQueueStoreException>(async () => await MiniQueueEngine.OpenAsync(other));
+        Assert.That(refused!.Message, Does.Contain("LogSegmentBytes 524288").And.Contain("262144"));
+
+        var otherPage = DurableTestSupport.SmallLog(directory.Path);
+        otherPage.LogPageBytes = 128 * 1024;
+        otherPage.LogSegmentBytes = null;
+        Assert.ThrowsAsync<MiniQueueStoreException>(async () => await MiniQueueEngine.OpenAsync(otherPage));
+
+        // Unset settings take the directory's own, and the data is intact.
+        await using var reopened = await MiniQueueEngine.OpenAsync(new MiniQueueOptions { DataDirectory = directory.Path, MaxMessageBytes = 1024 });
+        Assert.That((await DurableTestSupport.DrainAsync(reopened, "t")).Select(m => m.Text), Is.EqualTo(new[] { "kept" }));
+    }
+
+    [Test]
+    public async Task ALogWithoutItsManifest_IsRefused()
+    {
+        using var directory = new TempDirectory();
+        await using (var queue = await DurableTestSupport.OpenAsync(DurableTestSupport.SmallLog(directory.Path)))
+        {
+            await queue.PublishAsync("t", "x");
+        }
+
+        File.Delete(Path.Combine(directory.Path, StoreManifest.FileName));
+
+        var refused = Assert.ThrowsAsync<MiniQueueStoreException>(async () => await MiniQueueEngine.OpenAsync(DurableTestSupport.SmallLog(directory.Path)));
+        Assert.That(refused!.Message, Does.Contain("manifest.json"));
+    }
+
+    [Test]
+    public void AMaximumMessageSizeThePagesCannotHold_IsRefused()
+    {
+        using var directory = new TempDirectory();
+        var options = DurableTestSupport.SmallLog(directory.Path);
+        options.MaxMessageBytes = 64 * 1024;
+
+        var refused = Assert.ThrowsAsync<MiniQueueStoreException>(async () => await MiniQueueEngine.OpenAsync(options));
+        Assert.That(refused!.Message, Does.Contain("MaxMessageBytes"));
+    }
+
+    [Test]
+    public async Task GarbageAfterTheLastCommit_IsIgnored_AndTheLogKeepsWorking()
+    {
+        using var directory = new TempDirectory();
+        var options = DurableTestSupport.SmallLog(directory.Path);
+        await using (var queue = await DurableTestSupport.OpenAsync(options))
+        {
+            for (var i = 0; i < 50; i++)
+            {
+                await queue.PublishAsync("t", $"m{i}");
+            }
+        }
+
+        // A torn write after the last commit: random bytes where the next records would have gone.
+        var segment = Path.Combine(directory.Path, directory.LogFiles()[^1]);
+        await using (var file = new FileStream(segment, FileMode.Open, FileAccess.Write))
+        {
+            file.Seek(0, SeekOrigin.End);
+            file.Write(Enumerable.Range(0, 3000).Select(i => (byte)(i * 31 + 7)).ToArray());
+        }
+
+        await using (var reopened = await DurableTestSupport.OpenAsync(options))
+        {
+            Assert.That(reopened.GetStats("t").Ready, Is.EqualTo(50));
+            await reopened.PublishAsync("t", "after");
+        }
+
+        await using var again = await DurableTestSupport.OpenAsync(options);
+        var drained = await DurableTestSupport.DrainAsync(again, "t");
+        Assert.That(drained.Select(m => m.Text), Is.EqualTo(Enumerable.Range(0, 50).Select(i => $"m{i}").Append("after")));
+    }
+
+    [Test]
+    public async Task DamageInsideTheCommittedLog_IsRefused_NotSilentlySkipped()
+    {
+        using var directory = new TempDirectory();
+        var options = DurableTestSupport.SmallLog(directory.Path);
+        await using (var queue = await DurableTestSupport.OpenAsync(options))
+        {
+            // Several 64 KiB pages, so the damaged one is read from disk with its checksums checked.
+            for (var i = 0; i < 400; i++)
+            {
+                await queue.PublishAsync("t", new string('x', 1000));
+            }
+        }
+
+        var segment = Path.Combine(directory.Path, directory.LogFiles()[0]);
+        await using (var file = new FileStream(segment, FileMode.Open, FileAccess.ReadWrite))
+        {
+            file.Seek(5000, SeekOrigin.Begin);
+            var b = file.ReadByte();
+            file.Seek(5000, SeekOrigin.Begin);
+            file.WriteByte((byte)(b ^ 0x5A));
+        }
+
+        var refused = Assert.ThrowsAsync<MiniQueueStoreException>(async () => await DurableTestSupport.OpenAsync(options));
+        Assert.That(refused!.Message, Does.Contain("damaged"));
+    }
+
+    [Test]
+    public async Task IntervalCommitMode_AcknowledgesBeforeTheCommit_AndStillPersists()
+    {
+        using var directory = new TempDirectory();
+        var options = DurableTestSupport.SmallLog(directory.Path);
+        options.CommitMode = MiniQueueCommitMode.Interval;
+        options.CommitInterval = TimeSpan.FromMilliseconds(5);
+        await using (var queue = await DurableTestSupport.OpenAsync(options))
+        {
+            for (var i = 0; i < 100; i++)
+            {
+                await queue.PublishAsync("t", $"m{i}");
+            }
+        }
+
+        await using var reopened = await DurableTestSupport.OpenAsync(options);
+        Assert.That(reopened.GetStats("t").Ready, Is.EqualTo(100));
+    }
+
+    [Test]
+    public async Task AFullDisk_FailsPublishesClearly_KeepsWhatWasAcknowledged_AndRecoversWhenSpaceReturns()
+    {
+        using var directory = new TempDirectory();
+        var options = DurableTestSupport.SmallLog(directory.Path);
+        var disk = new SimulatedDisk();
+        var acknowledged = new List<string>();
+        await using (var queue = await DurableTestSupport.OpenAsync(options, path => new FaultInjectingDevice(path, disk)))
+        {
+            for (var i = 0; i < 10; i++)
+            {
+                await queue.PublishAsync("t", $"before{i}");
+                acknowledged.Add($"before{i}");
+            }
+
+            await using var consumer = queue.Subscribe("t");
+            Assert.That(await consumer.ReceiveTextAsync(), Is.EqualTo("before0"));
+            await consumer.AckAsync();
+            acknowledged.Remove("before0");
+
+            disk.Full = true;
+            Assert.ThrowsAsync<MiniQueueStoreException>(async () => await queue.PublishAsync("t", "refused-1"));
+            Assert.ThrowsAsync<MiniQueueStoreException>(async () => await queue.PublishAsync("t", "refused-2"));
+
+            // Consumers keep working on what was stored, and the store stays refused while the disk is full.
+            Assert.That(await consumer.ReceiveTextAsync(), Is.EqualTo("before1"));
+            await consumer.NackAsync();
+            await Task.Delay(300);
+            Assert.ThrowsAsync<MiniQueueStoreException>(async () => await queue.PublishAsync("t", "refused-3"));
+
+            disk.Full = false;
+            var recovered = await DurableTestSupport.EventuallyAsync(() =>
+            {
+                try
+                {
+                    queue.PublishAsync("t", "after").AsTask().GetAwaiter().GetResult();
+                    return true;
+                }
+                catch (MiniQueueStoreException)
+                {
+                    return false;
+                }
+            });
+            Assert.That(recovered, Is.True, "publishing works again once the disk has room");
+            acknowledged.Add("after");
+            Assert.That(disk.FailedWrites, Is.Positive);
+        }
+
+        await using var reopened = await DurableTestSupport.OpenAsync(options);
+        var drained = (await DurableTestSupport.DrainAsync(reopened, "t")).Select(m => m.Text).ToList();
+        Assert.That(drained, Is.EqualTo(acknowledged), "every acknowledged message, in order, and none of the refused ones");
+    }
+}

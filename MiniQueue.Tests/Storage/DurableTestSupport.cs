@@ -1,0 +1,75 @@
+using FASTER.core;
+using Microsoft.Extensions.Logging.Abstractions;
+using MiniQueue.Storage;
+
+namespace MiniQueue.Tests.Storage;
+
+/// <summary>A data directory in the temp folder, deleted when disposed.</summary>
+internal sealed class TempDirectory : IDisposable
+{
+    public TempDirectory() => Directory.CreateDirectory(Path);
+
+    public string Path { get; } = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "miniqueue-tests", Guid.NewGuid().ToString("N"));
+
+    public long DiskBytes() => new DirectoryInfo(Path).EnumerateFiles("*", SearchOption.AllDirectories).Sum(file => file.Length);
+
+    public string[] LogFiles() => [.. Directory.EnumerateFiles(Path, "wal.log.*").Select(System.IO.Path.GetFileName).Order()!];
+
+    public void Dispose()
+    {
+        try
+        {
+            Directory.Delete(Path, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}
+
+internal static class DurableTestSupport
+{
+    /// <summary>Small pages and segments, so that a test fills segments with little data.</summary>
+    public static MiniQueueOptions SmallLog(string directory, TimeProvider? time = null) => new()
+    {
+        DataDirectory = directory,
+        TimeProvider = time ?? TestSupport.NewClock(),
+        LogPageBytes = 64 * 1024,
+        LogSegmentBytes = 256 * 1024,
+        LogMemoryBytes = 256 * 1024,
+        MaxMessageBytes = 32 * 1024,
+    };
+
+    public static async Task<MiniQueueEngine> OpenAsync(MiniQueueOptions options, Func<string, IDevice>? createDevice = null) =>
+        await MiniQueueEngine.OpenAsync(options, FasterLogStore.Open(options, NullLogger.Instance, createDevice), default);
+
+    /// <summary>Polls a condition until it holds or the bound passes; returns whether it held.</summary>
+    public static async Task<bool> EventuallyAsync(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow + TestSupport.Bound;
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                return false;
+            }
+
+            await Task.Delay(20);
+        }
+
+        return true;
+    }
+
+    public static async Task<List<(string Text, int DackCount)>> DrainAsync(MiniQueueEngine queue, string topic)
+    {
+        var drained = new List<(string, int)>();
+        await using var consumer = queue.Subscribe(topic);
+        while (consumer.TryReceive(out var delivery))
+        {
+            drained.Add((delivery.Text(), delivery.DackCount));
+            await consumer.AckAsync();
+        }
+
+        return drained;
+    }
+}
