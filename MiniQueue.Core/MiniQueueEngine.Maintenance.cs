@@ -9,6 +9,9 @@ public sealed partial class MiniQueueEngine
     private static readonly TimeSpan s_firstRetry = TimeSpan.FromMilliseconds(100);
     private static readonly TimeSpan s_lastRetry = TimeSpan.FromSeconds(5);
 
+    /// <summary>One compaction or store recovery at a time.</summary>
+    private readonly SemaphoreSlim _maintenanceGate = new(1, 1);
+
     private async Task MaintainAsync()
     {
         var retry = s_firstRetry;
@@ -19,7 +22,18 @@ public sealed partial class MiniQueueEngine
                 _maintenanceRequests.Reader.TryRead(out _);
                 if (_store.IsFaulted)
                 {
-                    if (await TryRecoverStoreAsync().ConfigureAwait(false))
+                    bool recovered;
+                    await _maintenanceGate.WaitAsync(_stopping.Token).ConfigureAwait(false);
+                    try
+                    {
+                        recovered = await TryRecoverStoreAsync().ConfigureAwait(false);
+                    }
+                    finally
+                    {
+                        _maintenanceGate.Release();
+                    }
+
+                    if (recovered)
                     {
                         retry = s_firstRetry;
                     }
@@ -50,6 +64,19 @@ public sealed partial class MiniQueueEngine
     /// checkpoint of every topic that had one, waits for it to be durable, then truncates. Returns the log's new start.
     /// </summary>
     internal async ValueTask<long> CompactAsync(CancellationToken cancellationToken = default)
+    {
+        await _maintenanceGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return await CompactOnceAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _maintenanceGate.Release();
+        }
+    }
+
+    private async ValueTask<long> CompactOnceAsync(CancellationToken cancellationToken)
     {
         var begin = _store.BeginAddress;
         var tail = _store.TailAddress;

@@ -109,6 +109,7 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
         }
 
         _lastMessageId = recovery.MaxMessageId;
+        RecoveredRecords = recovery.Records;
         if (recovery.Records == 0)
         {
             return;
@@ -246,9 +247,13 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
 
         await _store.DisposeAsync().ConfigureAwait(false);
         _stopping.Dispose();
+        _maintenanceGate.Dispose();
     }
 
     internal long NextMessageId() => Interlocked.Increment(ref _lastMessageId);
+
+    /// <summary>How many log records the engine replayed when it opened.</summary>
+    internal long RecoveredRecords { get; private set; }
 
     /// <summary>The store behind the engine (for tests and benchmarks).</summary>
     internal IMessageStore Store => _store;

@@ -279,3 +279,50 @@ public sealed class DurableEngineTests
         Assert.That(drained, Is.EqualTo(acknowledged), "every acknowledged message, in order, and none of the refused ones");
     }
 }
+
+/// <summary>Disk use on a real FasterLog under a steady publish and ACK load, with 256 KiB segments.</summary>
+[CancelAfter(120_000)]
+public sealed class DurableSpaceTests
+{
+    [Test]
+    public async Task SteadyPublishAndAck_WithAMessageHeldThroughout_KeepsTheDataDirectoryBounded_AndRecovers()
+    {
+        using var directory = new TempDirectory();
+        var options = DurableTestSupport.SmallLog(directory.Path);
+        options.BodyCacheBytes = 0;
+        var payload = new string('p', 200);
+        long written;
+        long diskAtEnd;
+        await using (var queue = await DurableTestSupport.OpenAsync(options))
+        {
+            var store = (FasterLogStore)queue.Store;
+            await queue.PublishAsync("pinned", "held the whole time");
+            var holder = queue.Subscribe("pinned");
+            Assert.That(await holder.ReceiveTextAsync(), Is.EqualTo("held the whole time"));
+
+            await using var consumer = queue.Subscribe("steady");
+            for (var i = 0; i < 20_000; i++)
+            {
+                await queue.PublishAsync("steady", payload);
+                await consumer.ReceiveTextAsync();
+                await consumer.AckAsync();
+            }
+
+            written = store.TailAddress;
+
+            // Compaction runs in the background as segments fill; the last truncation frees files at the next commit.
+            await queue.CompactAsync();
+            await queue.PublishAsync("steady", "a last message, committed after the truncation");
+            var bounded = await DurableTestSupport.EventuallyAsync(() => directory.DiskBytes() < 6 * options.LogSegmentBytes!.Value);
+            diskAtEnd = directory.DiskBytes();
+            Assert.That(bounded, Is.True, $"{diskAtEnd} bytes on disk after writing {written} bytes of log");
+            Assert.That(written, Is.GreaterThan(20 * options.LogSegmentBytes!.Value), "the load wrote far more than what stays on disk");
+        }
+
+        await using var reopened = await DurableTestSupport.OpenAsync(options);
+        Assert.That(reopened.RecoveredRecords, Is.LessThan(5_000), "recovery reads the live tail, not the 60,000 records ever written");
+        Assert.That((await DurableTestSupport.DrainAsync(reopened, "pinned")).Select(m => m.Text), Is.EqualTo(new[] { "held the whole time" }));
+        Assert.That((await DurableTestSupport.DrainAsync(reopened, "steady")).Select(m => m.Text),
+            Is.EqualTo(new[] { "a last message, committed after the truncation" }));
+    }
+}

@@ -1,0 +1,203 @@
+using MiniQueue.Storage;
+
+namespace MiniQueue.Tests.Engine;
+
+/// <summary>
+/// Reclaiming log space, on an in-memory log with 20-record segments: consumed messages are truncated away, live ones
+/// that would pin old segments are copied forward with a checkpoint, and a crash after any of it recovers the same state.
+/// </summary>
+[CancelAfter(60_000)]
+public sealed class CompactionTests
+{
+    private const int SegmentRecords = 20;
+
+    private static async Task<MiniQueueEngine> OpenAsync(IMessageStore store, TimeProvider? clock = null, long bodyCacheBytes = 0) =>
+        await MiniQueueEngine.OpenAsync(
+            new MiniQueueOptions { TimeProvider = clock ?? TestSupport.NewClock(), BodyCacheBytes = bodyCacheBytes }, store, default);
+
+    private static async Task<List<(string Text, int DackCount)>> DrainAsync(MiniQueueEngine queue, string topic)
+    {
+        var drained = new List<(string, int)>();
+        await using var consumer = queue.Subscribe(topic);
+        while (consumer.TryReceive(out var delivery))
+        {
+            drained.Add((delivery.Text(), delivery.DackCount));
+            await consumer.AckAsync();
+        }
+
+        return drained;
+    }
+
+    /// <summary>Publishes, receives and ACKs <paramref name="count"/> messages on a topic of their own, compacting as it goes.</summary>
+    private static async Task TrafficAsync(MiniQueueEngine queue, int count, string topic = "traffic")
+    {
+        await using var consumer = queue.Subscribe(topic);
+        for (var i = 0; i < count; i++)
+        {
+            await queue.PublishAsync(topic, $"x{i}");
+            await consumer.ReceiveTextAsync();
+            await consumer.AckAsync();
+            if (i % 10 == 0)
+            {
+                await queue.CompactAsync();
+            }
+        }
+
+        await queue.CompactAsync();
+    }
+
+    [Test]
+    public async Task SteadyPublishAndAck_KeepsTheLogBounded()
+    {
+        var store = new InMemoryStore(segmentRecords: SegmentRecords);
+        await using var queue = await OpenAsync(store);
+
+        await TrafficAsync(queue, 2_000);
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(store.TailAddress, Is.GreaterThan(5_000), "each message wrote several records");
+            Assert.That(store.Count, Is.LessThanOrEqualTo(3 * SegmentRecords), "consumed messages were truncated away");
+        }
+    }
+
+    [Test]
+    public async Task AMessageHeldForALongTime_DoesNotPinTheLog_AndSurvivesACrash()
+    {
+        var store = new InMemoryStore(segmentRecords: SegmentRecords);
+        var queue = await OpenAsync(store);
+        await queue.PublishAsync("slow", "held for ages");
+        await queue.PublishAsync("slow", "next");
+        var holder = queue.Subscribe("slow");
+        Assert.That(await holder.ReceiveTextAsync(), Is.EqualTo("held for ages"));
+
+        await TrafficAsync(queue, 1_000);
+
+        Assert.That(store.Count, Is.LessThanOrEqualTo(4 * SegmentRecords));
+        Assert.That(store.BeginAddress, Is.GreaterThan(1_000), "the held message's publish record is long gone");
+
+        // The holder dies with the process; after the crash its message is back at the front, body intact.
+        await using var recovered = await OpenAsync(store.CrashCopy());
+        Assert.That((await DrainAsync(recovered, "slow")).Select(m => m.Text), Is.EqualTo(new[] { "held for ages", "next" }));
+    }
+
+    [Test]
+    public async Task AHeldMessageWhoseBodyMoved_IsStillSettledNormally()
+    {
+        var store = new InMemoryStore(segmentRecords: SegmentRecords);
+        await using var queue = await OpenAsync(store);
+        await queue.PublishAsync("slow", "moved");
+        var holder = queue.Subscribe("slow");
+        await holder.ReceiveTextAsync();
+
+        await TrafficAsync(queue, 500);
+        await holder.NackAsync();
+
+        await using var reader = queue.Subscribe("slow");
+        Assert.That(await reader.ReceiveTextAsync(), Is.EqualTo("moved"), "the body is read from its new place");
+    }
+
+    [Test]
+    public async Task ALongDelay_KeepsItsDueTimeAndCount_ThroughCompactionAndACrash()
+    {
+        var clock = TestSupport.NewClock();
+        var store = new InMemoryStore(segmentRecords: SegmentRecords);
+        var queue = await OpenAsync(store, clock);
+        await queue.PublishAsync("later", "delayed");
+        var consumer = queue.Subscribe("later");
+        await consumer.ReceiveTextAsync();
+        await consumer.DackAsync(TimeSpan.FromHours(1));
+
+        await TrafficAsync(queue, 1_000);
+        Assert.That(store.BeginAddress, Is.GreaterThan(1_000));
+
+        var after = TestSupport.NewClock();
+        after.SetUtcNow(clock.GetUtcNow());
+        await using var recovered = await OpenAsync(store.CrashCopy(), after);
+        Assert.That(recovered.GetStats("later"), Is.EqualTo(new TopicStats(0, 0, 1, 0)));
+        after.Advance(TimeSpan.FromHours(1));
+        Assert.That(await DrainAsync(recovered, "later"), Is.EqualTo(new[] { ("delayed", 1) }));
+    }
+
+    [Test]
+    public async Task ABacklogReorderedByNackBackAndDack_KeepsItsOrder_ThroughCompactionAndACrash()
+    {
+        var clock = TestSupport.NewClock();
+        var store = new InMemoryStore(segmentRecords: SegmentRecords);
+        var queue = await OpenAsync(store, clock);
+        foreach (var text in new[] { "a", "b", "c", "d", "e", "f" })
+        {
+            await queue.PublishAsync("mixed", text);
+        }
+
+        var first = queue.Subscribe("mixed");
+        var second = queue.Subscribe("mixed");
+        await first.ReceiveTextAsync();           // a
+        await first.BackAsync();                  // b c d e f a
+        await first.ReceiveTextAsync();           // b
+        await first.DackAsync(TimeSpan.Zero);     // b is due now: b, then c d e f a
+        await second.ReceiveTextAsync();          // b
+        await first.ReceiveTextAsync();           // c
+        await first.NackAsync();                  // c d e f a; b held by second
+        await second.DackAsync(TimeSpan.FromSeconds(30));   // c d e f a; b due in 30 s
+
+        await TrafficAsync(queue, 1_000);
+        Assert.That(store.BeginAddress, Is.GreaterThan(1_000));
+
+        clock.Advance(TimeSpan.FromSeconds(30));
+        var after = TestSupport.NewClock();
+        after.SetUtcNow(clock.GetUtcNow());
+        await using var recovered = await OpenAsync(store.CrashCopy(), after);
+
+        Assert.That(await DrainAsync(recovered, "mixed"), Is.EqualTo(new[] { ("c", 0), ("b", 2), ("d", 0), ("e", 0), ("f", 0), ("a", 0) }));
+    }
+
+    [Test]
+    public async Task ALiveBacklog_IsNotCopiedOverAndOver()
+    {
+        var store = new InMemoryStore(segmentRecords: SegmentRecords);
+        await using var queue = await OpenAsync(store);
+        for (var i = 0; i < 200; i++)
+        {
+            await queue.PublishAsync("backlog", $"b{i}");
+        }
+
+        var tail = store.TailAddress;
+        await queue.CompactAsync();
+
+        Assert.That(store.TailAddress, Is.EqualTo(tail), "live data filling the old segments stays where it is");
+        Assert.That(store.BeginAddress, Is.Zero);
+    }
+
+    [Test]
+    public async Task RecoveryAfterCompaction_ReplaysOnlyTheLiveTailOfTheLog()
+    {
+        var store = new InMemoryStore(segmentRecords: SegmentRecords);
+        await using (var queue = await OpenAsync(store))
+        {
+            await queue.PublishAsync("kept", "still here");
+            await TrafficAsync(queue, 3_000);
+        }
+
+        await using var reopened = await OpenAsync(store);
+
+        Assert.That(reopened.RecoveredRecords, Is.LessThan(4 * SegmentRecords), "not the 9,000 records ever written");
+        Assert.That((await DrainAsync(reopened, "kept")).Select(m => m.Text), Is.EqualTo(new[] { "still here" }));
+    }
+
+    [Test]
+    public async Task BodiesKeptInMemory_AreCopiedWithoutReadingTheLog()
+    {
+        var store = new InMemoryStore(segmentRecords: SegmentRecords);
+        var queue = await OpenAsync(store, bodyCacheBytes: 1024);
+        await queue.PublishAsync("slow", "cached body");
+        var holder = queue.Subscribe("slow");
+        await holder.ReceiveTextAsync();
+
+        await TrafficAsync(queue, 500);
+
+        Assert.That(queue.CachedBodyBytes, Is.EqualTo("cached body".Length), "only the held message's body is still cached");
+        await using var recovered = await OpenAsync(store.CrashCopy());
+        Assert.That((await DrainAsync(recovered, "slow")).Select(m => m.Text), Is.EqualTo(new[] { "cached body" }));
+    }
+}
