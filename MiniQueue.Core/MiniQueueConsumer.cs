@@ -70,6 +70,17 @@ public sealed class MiniQueueConsumer : IAsyncDisposable, IValueTaskSource<bool>
             return ValueTask.FromCanceled<Delivery>(cancellationToken);
         }
 
+        return _engine.Store.HasRoom ? ReceiveNow(cancellationToken) : ReceiveWhenRoomAsync(cancellationToken);
+    }
+
+    private async ValueTask<Delivery> ReceiveWhenRoomAsync(CancellationToken cancellationToken)
+    {
+        await _engine.Store.WaitForRoomAsync(cancellationToken).ConfigureAwait(false);
+        return await ReceiveNow(cancellationToken).ConfigureAwait(false);
+    }
+
+    private ValueTask<Delivery> ReceiveNow(CancellationToken cancellationToken)
+    {
         MessageEntry entry;
         lock (_topic.SyncRoot)
         {
@@ -100,10 +111,19 @@ public sealed class MiniQueueConsumer : IAsyncDisposable, IValueTaskSource<bool>
     }
 
     /// <summary>Holds the next message if one is ready now, without waiting.</summary>
-    /// <returns>Whether a message was ready; when it was, its body is in memory or read synchronously from the store.</returns>
+    /// <returns>
+    /// Whether a message was ready (and the store had room to log its delivery); when it was, its body is in memory or
+    /// read synchronously from the store.
+    /// </returns>
     public bool TryReceive(out Delivery delivery)
     {
         MessageEntry entry;
+        delivery = default;
+        if (!_engine.Store.HasRoom)
+        {
+            return false;
+        }
+
         lock (_topic.SyncRoot)
         {
             ObjectDisposedException.ThrowIf(_isDisposed, this);
@@ -114,7 +134,6 @@ public sealed class MiniQueueConsumer : IAsyncDisposable, IValueTaskSource<bool>
 
             if (!_topic.TryTakeLocked(out entry))
             {
-                delivery = default;
                 return false;
             }
 
@@ -156,66 +175,79 @@ public sealed class MiniQueueConsumer : IAsyncDisposable, IValueTaskSource<bool>
 
     /// <summary>Done: removes the held message for good.</summary>
     /// <exception cref="InvalidOperationException">The consumer holds no message.</exception>
-    public ValueTask AckAsync()
-    {
-        lock (_topic.SyncRoot)
-        {
-            _topic.AckLocked(TakeHeldLocked("ACK"));
-        }
-
-        return ValueTask.CompletedTask;
-    }
+    public ValueTask AckAsync() => SettleAsync(Settlement.Ack, TimeSpan.Zero);
 
     /// <summary>Returns the held message to the front of the topic; a consumer already waiting gets it at once.</summary>
     /// <exception cref="InvalidOperationException">The consumer holds no message.</exception>
-    public ValueTask NackAsync()
-    {
-        MiniQueueConsumer? toComplete = null;
-        lock (_topic.SyncRoot)
-        {
-            _topic.NackLocked(TakeHeldLocked("NACK"), ref toComplete);
-        }
-
-        TopicQueue.CompleteAll(toComplete);
-        return ValueTask.CompletedTask;
-    }
+    public ValueTask NackAsync() => SettleAsync(Settlement.Nack, TimeSpan.Zero);
 
     /// <summary>Returns the held message to the back of the topic.</summary>
     /// <exception cref="InvalidOperationException">The consumer holds no message.</exception>
-    public ValueTask BackAsync()
-    {
-        MiniQueueConsumer? toComplete = null;
-        lock (_topic.SyncRoot)
-        {
-            _topic.BackLocked(TakeHeldLocked("BACK"), ref toComplete);
-        }
-
-        TopicQueue.CompleteAll(toComplete);
-        return ValueTask.CompletedTask;
-    }
+    public ValueTask BackAsync() => SettleAsync(Settlement.Back, TimeSpan.Zero);
 
     /// <summary>
     /// Delays the held message by <paramref name="delay"/> and counts the delay in its dackCount. When it comes due it
     /// returns ahead of the FIFO messages (after NACKed ones). A delay of zero or less makes it due at once.
     /// </summary>
     /// <exception cref="InvalidOperationException">The consumer holds no message.</exception>
-    public ValueTask DackAsync(TimeSpan delay)
+    public ValueTask DackAsync(TimeSpan delay) => SettleAsync(Settlement.Dack, delay);
+
+    private ValueTask SettleAsync(Settlement settlement, TimeSpan delay)
+    {
+        if (!_engine.Store.HasRoom)
+        {
+            return SettleWhenRoomAsync(settlement, delay);
+        }
+
+        Settle(settlement, delay);
+        return ValueTask.CompletedTask;
+    }
+
+    private async ValueTask SettleWhenRoomAsync(Settlement settlement, TimeSpan delay)
+    {
+        await _engine.Store.WaitForRoomAsync().ConfigureAwait(false);
+        Settle(settlement, delay);
+    }
+
+    private void Settle(Settlement settlement, TimeSpan delay)
     {
         MiniQueueConsumer? toComplete = null;
         lock (_topic.SyncRoot)
         {
-            _topic.DackLocked(TakeHeldLocked("DACK"), delay, ref toComplete);
+            var entry = TakeHeldLocked(settlement);
+            switch (settlement)
+            {
+                case Settlement.Ack:
+                    _topic.AckLocked(entry);
+                    break;
+                case Settlement.Nack:
+                    _topic.NackLocked(entry, ref toComplete);
+                    break;
+                case Settlement.Back:
+                    _topic.BackLocked(entry, ref toComplete);
+                    break;
+                default:
+                    _topic.DackLocked(entry, delay, ref toComplete);
+                    break;
+            }
         }
 
         TopicQueue.CompleteAll(toComplete);
-        return ValueTask.CompletedTask;
     }
 
     /// <summary>
     /// Ends the consumer: a waiting <see cref="ReceiveAsync"/> fails with <see cref="ObjectDisposedException"/> and the
     /// held message returns to the front of the topic.
     /// </summary>
-    public ValueTask DisposeAsync()
+    public ValueTask DisposeAsync() => _engine.Store.HasRoom ? DisposeNow() : DisposeWhenRoomAsync();
+
+    private async ValueTask DisposeWhenRoomAsync()
+    {
+        await _engine.Store.WaitForRoomAsync().ConfigureAwait(false);
+        await DisposeNow().ConfigureAwait(false);
+    }
+
+    private ValueTask DisposeNow()
     {
         MiniQueueConsumer? toComplete = null;
         bool endWait;
@@ -302,12 +334,12 @@ public sealed class MiniQueueConsumer : IAsyncDisposable, IValueTaskSource<bool>
         _source.SetException(error);
     }
 
-    private MessageEntry TakeHeldLocked(string command)
+    private MessageEntry TakeHeldLocked(Settlement settlement)
     {
         ObjectDisposedException.ThrowIf(_isDisposed, this);
         if (!_isHolding)
         {
-            throw new InvalidOperationException($"The consumer holds no message to {command}.");
+            throw new InvalidOperationException($"The consumer holds no message to {settlement.ToString().ToUpperInvariant()}.");
         }
 
         var entry = _held;
@@ -322,4 +354,13 @@ public sealed class MiniQueueConsumer : IAsyncDisposable, IValueTaskSource<bool>
 
     void IValueTaskSource<bool>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
         _source.OnCompleted(continuation, state, token, flags);
+}
+
+/// <summary>The ways a consumer settles the message it holds.</summary>
+internal enum Settlement
+{
+    Ack,
+    Nack,
+    Back,
+    Dack,
 }

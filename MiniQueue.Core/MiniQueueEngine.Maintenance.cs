@@ -166,11 +166,20 @@ public sealed partial class MiniQueueEngine
             var bodies = new Dictionary<long, ReadOnlyMemory<byte>>();
             foreach (var entry in topic.CollectBodiesToRead(relocateBelow))
             {
-                var record = LogRecord.Read(await _store.ReadAsync(entry.Address, cancellationToken).ConfigureAwait(false));
+                var record = LogRecord.Read(await _store.ReadAsync(entry.Address, LogRecord.PublishLength(topic.NameUtf8.Length, entry.Length), cancellationToken).ConfigureAwait(false));
                 bodies[entry.Id] = record.Payload;
             }
 
-            if (!topic.TryWriteCheckpoint(NextMessageId(), relocateBelow, lost, bodies, out var end, out var dropped))
+            // A checkpoint can be larger than the log's write buffer; no commit may wait for room in it meanwhile.
+            bool written;
+            long end;
+            int dropped;
+            using (await _store.HoldCommitsAsync(cancellationToken).ConfigureAwait(false))
+            {
+                written = topic.TryWriteCheckpoint(NextMessageId(), relocateBelow, lost, bodies, out end, out dropped);
+            }
+
+            if (!written)
             {
                 return null;
             }

@@ -157,6 +157,17 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
             throw new ArgumentException($"message too large: {payload.Length} bytes, the maximum is {_maxMessageBytes}.", nameof(payload));
         }
 
+        return _store.HasRoom ? PublishNow(topic, payload) : PublishWhenRoomAsync(topic, payload, cancellationToken);
+    }
+
+    private async ValueTask PublishWhenRoomAsync(string topic, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+    {
+        await _store.WaitForRoomAsync(cancellationToken).ConfigureAwait(false);
+        await PublishNow(topic, payload).ConfigureAwait(false);
+    }
+
+    private ValueTask PublishNow(string topic, ReadOnlyMemory<byte> payload)
+    {
         while (true)
         {
             var queue = GetOrAddTopic(topic);

@@ -12,7 +12,7 @@ namespace MiniQueue.Engine;
 internal sealed class LogSpace(long segmentSize)
 {
     private readonly Lock _lock = new();
-    private readonly SortedDictionary<long, long> _liveBytes = [];
+    private readonly Dictionary<long, long> _liveBytes = [];
     private long _highestSegment = -1;
 
     /// <summary>Whether the store reclaims space at all.</summary>

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using MiniQueue.Storage;
 
 namespace MiniQueue.Engine;
@@ -125,6 +126,7 @@ internal sealed class TopicQueue
         return true;
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask CompletePublishAsync(long id, long address)
     {
         try
@@ -387,7 +389,7 @@ internal sealed class TopicQueue
         ReadOnlyMemory<byte> data;
         try
         {
-            data = await _store.ReadAsync(entry.Address).ConfigureAwait(false);
+            data = await _store.ReadAsync(entry.Address, LogRecord.PublishLength(NameUtf8.Length, entry.Length)).ConfigureAwait(false);
         }
         catch (Exception exception) when (exception is not MiniQueueStoreException)
         {

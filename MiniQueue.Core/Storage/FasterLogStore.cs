@@ -20,6 +20,11 @@ namespace MiniQueue.Storage;
 /// <item>FastCommitMode recovery stops silently at the first damaged record and calls what came before the whole log.
 /// So the store keeps its own lower bound of the committed log, <c>committed</c>, rewritten at most every 100 ms after a
 /// commit; a log that recovers to less than that is damaged, and opening it is refused rather than losing its end.</item>
+/// <item>FasterLog (2.6.5) can deadlock when its write buffer is full while a commit is issued in FastCommitMode: the
+/// commit spins for room for its commit record while holding the lock that the completion of earlier commits needs.
+/// So the store keeps room in the buffer: <see cref="HasRoom"/> is false once the unflushed part of the log passes
+/// all but two pages of the buffer, the engine waits for room before it appends, and the committer waits for room
+/// before it commits (and not at all while a checkpoint holds commits back).</item>
 /// <item>FASTER is no longer developed, so nothing outside this file touches it.</item>
 /// </list>
 /// </remarks>
@@ -51,8 +56,21 @@ internal sealed class FasterLogStore : IMessageStore
 
     private readonly Task _committer;
     private readonly Watermark _watermark;
+
+    /// <summary>
+    /// Reads in flight at once. File reads on Linux block a thread-pool thread each, so many consumers reading bodies
+    /// back at the same time would starve the pool that everything else (HTTP included) runs on.
+    /// </summary>
+    private readonly SemaphoreSlim _readSlots = new(Math.Max(2, Environment.ProcessorCount * 2));
+
+    /// <summary>Held by the committer around each commit, and by a caller of <see cref="HoldCommitsAsync"/>.</summary>
+    private readonly SemaphoreSlim _commitGate = new(1, 1);
+    private readonly long _roomBytes;
     private Instance _instance;
     private Exception? _fault;
+
+    /// <summary>1 while a commit has been asked for and the committer has not started it; saves a channel write per append.</summary>
+    private int _commitRequested;
     private int _users;
     private int _disposed;
 
@@ -69,6 +87,7 @@ internal sealed class FasterLogStore : IMessageStore
         _createDevice = createDevice;
         _logger = logger;
         _instance = instance;
+        _roomBytes = Math.Max(manifest.PageBytes, memoryBytes - (2L * manifest.PageBytes));
         _committer = Task.Run(CommitLoopAsync);
     }
 
@@ -84,6 +103,9 @@ internal sealed class FasterLogStore : IMessageStore
     public long CommittedUntilAddress => _instance.Log.CommittedUntilAddress;
 
     public bool IsFaulted => Volatile.Read(ref _fault) is not null;
+
+    /// <summary>The address up to which the log is written to the device (committed or not).</summary>
+    public long FlushedUntilAddress => _instance.Log.FlushedUntilAddress;
 
     /// <summary>The page size the data directory uses.</summary>
     public int PageBytes => _manifest.PageBytes;
@@ -194,6 +216,33 @@ internal sealed class FasterLogStore : IMessageStore
 
     public long FootprintOf(int serializedLength) => RecordHeaderBytes + ((serializedLength + 3) & ~3);
 
+    public bool HasRoom
+    {
+        get
+        {
+            var log = _instance.Log;
+            return log.TailAddress - log.FlushedUntilAddress <= _roomBytes;
+        }
+    }
+
+    public ValueTask WaitForRoomAsync(CancellationToken cancellationToken = default) =>
+        HasRoom ? ValueTask.CompletedTask : PollForRoomAsync(cancellationToken);
+
+    private async ValueTask PollForRoomAsync(CancellationToken cancellationToken)
+    {
+        // Full pages are being flushed; room comes back as they land. A millisecond is the timer's resolution.
+        while (!HasRoom && !IsFaulted)
+        {
+            await Task.Delay(1, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    public async ValueTask<IDisposable> HoldCommitsAsync(CancellationToken cancellationToken = default)
+    {
+        await _commitGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        return new CommitHold(_commitGate);
+    }
+
     public long Append(LogRecord record)
     {
         Interlocked.Increment(ref _users);
@@ -201,7 +250,7 @@ internal sealed class FasterLogStore : IMessageStore
         {
             ThrowIfFaulted();
             var address = _instance.Log.Enqueue(new Entry(record));
-            _commitRequests.Writer.TryWrite(true);
+            RequestCommit();
             return address;
         }
         catch (Exception exception) when (exception is not MiniQueueStoreException)
@@ -225,7 +274,7 @@ internal sealed class FasterLogStore : IMessageStore
         }
 
         ThrowIfFaulted();
-        _commitRequests.Writer.TryWrite(true);
+        RequestCommit();
         return WaitAsync(_instance.Log, address, cancellationToken);
 
         async ValueTask WaitAsync(FasterLog log, long address, CancellationToken cancellationToken)
@@ -243,13 +292,14 @@ internal sealed class FasterLogStore : IMessageStore
         }
     }
 
-    public async ValueTask<ReadOnlyMemory<byte>> ReadAsync(long address, CancellationToken cancellationToken = default)
+    public async ValueTask<ReadOnlyMemory<byte>> ReadAsync(long address, int lengthHint = 0, CancellationToken cancellationToken = default)
     {
+        await _readSlots.WaitAsync(cancellationToken).ConfigureAwait(false);
         Interlocked.Increment(ref _users);
         try
         {
             var log = _instance.Log;
-            var (bytes, length) = await log.ReadAsync(address, token: cancellationToken).ConfigureAwait(false);
+            var (bytes, length) = await log.ReadAsync(address, lengthHint, cancellationToken).ConfigureAwait(false);
             return bytes is null
                 ? throw new MiniQueueStoreException($"No committed record at address {address} (the log holds {log.BeginAddress}..{log.CommittedUntilAddress}).")
                 : bytes.AsMemory(0, length);
@@ -261,6 +311,7 @@ internal sealed class FasterLogStore : IMessageStore
         finally
         {
             Interlocked.Decrement(ref _users);
+            _readSlots.Release();
         }
     }
 
@@ -304,7 +355,7 @@ internal sealed class FasterLogStore : IMessageStore
         _instance.Log.TruncateUntilPageStart(address);
 
         // Whole segments below the new start are deleted at the next commit.
-        _commitRequests.Writer.TryWrite(true);
+        RequestCommit();
     }
 
     public async ValueTask<bool> TryRecoverAsync(CancellationToken cancellationToken = default)
@@ -391,6 +442,16 @@ internal sealed class FasterLogStore : IMessageStore
 
         _instance.Dispose();
         _watermark.Dispose();
+        _readSlots.Dispose();
+        _commitGate.Dispose();
+    }
+
+    private void RequestCommit()
+    {
+        if (Volatile.Read(ref _commitRequested) == 0 && Interlocked.Exchange(ref _commitRequested, 1) == 0)
+        {
+            _commitRequests.Writer.TryWrite(true);
+        }
     }
 
     private async Task CommitLoopAsync()
@@ -398,6 +459,9 @@ internal sealed class FasterLogStore : IMessageStore
         while (await _commitRequests.Reader.WaitToReadAsync().ConfigureAwait(false))
         {
             _commitRequests.Reader.TryRead(out _);
+
+            // Appends from here on ask again; this commit covers the ones before.
+            Volatile.Write(ref _commitRequested, 0);
             if (_commitMode == MiniQueueCommitMode.Interval)
             {
                 // Let appends gather for at most one interval; their publishers were answered already.
@@ -409,9 +473,11 @@ internal sealed class FasterLogStore : IMessageStore
                 continue;
             }
 
+            await _commitGate.WaitAsync().ConfigureAwait(false);
             var log = _instance.Log;
             try
             {
+                await PollForRoomAsync(CancellationToken.None).ConfigureAwait(false);
                 await log.CommitAsync().ConfigureAwait(false);
                 Commits++;
                 if (_watermark.Age >= s_watermarkEvery)
@@ -423,6 +489,23 @@ internal sealed class FasterLogStore : IMessageStore
             {
                 Interlocked.CompareExchange(ref _fault, exception, null);
                 StoreLog.CommitFailed(_logger, _directory, exception);
+            }
+            finally
+            {
+                _commitGate.Release();
+            }
+        }
+    }
+
+    private sealed class CommitHold(SemaphoreSlim gate) : IDisposable
+    {
+        private int _released;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _released, 1) == 0)
+            {
+                gate.Release();
             }
         }
     }

@@ -38,6 +38,21 @@ internal interface IMessageStore : IAsyncDisposable
     bool IsFaulted { get; }
 
     /// <summary>
+    /// Whether the store can take records now without blocking. The engine appends under its topic locks, so before
+    /// taking one it waits for room (<see cref="WaitForRoomAsync"/>) when there is none.
+    /// </summary>
+    bool HasRoom { get; }
+
+    /// <summary>Completes when <see cref="HasRoom"/> holds again.</summary>
+    ValueTask WaitForRoomAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Holds back commits while the caller appends many records at once (a checkpoint), so the log's write buffer can
+    /// fill and drain without a commit waiting for room in it. Dispose the result to let commits go on.
+    /// </summary>
+    ValueTask<IDisposable> HoldCommitsAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>
     /// Appends a record and returns its address. It is durable once <see cref="IsCommitted"/> says so; the store commits
     /// it soon without being asked.
     /// </summary>
@@ -49,8 +64,8 @@ internal interface IMessageStore : IAsyncDisposable
     /// <summary>Completes once the record at <paramref name="address"/> (and every record before it) is on stable storage.</summary>
     ValueTask WaitForCommitAsync(long address, CancellationToken cancellationToken = default);
 
-    /// <summary>Reads back the bytes of the record at <paramref name="address"/>.</summary>
-    ValueTask<ReadOnlyMemory<byte>> ReadAsync(long address, CancellationToken cancellationToken = default);
+    /// <summary>Reads back the bytes of the record at <paramref name="address"/>, which is about <paramref name="lengthHint"/> bytes long (0: unknown).</summary>
+    ValueTask<ReadOnlyMemory<byte>> ReadAsync(long address, int lengthHint = 0, CancellationToken cancellationToken = default);
 
     /// <summary>Every committed record that has not been truncated away, in append order.</summary>
     IAsyncEnumerable<StoredRecord> ReplayAsync(CancellationToken cancellationToken = default);

@@ -38,6 +38,13 @@ internal sealed class InMemoryStore : IMessageStore
 
     public bool CanRead => true;
 
+    public bool HasRoom => true;
+
+    public ValueTask WaitForRoomAsync(CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
+
+    public ValueTask<IDisposable> HoldCommitsAsync(CancellationToken cancellationToken = default) =>
+        ValueTask.FromResult<IDisposable>(NoHold.Instance);
+
     public long SegmentSize { get; }
 
     /// <summary>How many records the store holds now.</summary>
@@ -155,7 +162,7 @@ internal sealed class InMemoryStore : IMessageStore
         }
     }
 
-    public ValueTask<ReadOnlyMemory<byte>> ReadAsync(long address, CancellationToken cancellationToken = default)
+    public ValueTask<ReadOnlyMemory<byte>> ReadAsync(long address, int lengthHint = 0, CancellationToken cancellationToken = default)
     {
         lock (_lock)
         {

@@ -15,6 +15,13 @@ internal sealed class VolatileStore : IMessageStore
 
     public bool CanRead => false;
 
+    public bool HasRoom => true;
+
+    public ValueTask WaitForRoomAsync(CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
+
+    public ValueTask<IDisposable> HoldCommitsAsync(CancellationToken cancellationToken = default) =>
+        ValueTask.FromResult<IDisposable>(NoHold.Instance);
+
     public long SegmentSize => 0;
 
     public long FootprintOf(int serializedLength) => 0;
@@ -33,7 +40,7 @@ internal sealed class VolatileStore : IMessageStore
 
     public ValueTask WaitForCommitAsync(long address, CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
 
-    public ValueTask<ReadOnlyMemory<byte>> ReadAsync(long address, CancellationToken cancellationToken = default) =>
+    public ValueTask<ReadOnlyMemory<byte>> ReadAsync(long address, int lengthHint = 0, CancellationToken cancellationToken = default) =>
         throw new NotSupportedException("An in-memory engine keeps message bodies itself.");
 
     public IAsyncEnumerable<StoredRecord> ReplayAsync(CancellationToken cancellationToken = default) => AsyncEnumerable.Empty<StoredRecord>();
@@ -43,4 +50,14 @@ internal sealed class VolatileStore : IMessageStore
     }
 
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+}
+
+/// <summary>A commit hold of a store that has nothing to hold.</summary>
+internal sealed class NoHold : IDisposable
+{
+    public static readonly NoHold Instance = new();
+
+    public void Dispose()
+    {
+    }
 }

@@ -136,10 +136,10 @@ public sealed class StoreSeamTests
         store.Setup(s => s.IsCommitted(It.IsAny<long>())).Returns(true);
         store.Setup(s => s.Append(It.IsAny<LogRecord>())).Returns((LogRecord record) => inner.Append(record));
         var reads = 0;
-        store.Setup(s => s.ReadAsync(It.IsAny<long>(), It.IsAny<CancellationToken>()))
-            .Returns((long address, CancellationToken token) => ++reads == 1
+        store.Setup(s => s.ReadAsync(It.IsAny<long>(), It.IsAny<int>(), It.IsAny<CancellationToken>()))
+            .Returns((long address, int hint, CancellationToken token) => ++reads == 1
                 ? ValueTask.FromException<ReadOnlyMemory<byte>>(new IOException("bad sector"))
-                : inner.ReadAsync(address, token));
+                : inner.ReadAsync(address, hint, token));
         var noCache = new MiniQueueOptions { TimeProvider = TestSupport.NewClock(), BodyCacheBytes = 0 };
         await using var queue = await MiniQueueEngine.OpenAsync(noCache, store.Object, default);
         await queue.PublishAsync("t", "a");

@@ -18,7 +18,8 @@ internal static class DurableLoad
         var duration = TimeSpan.FromSeconds(Option(args, "seconds", 5));
         var payload = new byte[Option(args, "payload", 100)];
         Random.Shared.NextBytes(payload);
-        int[] writerCounts = Option(args, "writers") is { } list ? [.. list.Split(',').Select(int.Parse)] : [1, 16, 64, 256];
+        int[] writerCounts = Option(args, "writers") is { } list ? [.. list.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse)] : [1, 16, 64, 256];
+        int[] consumerCounts = Option(args, "consumers") is { } counts ? [.. counts.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse)] : [1, 16];
 
         Console.WriteLine($"Durable publish, {payload.Length}-byte messages, {duration.TotalSeconds} s per run (after 1 s of warm-up), data in {Option(args, "dir") ?? Path.GetTempPath()}");
         Console.WriteLine();
@@ -34,9 +35,11 @@ internal static class DurableLoad
         }
 
         Console.WriteLine();
+        Console.WriteLine("Consume+ACK: the time to drain 1,000,000 durably published messages (the first 64 MiB of bodies from memory, the rest read back from the log).");
+        Console.WriteLine();
         Console.WriteLine("| consumers | consume+ACK msg/s | p50 ms | p99 ms |");
         Console.WriteLine("|---:|---:|---:|---:|");
-        foreach (var consumers in new[] { 1, 16 })
+        foreach (var consumers in consumerCounts)
         {
             var result = await ConsumeAsync(args, consumers, duration, payload);
             Console.WriteLine($"| {consumers} | {Format(result.PerSecond)} | {Format2(result.P50Milliseconds)} | {Format2(result.P99Milliseconds)} |");
@@ -51,7 +54,7 @@ internal static class DurableLoad
         try
         {
             await using var queue = await MiniQueueEngine.OpenAsync(new MiniQueueOptions { DataDirectory = directory });
-            return await LoadResult.MeasureAsync(writers, duration, _ => queue.PublishAsync(Topic, payload).AsTask());
+            return await LoadResult.MeasureAsync(writers, duration, (_, _) => queue.PublishAsync(Topic, payload, CancellationToken.None).AsTask());
         }
         finally
         {
@@ -67,7 +70,7 @@ internal static class DurableLoad
             await using var queue = await MiniQueueEngine.OpenAsync(new MiniQueueOptions { DataDirectory = directory });
 
             // Enough messages that the consumers never run dry, published durably by 64 publishers.
-            const int Prefill = 400_000;
+            const int Prefill = 1_000_000;
             await Task.WhenAll(Enumerable.Range(0, 64).Select(_ => Task.Run(async () =>
             {
                 for (var i = 0; i < Prefill / 64; i++)
@@ -77,9 +80,9 @@ internal static class DurableLoad
             })));
 
             var subscriptions = Enumerable.Range(0, consumers).Select(_ => queue.Subscribe(Topic)).ToArray();
-            var result = await LoadResult.MeasureAsync(consumers, duration, async consumer =>
+            var result = await LoadResult.MeasureCountAsync(consumers, Prefill, async (consumer, done) =>
             {
-                await subscriptions[consumer].ReceiveAsync();
+                await subscriptions[consumer].ReceiveAsync(done);
                 await subscriptions[consumer].AckAsync();
             });
             foreach (var subscription in subscriptions)
@@ -131,11 +134,11 @@ internal static class DurableLoad
 
         try
         {
-            return await LoadResult.MeasureAsync(writers, duration, async _ =>
+            return await LoadResult.MeasureAsync(writers, duration, async (_, _) =>
             {
                 var address = log.Enqueue(record);
                 requests.Writer.TryWrite(true);
-                await log.WaitForCommitAsync(address + 1);
+                await log.WaitForCommitAsync(address + 1, token: CancellationToken.None);
             });
         }
         finally

@@ -55,19 +55,64 @@ internal sealed record LoadResult(long Operations, TimeSpan Elapsed, List<long> 
 
     public double P99Milliseconds => LoadSupport.Percentile(SortedLatencyTicks, 0.99);
 
-    /// <summary>Runs <paramref name="workers"/> loops of <paramref name="operation"/> for a warm-up, then for <paramref name="duration"/>.</summary>
-    public static async Task<LoadResult> MeasureAsync(int workers, TimeSpan duration, Func<int, Task> operation)
+    /// <summary>Runs <paramref name="workers"/> loops of <paramref name="operation"/> until <paramref name="total"/> operations are done.</summary>
+    public static async Task<LoadResult> MeasureCountAsync(int workers, long total, Func<int, CancellationToken, Task> operation)
+    {
+        var remaining = total;
+        using var done = new CancellationTokenSource();
+        var latencies = Enumerable.Range(0, workers).Select(_ => new List<long>()).ToArray();
+        var clock = Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(0, workers).Select(worker => Task.Run(async () =>
+        {
+            while (!done.IsCancellationRequested)
+            {
+                var started = Stopwatch.GetTimestamp();
+                try
+                {
+                    await operation(worker, done.Token);
+                }
+                catch (OperationCanceledException) when (done.IsCancellationRequested)
+                {
+                    break;
+                }
+
+                latencies[worker].Add(Stopwatch.GetTimestamp() - started);
+                if (Interlocked.Decrement(ref remaining) == 0)
+                {
+                    await done.CancelAsync();
+                }
+            }
+        })));
+        var elapsed = clock.Elapsed;
+        var all = latencies.SelectMany(list => list).ToList();
+        all.Sort();
+        return new LoadResult(all.Count, elapsed, all);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="workers"/> loops of <paramref name="operation"/> for a warm-up, then for <paramref name="duration"/>;
+    /// the token passed to the operation is cancelled at the end (an operation that waits must honour it).
+    /// </summary>
+    public static async Task<LoadResult> MeasureAsync(int workers, TimeSpan duration, Func<int, CancellationToken, Task> operation)
     {
         var measuring = 0;
-        var stop = 0;
+        using var stop = new CancellationTokenSource();
         var latencies = Enumerable.Range(0, workers).Select(_ => new List<long>()).ToArray();
         var tasks = Enumerable.Range(0, workers).Select(worker => Task.Run(async () =>
         {
             var mine = latencies[worker];
-            while (Volatile.Read(ref stop) == 0)
+            while (!stop.IsCancellationRequested)
             {
                 var started = Stopwatch.GetTimestamp();
-                await operation(worker);
+                try
+                {
+                    await operation(worker, stop.Token);
+                }
+                catch (OperationCanceledException) when (stop.IsCancellationRequested)
+                {
+                    break;
+                }
+
                 if (Volatile.Read(ref measuring) == 1)
                 {
                     mine.Add(Stopwatch.GetTimestamp() - started);
@@ -81,7 +126,7 @@ internal sealed record LoadResult(long Operations, TimeSpan Elapsed, List<long> 
         await Task.Delay(duration);
         Volatile.Write(ref measuring, 0);
         var elapsed = clock.Elapsed;
-        Volatile.Write(ref stop, 1);
+        await stop.CancelAsync();
         await Task.WhenAll(tasks);
         var all = latencies.SelectMany(list => list).ToList();
         all.Sort();
