@@ -389,6 +389,12 @@ internal sealed class TopicQueue
         ReadOnlyMemory<byte> data;
         try
         {
+            // A body a checkpoint just copied forward is readable once that copy is committed.
+            if (!_store.IsCommitted(entry.Address))
+            {
+                await _store.WaitForCommitAsync(entry.Address).ConfigureAwait(false);
+            }
+
             data = await _store.ReadAsync(entry.Address, LogRecord.PublishLength(NameUtf8.Length, entry.Length)).ConfigureAwait(false);
         }
         catch (Exception exception) when (exception is not MiniQueueStoreException)
