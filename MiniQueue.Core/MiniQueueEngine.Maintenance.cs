@@ -50,7 +50,15 @@ public sealed partial class MiniQueueEngine
 
                 if (_space.Enabled)
                 {
-                    await CompactAsync(_stopping.Token).ConfigureAwait(false);
+                    try
+                    {
+                        await CompactAsync(_stopping.Token).ConfigureAwait(false);
+                    }
+                    catch (Exception exception) when (exception is not OperationCanceledException)
+                    {
+                        // A bug here must not stop the engine's care of its store; the next segment tries again.
+                        EngineLog.CompactionFailed(_logger, exception);
+                    }
                 }
             }
         }
@@ -81,13 +89,9 @@ public sealed partial class MiniQueueEngine
         var begin = _store.BeginAddress;
         var tail = _store.TailAddress;
 
-        // Only committed bodies can be read back, so the truncation point stays at or below the durable part.
+        // Only committed bodies can be read back, so the truncation point must be in the durable part: wait for the
+        // commit in flight if it is not yet.
         var point = _space.ChooseTruncationPoint(begin, tail, MaxCopiedFraction);
-        while (point > begin && !_store.IsCommitted(point - 1))
-        {
-            point -= _space.SegmentSize;
-        }
-
         if (point <= begin)
         {
             return begin;
@@ -95,6 +99,11 @@ public sealed partial class MiniQueueEngine
 
         try
         {
+            if (!_store.IsCommitted(point - 1))
+            {
+                await _store.WaitForCommitAsync(point - 1, cancellationToken).ConfigureAwait(false);
+            }
+
             var written = await CheckpointTopicsAsync(point, LostRange.None, cancellationToken).ConfigureAwait(false);
             if (written is not { } last)
             {

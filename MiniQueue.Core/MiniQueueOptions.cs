@@ -54,7 +54,7 @@ public sealed class MiniQueueOptions
 
     /// <summary>
     /// The durable log's segment (file) size in bytes, a power of two and a multiple of the page size. Space is reclaimed
-    /// by whole segments. Default: <see langword="null"/>: what the data directory was created with, or 64 MiB for a new one.
+    /// by whole segments. Default: <see langword="null"/>: what the data directory was created with, or 16 MiB for a new one.
     /// A value that differs from the directory's is refused.
     /// </summary>
     public long? LogSegmentBytes { get; set; }

@@ -39,7 +39,7 @@ internal sealed class FasterLogStore : IMessageStore
     private const int DefaultPageBytes = 8 * 1024 * 1024;
     private const string WatermarkFileName = "committed";
     private static readonly TimeSpan s_watermarkEvery = TimeSpan.FromMilliseconds(100);
-    private const long DefaultSegmentBytes = 64L * 1024 * 1024;
+    private const long DefaultSegmentBytes = 16L * 1024 * 1024;
 
     private readonly string _directory;
     private readonly StoreManifest _manifest;

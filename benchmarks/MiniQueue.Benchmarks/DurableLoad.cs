@@ -111,7 +111,7 @@ internal static class DurableLoad
             LogCommitDir = directory,
             LogCommitManager = commitManager,
             PageSizeBits = 23,
-            SegmentSizeBits = 26,
+            SegmentSizeBits = 24,
             MemorySizeBits = 25,
             LogChecksum = LogChecksumType.PerEntry,
             FastCommitMode = true,
