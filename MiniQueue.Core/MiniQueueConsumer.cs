@@ -107,7 +107,7 @@ public sealed class MiniQueueConsumer : IAsyncDisposable, IValueTaskSource<bool>
             _topic.HoldLocked(this, entry);
         }
 
-        return _topic.ToDeliveryAsync(entry);
+        return ToDeliveryAsync(entry);
     }
 
     /// <summary>Holds the next message if one is ready now, without waiting.</summary>
@@ -140,7 +140,7 @@ public sealed class MiniQueueConsumer : IAsyncDisposable, IValueTaskSource<bool>
             _topic.HoldLocked(this, entry);
         }
 
-        var pending = _topic.ToDeliveryAsync(entry);
+        var pending = ToDeliveryAsync(entry);
         delivery = pending.IsCompletedSuccessfully ? pending.Result : pending.AsTask().GetAwaiter().GetResult();
         return true;
     }
@@ -170,7 +170,45 @@ public sealed class MiniQueueConsumer : IAsyncDisposable, IValueTaskSource<bool>
             entry = _held;
         }
 
-        return await _topic.ToDeliveryAsync(entry).ConfigureAwait(false);
+        return await ToDeliveryAsync(entry).ConfigureAwait(false);
+    }
+
+    /// <summary>The held message as a delivery: its body from memory, or read back from the store.</summary>
+    private ValueTask<Delivery> ToDeliveryAsync(MessageEntry entry)
+    {
+        var delivery = _topic.ToDeliveryAsync(entry);
+        return delivery.IsCompletedSuccessfully ? delivery : ReadAgainIfMovedAsync(delivery, entry);
+    }
+
+    /// <summary>
+    /// Compaction may copy the held message's body forward and free its old place while the read is in flight; then
+    /// the read fails and is made again at the new place.
+    /// </summary>
+    private async ValueTask<Delivery> ReadAgainIfMovedAsync(ValueTask<Delivery> delivery, MessageEntry entry)
+    {
+        while (true)
+        {
+            try
+            {
+                return await delivery.ConfigureAwait(false);
+            }
+            catch (MiniQueueStoreException)
+            {
+                MessageEntry current;
+                lock (_topic.SyncRoot)
+                {
+                    if (!_isHolding || _held.Id != entry.Id || _held.Address == entry.Address)
+                    {
+                        throw;
+                    }
+
+                    current = _held;
+                }
+
+                entry = current;
+                delivery = _topic.ToDeliveryAsync(entry);
+            }
+        }
     }
 
     /// <summary>Done: removes the held message for good.</summary>
@@ -233,6 +271,7 @@ public sealed class MiniQueueConsumer : IAsyncDisposable, IValueTaskSource<bool>
         }
 
         TopicQueue.CompleteAll(toComplete);
+        _engine.Metrics.Settled(_topic.Name, settlement);
     }
 
     /// <summary>
@@ -252,6 +291,7 @@ public sealed class MiniQueueConsumer : IAsyncDisposable, IValueTaskSource<bool>
         MiniQueueConsumer? toComplete = null;
         bool endWait;
         bool forget;
+        bool returned;
         lock (_topic.SyncRoot)
         {
             if (_isDisposed)
@@ -267,6 +307,7 @@ public sealed class MiniQueueConsumer : IAsyncDisposable, IValueTaskSource<bool>
                 _topic.RemoveWaiterLocked();
             }
 
+            returned = _isHolding;
             if (_isHolding)
             {
                 _isHolding = false;
@@ -278,6 +319,11 @@ public sealed class MiniQueueConsumer : IAsyncDisposable, IValueTaskSource<bool>
         }
 
         TopicQueue.CompleteAll(toComplete);
+        if (returned)
+        {
+            _engine.Metrics.Settled(_topic.Name, Settlement.Nack);
+        }
+
         if (endWait)
         {
             _source.SetException(new ObjectDisposedException(nameof(MiniQueueConsumer), "The consumer was disposed while it waited for a message."));

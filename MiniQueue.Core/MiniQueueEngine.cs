@@ -1,4 +1,7 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -33,6 +36,7 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
     private readonly int _maxMessageBytes;
     private readonly long _bodyCacheBytes;
     private readonly ILogger _logger;
+    private readonly MiniQueueMetrics _metrics;
     private readonly Channel<bool> _maintenanceRequests = Channel.CreateBounded<bool>(new BoundedChannelOptions(1)
     {
         FullMode = BoundedChannelFullMode.DropWrite,
@@ -45,9 +49,10 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
     private long _cachedBodyBytes;
     private int _disposed;
 
-    private MiniQueueEngine(MiniQueueOptions options, IMessageStore store)
+    private MiniQueueEngine(MiniQueueOptions options, IMessageStore store, Meter meter, bool ownsMeter)
     {
         _store = store;
+        _metrics = new MiniQueueMetrics(meter, ownsMeter, this);
         _space = new LogSpace(store.SegmentSize);
         _time = options.TimeProvider;
         _delayCheckPeriod = options.DelayCheckPeriod;
@@ -73,31 +78,62 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
             return OpenAsync(options, VolatileStore.Instance, cancellationToken);
         }
 
-        var logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("MiniQueue.Store");
-        return OpenDurableAsync(options, FasterLogStore.Open(options, logger), cancellationToken);
+        return OpenDurableAsync(options, cancellationToken);
     }
 
-    private static async ValueTask<MiniQueueEngine> OpenDurableAsync(MiniQueueOptions options, FasterLogStore store, CancellationToken cancellationToken)
+    private static async ValueTask<MiniQueueEngine> OpenDurableAsync(MiniQueueOptions options, CancellationToken cancellationToken)
     {
+        var (meter, ownsMeter) = MiniQueueMetrics.CreateMeter(options);
+        var logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("MiniQueue.Store");
+        FasterLogStore store;
         try
         {
-            return await OpenAsync(options, store, cancellationToken).ConfigureAwait(false);
+            store = FasterLogStore.Open(options, logger, meter);
         }
         catch
         {
-            await store.DisposeAsync().ConfigureAwait(false);
+            if (ownsMeter)
+            {
+                meter.Dispose();
+            }
+
             throw;
         }
+
+        return await OpenAsync(options, store, meter, ownsMeter, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Opens an engine over <paramref name="store"/>, rebuilding its state from what the store replays.</summary>
-    internal static async ValueTask<MiniQueueEngine> OpenAsync(MiniQueueOptions options, IMessageStore store, CancellationToken cancellationToken)
+    internal static ValueTask<MiniQueueEngine> OpenAsync(MiniQueueOptions options, IMessageStore store, CancellationToken cancellationToken)
     {
-        options.Validate();
-        var engine = new MiniQueueEngine(options, store);
-        await engine.RecoverAsync(cancellationToken).ConfigureAwait(false);
-        engine._maintenance = Task.Run(engine.MaintainAsync, CancellationToken.None);
-        return engine;
+        var (meter, ownsMeter) = MiniQueueMetrics.CreateMeter(options);
+        return OpenAsync(options, store, meter, ownsMeter, cancellationToken);
+    }
+
+    private static async ValueTask<MiniQueueEngine> OpenAsync(
+        MiniQueueOptions options, IMessageStore store, Meter meter, bool ownsMeter, CancellationToken cancellationToken)
+    {
+        MiniQueueEngine? engine = null;
+        try
+        {
+            options.Validate();
+            engine = new MiniQueueEngine(options, store, meter, ownsMeter);
+            await engine.RecoverAsync(cancellationToken).ConfigureAwait(false);
+            engine._maintenance = Task.Run(engine.MaintainAsync, CancellationToken.None);
+            return engine;
+        }
+        catch
+        {
+            // The store belongs to the engine from here on; close it (and the meter) when opening fails.
+            engine?._metrics.Dispose();
+            if (engine is null && ownsMeter)
+            {
+                meter.Dispose();
+            }
+
+            await store.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
     }
 
     private async ValueTask RecoverAsync(CancellationToken cancellationToken)
@@ -157,13 +193,34 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
             throw new ArgumentException($"message too large: {payload.Length} bytes, the maximum is {_maxMessageBytes}.", nameof(payload));
         }
 
-        return _store.HasRoom ? PublishNow(topic, payload) : PublishWhenRoomAsync(topic, payload, cancellationToken);
+        var started = Stopwatch.GetTimestamp();
+        if (!_store.HasRoom)
+        {
+            return PublishWhenRoomAsync(topic, payload, started, cancellationToken);
+        }
+
+        var publish = PublishNow(topic, payload);
+        if (!publish.IsCompletedSuccessfully)
+        {
+            return RecordWhenDoneAsync(publish, topic, started);
+        }
+
+        _metrics.Published(topic, started);
+        return ValueTask.CompletedTask;
     }
 
-    private async ValueTask PublishWhenRoomAsync(string topic, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+    private async ValueTask PublishWhenRoomAsync(string topic, ReadOnlyMemory<byte> payload, long started, CancellationToken cancellationToken)
     {
         await _store.WaitForRoomAsync(cancellationToken).ConfigureAwait(false);
         await PublishNow(topic, payload).ConfigureAwait(false);
+        _metrics.Published(topic, started);
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask RecordWhenDoneAsync(ValueTask publish, string topic, long started)
+    {
+        await publish.ConfigureAwait(false);
+        _metrics.Published(topic, started);
     }
 
     private ValueTask PublishNow(string topic, ReadOnlyMemory<byte> payload)
@@ -257,11 +314,21 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
         }
 
         await _store.DisposeAsync().ConfigureAwait(false);
+        _metrics.Dispose();
         _stopping.Dispose();
         _maintenanceGate.Dispose();
     }
 
     internal long NextMessageId() => Interlocked.Increment(ref _lastMessageId);
+
+    internal MiniQueueMetrics Metrics => _metrics;
+
+    /// <summary>Every topic the engine knows (created or waited for), with its counts, for the metrics' gauges.</summary>
+    internal IEnumerable<(string Topic, TopicStats Stats)> GetTopicsWithStats() =>
+        _topics.Values.Select(static topic => (topic.Name, topic.GetStats()));
+
+    /// <summary>The bytes the durable log takes on disk; 0 in memory.</summary>
+    internal long LogBytes() => _store is FasterLogStore durable ? durable.DiskBytes() : 0;
 
     /// <summary>How many log records the engine replayed when it opened.</summary>
     internal long RecoveredRecords { get; private set; }

@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Logging;
 
 namespace MiniQueue;
@@ -32,6 +33,12 @@ public sealed class MiniQueueOptions
 
     /// <summary>Where the engine logs. Default: <see langword="null"/>, no logging.</summary>
     public ILoggerFactory? LoggerFactory { get; set; }
+
+    /// <summary>
+    /// Where the engine's <c>MiniQueue</c> meter comes from (dependency injection passes the app's). Default:
+    /// <see langword="null"/>: the engine creates its own meter, which listeners still see.
+    /// </summary>
+    public IMeterFactory? MeterFactory { get; set; }
 
     /// <summary>
     /// When a publish is acknowledged (durable store only). Default: <see cref="MiniQueueCommitMode.Fsync"/>, after the

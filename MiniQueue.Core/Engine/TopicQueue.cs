@@ -287,6 +287,7 @@ internal sealed class TopicQueue
     {
         consumer.HoldLocked(entry);
         _held++;
+        _engine.Metrics.Delivered(Name);
         AppendBestEffort(LogRecord.Deliver(entry.Id));
     }
 

@@ -1,3 +1,5 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using FASTER.core;
@@ -66,6 +68,7 @@ internal sealed class FasterLogStore : IMessageStore
     /// <summary>Held by the committer around each commit, and by a caller of <see cref="HoldCommitsAsync"/>.</summary>
     private readonly SemaphoreSlim _commitGate = new(1, 1);
     private readonly long _roomBytes;
+    private readonly Histogram<double>? _commitDuration;
     private Instance _instance;
     private Exception? _fault;
 
@@ -76,8 +79,11 @@ internal sealed class FasterLogStore : IMessageStore
 
     private FasterLogStore(
         string directory, StoreManifest manifest, long memoryBytes, MiniQueueCommitMode commitMode, TimeSpan commitInterval,
-        Func<string, IDevice> createDevice, ILogger logger, Instance instance, Watermark watermark)
+        Func<string, IDevice> createDevice, ILogger logger, Instance instance, Watermark watermark, Meter? meter)
     {
+        _commitDuration = meter?.CreateHistogram<double>(
+            "miniqueue.commit.duration", "s", "How long one commit of the log (a group of appends) takes to reach the disk.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1] });
         _directory = directory;
         _watermark = watermark;
         _manifest = manifest;
@@ -120,7 +126,7 @@ internal sealed class FasterLogStore : IMessageStore
     /// Opens (creating or recovering) the log in the options' data directory, refusing settings that differ from the
     /// directory's manifest.
     /// </summary>
-    public static FasterLogStore Open(MiniQueueOptions options, ILogger logger, Func<string, IDevice>? createDevice = null)
+    public static FasterLogStore Open(MiniQueueOptions options, ILogger logger, Meter? meter = null, Func<string, IDevice>? createDevice = null)
     {
         var directory = Path.GetFullPath(options.DataDirectory ?? throw new ArgumentException("A durable store needs a DataDirectory.", nameof(options)));
         Directory.CreateDirectory(directory);
@@ -147,7 +153,7 @@ internal sealed class FasterLogStore : IMessageStore
         {
             instance = Instance.Open(directory, manifest, memoryBytes, createDevice);
             watermark.ThrowIfAbove(instance.Log.CommittedUntilAddress, directory);
-            return new FasterLogStore(directory, manifest, memoryBytes, options.CommitMode, options.CommitInterval, createDevice, logger, instance, watermark);
+            return new FasterLogStore(directory, manifest, memoryBytes, options.CommitMode, options.CommitInterval, createDevice, logger, instance, watermark, meter);
         }
         catch
         {
@@ -478,7 +484,9 @@ internal sealed class FasterLogStore : IMessageStore
             try
             {
                 await PollForRoomAsync(CancellationToken.None).ConfigureAwait(false);
+                var started = Stopwatch.GetTimestamp();
                 await log.CommitAsync().ConfigureAwait(false);
+                _commitDuration?.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
                 Commits++;
                 if (_watermark.Age >= s_watermarkEvery)
                 {

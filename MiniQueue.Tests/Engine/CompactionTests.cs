@@ -201,3 +201,89 @@ public sealed class CompactionTests
         Assert.That((await DrainAsync(recovered, "slow")).Select(m => m.Text), Is.EqualTo(new[] { "cached body" }));
     }
 }
+
+/// <summary>A store over an <see cref="InMemoryStore"/> that can hold its next read at a gate the test opens.</summary>
+internal sealed class GatedReadStore(InMemoryStore inner) : IMessageStore
+{
+    private TaskCompletionSource? _nextReadGate;
+
+    /// <summary>Makes the next read wait until the returned gate is opened; later reads go straight through.</summary>
+    public TaskCompletionSource HoldNextRead()
+    {
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _nextReadGate = gate;
+        return gate;
+    }
+
+    public bool CanRead => inner.CanRead;
+
+    public bool HasRoom => inner.HasRoom;
+
+    public long SegmentSize => inner.SegmentSize;
+
+    public long BeginAddress => inner.BeginAddress;
+
+    public long TailAddress => inner.TailAddress;
+
+    public bool IsFaulted => inner.IsFaulted;
+
+    public ValueTask WaitForRoomAsync(CancellationToken cancellationToken = default) => inner.WaitForRoomAsync(cancellationToken);
+
+    public ValueTask<IDisposable> HoldCommitsAsync(CancellationToken cancellationToken = default) => inner.HoldCommitsAsync(cancellationToken);
+
+    public long FootprintOf(int serializedLength) => inner.FootprintOf(serializedLength);
+
+    public long Append(LogRecord record) => inner.Append(record);
+
+    public bool IsCommitted(long address) => inner.IsCommitted(address);
+
+    public ValueTask WaitForCommitAsync(long address, CancellationToken cancellationToken = default) => inner.WaitForCommitAsync(address, cancellationToken);
+
+    public async ValueTask<ReadOnlyMemory<byte>> ReadAsync(long address, int lengthHint = 0, CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.Exchange(ref _nextReadGate, null) is { } gate)
+        {
+            await gate.Task;
+        }
+
+        return await inner.ReadAsync(address, lengthHint, cancellationToken);
+    }
+
+    public IAsyncEnumerable<StoredRecord> ReplayAsync(CancellationToken cancellationToken = default) => inner.ReplayAsync(cancellationToken);
+
+    public void TruncateUntil(long address) => inner.TruncateUntil(address);
+
+    public ValueTask<bool> TryRecoverAsync(CancellationToken cancellationToken = default) => inner.TryRecoverAsync(cancellationToken);
+
+    public ValueTask DisposeAsync() => inner.DisposeAsync();
+}
+
+[CancelAfter(30_000)]
+public sealed class CompactionRaceTests
+{
+    [Test]
+    public async Task ABodyReadInFlight_WhenCompactionMovesTheBodyAndFreesItsPlace_IsReadAgainAtTheNewPlace()
+    {
+        var inner = new InMemoryStore(segmentRecords: 20);
+        var store = new GatedReadStore(inner);
+        await using var queue = await MiniQueueEngine.OpenAsync(new MiniQueueOptions { TimeProvider = TestSupport.NewClock(), BodyCacheBytes = 0 }, store, default);
+        await queue.PublishAsync("slow", "moving body");
+        await using var traffic = queue.Subscribe("traffic");
+        for (var i = 0; i < 100; i++)
+        {
+            await queue.PublishAsync("traffic", $"x{i}");
+            await traffic.ReceiveTextAsync();
+            await traffic.AckAsync();
+        }
+
+        // The consumer takes the message; its body read waits at the gate while compaction moves it.
+        var gate = store.HoldNextRead();
+        await using var consumer = queue.Subscribe("slow");
+        var receiving = consumer.ReceiveAsync().AsTask();
+        await queue.CompactAsync();
+        Assert.That(inner.BeginAddress, Is.GreaterThan(1), "the body's old place is gone");
+        gate.SetResult();
+
+        Assert.That((await receiving.WaitAsync(TestSupport.Bound)).Text(), Is.EqualTo("moving body"));
+    }
+}

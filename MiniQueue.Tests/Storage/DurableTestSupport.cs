@@ -41,7 +41,7 @@ internal static class DurableTestSupport
     };
 
     public static async Task<MiniQueueEngine> OpenAsync(MiniQueueOptions options, Func<string, IDevice>? createDevice = null) =>
-        await MiniQueueEngine.OpenAsync(options, FasterLogStore.Open(options, NullLogger.Instance, createDevice), default);
+        await MiniQueueEngine.OpenAsync(options, FasterLogStore.Open(options, NullLogger.Instance, createDevice: createDevice), default);
 
     /// <summary>Polls a condition until it holds or the bound passes; returns whether it held.</summary>
     public static async Task<bool> EventuallyAsync(Func<bool> condition)
