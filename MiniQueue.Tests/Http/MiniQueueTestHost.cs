@@ -50,6 +50,11 @@ internal sealed class MiniQueueTestHost : IAsyncDisposable
                 listen.UseHttps(TestCertificate.Certificate);
             }));
         builder.Logging.ClearProviders();
+        if (Environment.GetEnvironmentVariable("MINIQUEUE_TEST_LOG") == "1")
+        {
+            builder.Logging.AddSimpleConsole().SetMinimumLevel(LogLevel.Debug);
+        }
+
         builder.Services.Configure<HostOptions>(static options => options.ShutdownTimeout = TimeSpan.FromSeconds(5));
         if (addMiniQueue)
         {

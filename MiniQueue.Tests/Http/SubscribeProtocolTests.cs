@@ -408,8 +408,10 @@ public sealed class SubscribeProtocolTests
                 await stream.SendAsync(chunk[(i == 0 ? 0 : 1)..]);
             }
         }
-        catch (Exception exception) when (exception is IOException or HttpRequestException or OperationCanceledException)
+        catch (Exception exception)
         {
+            // Which exception a write into a stream the server has closed throws depends on timing; any will do.
+            TestContext.Out.WriteLine($"write ended: {exception.GetType().Name}: {exception.Message}");
         }
 
         using (Assert.EnterMultipleScope())
