@@ -42,8 +42,12 @@ internal readonly record struct Command(CommandKind Kind, int DackSeconds = 0);
 /// </summary>
 internal sealed class CommandReader
 {
-    /// <summary>The most bytes one command (its JSON text, whitespace before it included) may take: 64 KiB.</summary>
-    public const int MaxCommandBytes = 64 * 1024;
+    /// <summary>
+    /// The most bytes one command (its JSON text, whitespace before it included) may take: 16 KiB, far more than any
+    /// command needs. It must stay below HTTP/2's smallest stream window (65,535 bytes): the server cannot see more
+    /// of a stream than the window lets the client send before it consumes, so a larger cap could wait forever.
+    /// </summary>
+    public const int MaxCommandBytes = 16 * 1024;
 
     private static readonly JsonReaderOptions s_options = new() { AllowMultipleValues = true, CommentHandling = JsonCommentHandling.Disallow };
 
