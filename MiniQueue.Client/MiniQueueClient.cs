@@ -72,7 +72,7 @@ public sealed class MiniQueueClient : IDisposable
     public async Task PurgeAsync(string topic, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(topic);
-        using var request = NewRequest(HttpMethod.Delete, new Uri(_baseAddress, Escape(topic)));
+        using var request = NewRequest(HttpMethod.Delete, TopicUri("", topic));
         await SendAsync(request, HttpStatusCode.OK, "purge", cancellationToken).ConfigureAwait(false);
     }
 
@@ -85,7 +85,7 @@ public sealed class MiniQueueClient : IDisposable
     {
         ArgumentNullException.ThrowIfNull(topic);
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-        var request = NewRequest(HttpMethod.Post, new Uri(_baseAddress, "subscribe/" + Escape(topic)));
+        var request = NewRequest(HttpMethod.Post, TopicUri("subscribe/", topic));
         var content = new CommandStreamContent();
         request.Content = content;
         using var timeout = NewTimeout(cancellationToken);
@@ -153,13 +153,16 @@ public sealed class MiniQueueClient : IDisposable
         return handler;
     }
 
-    // "." and ".." would be taken as dot segments of the path; escaped, they reach the server as names.
-    private static string Escape(string topic) => topic switch
+    private static string Escape(string topic)
     {
-        "." => "%2E",
-        ".." => "%2E%2E",
-        _ => Uri.EscapeDataString(topic),
-    };
+        // URL paths have no way to carry these two names: servers remove them as dot segments, escaped or not.
+        if (topic is "." or "..")
+        {
+            throw new ArgumentException($"The topic name '{topic}' cannot be sent over HTTP: URL paths treat it as a dot segment.", nameof(topic));
+        }
+
+        return Uri.EscapeDataString(topic);
+    }
 
     private Uri PublishUri(string topic)
     {
@@ -168,7 +171,7 @@ public sealed class MiniQueueClient : IDisposable
             return uri;
         }
 
-        uri = new Uri(_baseAddress, "publish/" + Escape(topic));
+        uri = TopicUri("publish/", topic);
         if (_publishUris.Count < MaxCachedUris)
         {
             _publishUris.TryAdd(topic, uri);
@@ -176,6 +179,10 @@ public sealed class MiniQueueClient : IDisposable
 
         return uri;
     }
+
+    /// <summary>The address of a route for a topic, exactly as escaped here, without <see cref="Uri"/>'s canonicalisation.</summary>
+    private Uri TopicUri(string route, string topic) =>
+        new(_baseAddress.AbsoluteUri + route + Escape(topic), new UriCreationOptions { DangerousDisablePathAndQueryCanonicalization = true });
 
     private HttpRequestMessage NewRequest(HttpMethod method, Uri uri) =>
         new(method, uri) { Version = _version, VersionPolicy = _versionPolicy };
