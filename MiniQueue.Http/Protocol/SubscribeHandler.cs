@@ -77,8 +77,9 @@ internal sealed class SubscribeHandler
             var reason = await RunAsync(consumer, request.BodyReader, response, stop.Token).ConfigureAwait(false);
             HttpLog.SubscriptionEnded(_logger, topic, reason);
         }
-        catch (Exception exception) when (IsStreamGone(exception, context))
+        catch (Exception exception) when (exception is OperationCanceledException or IOException)
         {
+            // RST_STREAM, connection loss, or the application stopping.
             HttpLog.SubscriptionEnded(_logger, topic, context.RequestAborted.IsCancellationRequested ? "the client went away" : "the server is stopping");
         }
         catch (ObjectDisposedException)
@@ -114,10 +115,6 @@ internal sealed class SubscribeHandler
         features.Get<IHttpRequestTimeoutFeature>()?.DisableTimeout();
         features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
     }
-
-    private static bool IsStreamGone(Exception exception, HttpContext context) =>
-        exception is OperationCanceledException or IOException
-        && (context.RequestAborted.IsCancellationRequested || exception is OperationCanceledException);
 
     /// <summary>Runs the stream until it ends; returns why, for the log.</summary>
     private async Task<string> RunAsync(MiniQueueConsumer consumer, PipeReader body, HttpResponse response, CancellationToken cancellationToken)

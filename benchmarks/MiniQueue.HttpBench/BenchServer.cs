@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Security;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -24,6 +25,12 @@ internal static class BenchServer
         builder.WebHost.UseKestrelHttpsConfiguration();
         builder.Logging.ClearProviders();
         var certificate = CreateCertificate();
+        if (Arg(args, "--cert-out", "") is { Length: > 0 } certificatePath)
+        {
+            // The load tools pin exactly this certificate (--trust).
+            await File.WriteAllBytesAsync(certificatePath, certificate.Export(X509ContentType.Cert));
+        }
+
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             // The same limits for both servers: enough streams for the load (the bare app would otherwise keep 100).
@@ -64,6 +71,13 @@ internal static class BenchServer
         Console.WriteLine($"ready {mode} https://127.0.0.1:{port}");
         await app.WaitForShutdownAsync();
         return 0;
+    }
+
+    /// <summary>Trusts exactly the certificate in the file (DER), as written by <c>serve --cert-out</c>.</summary>
+    internal static RemoteCertificateValidationCallback TrustOnly(string path)
+    {
+        var thumbprint = X509CertificateLoader.LoadCertificateFromFile(path).GetCertHashString();
+        return (_, certificate, _, _) => certificate is not null && certificate.GetCertHashString() == thumbprint;
     }
 
     internal static string Arg(string[] args, string name, string fallback)
