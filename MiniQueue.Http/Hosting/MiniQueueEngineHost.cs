@@ -12,16 +12,18 @@ namespace MiniQueue.Http.Hosting;
 internal sealed class MiniQueueEngineHost : IHostedService, IAsyncDisposable
 {
     private readonly IOptions<MiniQueueOptions> _options;
+    private readonly MiniQueueEngineFactory? _factory;
     private readonly ILogger _logger;
     private readonly Lock _lock = new();
     private Task<MiniQueueEngine>? _opening;
     private bool _closed;
 
-    public MiniQueueEngineHost(IOptions<MiniQueueOptions> options, ILoggerFactory loggerFactory)
+    public MiniQueueEngineHost(IOptions<MiniQueueOptions> options, ILoggerFactory loggerFactory, MiniQueueEngineFactory? factory = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(loggerFactory);
         _options = options;
+        _factory = factory;
         _logger = loggerFactory.CreateLogger(HttpLog.Category);
     }
 
@@ -87,7 +89,9 @@ internal sealed class MiniQueueEngineHost : IHostedService, IAsyncDisposable
 
     private async Task<MiniQueueEngine> OpenAsync()
     {
-        var engine = await MiniQueueEngine.OpenAsync(_options.Value).ConfigureAwait(false);
+        var engine = _factory is null
+            ? await MiniQueueEngine.OpenAsync(_options.Value).ConfigureAwait(false)
+            : await _factory.OpenAsync(_options.Value, CancellationToken.None).ConfigureAwait(false);
         HttpLog.EngineOpened(_logger);
         return engine;
     }
