@@ -130,7 +130,7 @@ internal sealed class PublishHandler
         {
             await ProtocolErrors.WriteResponseAsync(context, exception.StatusCode, ProtocolErrors.ReadBodyFailed).ConfigureAwait(false);
         }
-        catch (Exception exception) when (exception is IOException or OperationCanceledException && context.RequestAborted.IsCancellationRequested)
+        catch (Exception exception) when (exception is IOException or OperationCanceledException)
         {
             // The client went away before its message was complete: nothing was published, nobody to answer.
         }
