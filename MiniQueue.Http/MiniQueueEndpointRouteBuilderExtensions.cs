@@ -29,7 +29,7 @@ public static class MiniQueueEndpointRouteBuilderExtensions
         MiniQueueMarkerService.ThrowIfNotAdded(services, nameof(MapMiniQueue));
 
         var atRoot = prefix.Trim('/').Length == 0;
-        var group = endpoints.MapGroup(atRoot ? "" : prefix);
+        var group = endpoints.MapGroup(atRoot ? "" : prefix.TrimEnd('/'));
         group.MapPost("/publish/{topic}", services.GetRequiredService<PublishHandler>().InvokeAsync)
             .WithDisplayName("MiniQueue publish");
         group.MapPost("/subscribe/{topic}", services.GetRequiredService<SubscribeHandler>().InvokeAsync)

@@ -32,7 +32,7 @@ internal sealed class MiniQueueMiddleware
         ArgumentNullException.ThrowIfNull(subscribe);
         ArgumentNullException.ThrowIfNull(purge);
         _next = next;
-        _prefix = prefix.Value is "/" ? PathString.Empty : prefix;
+        _prefix = prefix.Value?.TrimEnd('/') is { Length: > 0 } trimmed ? new PathString(trimmed) : PathString.Empty;
         _servesPurge = _prefix.HasValue || options.Value.PurgeAtRoot;
         _publish = publish.InvokeAsync;
         _subscribe = subscribe.InvokeAsync;

@@ -120,6 +120,21 @@ public sealed class HostingTests
         }
     }
 
+    [TestCase("/mq/")]
+    [TestCase("mq")]
+    [TestCase("/api/{tenant}/mq")]
+    public async Task MapMiniQueue_AcceptsPrefixesWithOrWithoutSlashes_AndRoutePatterns(string prefix)
+    {
+        await using var host = await MiniQueueTestHost.StartAsync(configureApp: app => app.MapMiniQueue(prefix));
+        using var client = host.CreateHttpClient();
+        var path = prefix.Contains("{tenant}", StringComparison.Ordinal) ? "api/acme/mq/" : "mq/";
+
+        using var published = await client.PostAsync($"{path}publish/t", new StringContent("x"));
+        using var purged = await client.DeleteAsync($"{path}t");
+
+        Assert.That((published.StatusCode, purged.StatusCode), Is.EqualTo((HttpStatusCode.Created, HttpStatusCode.OK)));
+    }
+
     [Test]
     public async Task MapMiniQueue_UnderAPrefix_TakesRequireAuthorization()
     {
@@ -197,6 +212,8 @@ public sealed class HostingTests
     }
 
     [TestCase("/mq", "mq/")]
+    [TestCase("/mq/", "mq/")]
+    [TestCase("/", "")]
     [TestCase("", "")]
     public async Task UseMiniQueue_ServesTheProtocol_AndPassesOtherRequestsOn(string prefix, string path)
     {

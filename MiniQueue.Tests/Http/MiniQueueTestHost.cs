@@ -87,7 +87,9 @@ internal sealed class MiniQueueTestHost : IAsyncDisposable
             BaseAddress = BaseAddress,
             DefaultRequestVersion = version ?? HttpVersion.Version20,
             DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact,
-            Timeout = Timeout.InfiniteTimeSpan,
+
+            // Bounds every request of a test; a streaming response is read with its own bounded waits after that.
+            Timeout = TestSupport.Bound,
         };
         _clients.Add(client);
         return client;
@@ -144,6 +146,6 @@ internal sealed class MiniQueueTestHost : IAsyncDisposable
         }
 
         await _app.StopAsync().WaitAsync(TestSupport.Bound);
-        await _app.DisposeAsync();
+        await _app.DisposeAsync().AsTask().WaitAsync(TestSupport.Bound);
     }
 }

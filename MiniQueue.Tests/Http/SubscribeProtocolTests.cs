@@ -550,6 +550,7 @@ public sealed class SubscribeProtocolTests
             BaseAddress = _host.BaseAddress,
             DefaultRequestVersion = HttpVersion.Version20,
             DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact,
+            Timeout = TestSupport.Bound,
         };
         var streams = new List<RawConsumerStream>();
         try
