@@ -68,6 +68,26 @@ internal static class BenchServer
             }
         }
 
+        if (mode == "miniqueue" && Arg(args, "--drain", "") is { Length: > 0 } drainTopic)
+        {
+            // Keeps a topic short, as consumers would in a steady state, at almost no cost: purge it every 50 ms.
+            var engine = app.Services.GetRequiredService<MiniQueueEngine>();
+            _ = Task.Run(async () =>
+            {
+                using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(50));
+                try
+                {
+                    while (await timer.WaitForNextTickAsync())
+                    {
+                        await engine.PurgeAsync(drainTopic);
+                    }
+                }
+                catch (ObjectDisposedException)
+                {
+                }
+            });
+        }
+
         Console.WriteLine($"ready {mode} https://127.0.0.1:{port}");
         await app.WaitForShutdownAsync();
         return 0;
