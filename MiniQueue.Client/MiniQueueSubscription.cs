@@ -1,0 +1,286 @@
+using System.Buffers;
+using System.Globalization;
+using System.IO.Pipelines;
+using System.Text;
+using System.Text.Json;
+
+namespace MiniQueue.Client;
+
+/// <summary>
+/// A consumer stream on one topic. It holds at most one message: <see cref="ReceiveAsync"/> gets the next one, and
+/// <see cref="AckAsync"/>, <see cref="NackAsync"/>, <see cref="BackAsync"/> or <see cref="DackAsync"/> settles it.
+/// Disposing ends the stream; the server returns the held message to the front of the topic.
+/// </summary>
+/// <remarks>
+/// A subscription is for one caller at a time. Settling only sends the command (the protocol has no reply to it); the
+/// server then delivers the next message, which the next <see cref="ReceiveAsync"/> reads. Cancelling a
+/// <see cref="ReceiveAsync"/> stops waiting but loses nothing: the subscription stays usable and a later
+/// <see cref="ReceiveAsync"/> returns the message the server delivers.
+/// </remarks>
+public sealed class MiniQueueSubscription : IAsyncDisposable
+{
+    /// <summary>The longest line the client reads: a 64 MiB message, base64-encoded, and more.</summary>
+    private const long MaxLineBytes = 96L * 1024 * 1024;
+
+    private static readonly byte[] s_init = Encoding.UTF8.GetBytes("\"INIT\"\n");
+    private static readonly byte[] s_ack = Encoding.UTF8.GetBytes("\"ACK\"\n");
+    private static readonly byte[] s_nack = Encoding.UTF8.GetBytes("\"NACK\"\n");
+    private static readonly byte[] s_back = Encoding.UTF8.GetBytes("\"BACK\"\n");
+
+    private readonly HttpRequestMessage _request;
+    private readonly HttpResponseMessage _response;
+    private readonly CommandStreamContent _content;
+    private readonly Stream _commands;
+    private readonly PipeReader _lines;
+    private Task<ReadResult>? _pendingRead;
+    private bool _isHolding;
+    private bool _isDeliveryRequested;
+    private bool _isEnded;
+    private bool _isDisposed;
+
+    internal MiniQueueSubscription(
+        string topic, HttpRequestMessage request, HttpResponseMessage response, CommandStreamContent content, Stream commands, Stream lines)
+    {
+        Topic = topic;
+        _request = request;
+        _response = response;
+        _content = content;
+        _commands = commands;
+        _lines = PipeReader.Create(lines, new StreamPipeReaderOptions(bufferSize: 16 * 1024, minimumReadSize: 4 * 1024));
+    }
+
+    /// <summary>The topic this subscription consumes.</summary>
+    public string Topic { get; }
+
+    /// <summary>Whether the subscription holds a message it has not settled.</summary>
+    public bool IsHoldingMessage => _isHolding;
+
+    /// <summary>
+    /// Waits for the next message and holds it. The first call starts consuming (<c>INIT</c>); after a settle, the
+    /// server is already delivering the next message.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The subscription already holds a message.</exception>
+    /// <exception cref="MiniQueueClientException">The server sent an error, or ended the stream.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled; nothing is lost.</exception>
+    public async ValueTask<MiniQueueMessage> ReceiveAsync(CancellationToken cancellationToken = default)
+    {
+        ThrowIfUnusable();
+        if (_isHolding)
+        {
+            throw new InvalidOperationException("The subscription already holds a message; settle it (ACK, NACK, BACK or DACK) before receiving the next.");
+        }
+
+        if (!_isDeliveryRequested)
+        {
+            await SendAsync(s_init, cancellationToken).ConfigureAwait(false);
+            _isDeliveryRequested = true;
+        }
+
+        while (true)
+        {
+            var result = await ReadAsync(cancellationToken).ConfigureAwait(false);
+            var buffer = result.Buffer;
+            var newline = buffer.PositionOf((byte)'\n');
+            if (newline is null)
+            {
+                if (result.IsCompleted)
+                {
+                    _lines.AdvanceTo(buffer.End);
+                    _isEnded = true;
+                    throw new MiniQueueClientException($"The server ended the consumer stream of topic '{Topic}'.");
+                }
+
+                if (buffer.Length > MaxLineBytes)
+                {
+                    _isEnded = true;
+                    throw new MiniQueueClientException($"The server sent a line of over {MaxLineBytes} bytes on the consumer stream of topic '{Topic}'.");
+                }
+
+                _lines.AdvanceTo(buffer.Start, buffer.End);
+                continue;
+            }
+
+            var line = buffer.Slice(0, newline.Value);
+            string? error;
+            MiniQueueMessage message;
+            try
+            {
+                (message, error) = ParseLine(line);
+            }
+            finally
+            {
+                _lines.AdvanceTo(buffer.GetPosition(1, newline.Value));
+            }
+
+            if (error is not null)
+            {
+                // Errors keep or close the stream as the protocol says; a closed one shows as the end of the stream.
+                _isDeliveryRequested = false;
+                throw new MiniQueueClientException($"The server sent an error on the consumer stream of topic '{Topic}': {error}", null, error);
+            }
+
+            _isDeliveryRequested = false;
+            _isHolding = true;
+            return message;
+        }
+    }
+
+    /// <summary>Done: the server removes the held message for good, then delivers the next.</summary>
+    /// <exception cref="InvalidOperationException">The subscription holds no message.</exception>
+    public ValueTask AckAsync(CancellationToken cancellationToken = default) => SettleAsync(s_ack, "ACK", cancellationToken);
+
+    /// <summary>Returns the held message to the front of the topic (a waiting consumer gets it at once).</summary>
+    /// <exception cref="InvalidOperationException">The subscription holds no message.</exception>
+    public ValueTask NackAsync(CancellationToken cancellationToken = default) => SettleAsync(s_nack, "NACK", cancellationToken);
+
+    /// <summary>Returns the held message to the back of the topic.</summary>
+    /// <exception cref="InvalidOperationException">The subscription holds no message.</exception>
+    public ValueTask BackAsync(CancellationToken cancellationToken = default) => SettleAsync(s_back, "BACK", cancellationToken);
+
+    /// <summary>
+    /// Delays the held message; its dackCount goes up by one. The protocol counts whole seconds: the delay is
+    /// rounded <b>up</b> to a whole number of seconds (so a message never comes back earlier than asked), and a
+    /// delay of zero or less makes it due at once.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The subscription holds no message.</exception>
+    public ValueTask DackAsync(TimeSpan delay, CancellationToken cancellationToken = default) =>
+        SettleAsync(Encoding.UTF8.GetBytes($"\"DACK {ToWholeSeconds(delay).ToString(CultureInfo.InvariantCulture)}\"\n"), "DACK", cancellationToken);
+
+    /// <summary>
+    /// Ends the consumer stream at once (RST_STREAM); the server returns the held message to the front of the topic.
+    /// </summary>
+    public ValueTask DisposeAsync()
+    {
+        if (_isDisposed)
+        {
+            return ValueTask.CompletedTask;
+        }
+
+        _isDisposed = true;
+        _pendingRead?.ContinueWith(static read => _ = read.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+        _content.Complete();
+        _response.Dispose();
+        _request.Dispose();
+        return ValueTask.CompletedTask;
+    }
+
+    internal static int ToWholeSeconds(TimeSpan delay) =>
+        delay <= TimeSpan.Zero ? 0 : (int)Math.Min(int.MaxValue, Math.Ceiling(delay.Ticks / (double)TimeSpan.TicksPerSecond));
+
+    private async ValueTask SettleAsync(byte[] command, string name, CancellationToken cancellationToken)
+    {
+        ThrowIfUnusable();
+        if (!_isHolding)
+        {
+            throw new InvalidOperationException($"The subscription holds no message to {name}.");
+        }
+
+        await SendAsync(command, cancellationToken).ConfigureAwait(false);
+        _isHolding = false;
+        _isDeliveryRequested = true;
+    }
+
+    private async ValueTask SendAsync(byte[] command, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _commands.WriteAsync(command, cancellationToken).ConfigureAwait(false);
+            await _commands.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception exception) when (exception is IOException or HttpRequestException or ObjectDisposedException)
+        {
+            _isEnded = true;
+            throw new MiniQueueClientException($"The consumer stream of topic '{Topic}' ended: {exception.Message}", exception);
+        }
+    }
+
+    /// <summary>Reads the response without handing the caller's token to the stream, so cancelling a wait does not reset the stream.</summary>
+    private async ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            if (_pendingRead is null)
+            {
+                var read = _lines.ReadAsync(CancellationToken.None);
+                if (read.IsCompleted || !cancellationToken.CanBeCanceled)
+                {
+                    return await read.ConfigureAwait(false);
+                }
+
+                _pendingRead = read.AsTask();
+            }
+
+            var result = await _pendingRead.WaitAsync(cancellationToken).ConfigureAwait(false);
+            _pendingRead = null;
+            return result;
+        }
+        catch (Exception exception) when (exception is IOException or HttpRequestException or ObjectDisposedException)
+        {
+            _pendingRead = null;
+            _isEnded = true;
+            throw new MiniQueueClientException($"The consumer stream of topic '{Topic}' ended: {exception.Message}", exception);
+        }
+    }
+
+    private (MiniQueueMessage Message, string? Error) ParseLine(ReadOnlySequence<byte> line)
+    {
+        try
+        {
+            var json = new Utf8JsonReader(line);
+            if (json.Read() && json.TokenType == JsonTokenType.StartObject)
+            {
+                byte[]? body = null;
+                var dackCount = 0;
+                string? error = null;
+                while (json.Read() && json.TokenType == JsonTokenType.PropertyName)
+                {
+                    if (json.ValueTextEquals("msg"u8))
+                    {
+                        json.Read();
+                        body = json.TokenType == JsonTokenType.Null ? [] : json.GetBytesFromBase64();
+                    }
+                    else if (json.ValueTextEquals("dackCount"u8))
+                    {
+                        json.Read();
+                        dackCount = json.GetInt32();
+                    }
+                    else if (json.ValueTextEquals("error"u8))
+                    {
+                        json.Read();
+                        error = json.GetString();
+                    }
+                    else
+                    {
+                        json.Read();
+                        json.Skip();
+                    }
+                }
+
+                if (error is not null)
+                {
+                    return (default, error);
+                }
+
+                // The Go miniqueue sent an empty message as {}.
+                return (new MiniQueueMessage(body ?? [], dackCount), null);
+            }
+        }
+        catch (Exception exception) when (exception is JsonException or FormatException or InvalidOperationException)
+        {
+            _isEnded = true;
+            throw new MiniQueueClientException($"The server sent a line that is not a message on the consumer stream of topic '{Topic}'.", exception);
+        }
+
+        _isEnded = true;
+        throw new MiniQueueClientException($"The server sent a line that is not a message on the consumer stream of topic '{Topic}'.");
+    }
+
+    private void ThrowIfUnusable()
+    {
+        ObjectDisposedException.ThrowIf(_isDisposed, this);
+        if (_isEnded)
+        {
+            throw new MiniQueueClientException($"The consumer stream of topic '{Topic}' has ended; subscribe again.");
+        }
+    }
+}

@@ -1,0 +1,174 @@
+using System.Buffers;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Logging;
+using MiniQueue.Http.Hosting;
+
+namespace MiniQueue.Http.Protocol;
+
+/// <summary>
+/// <c>POST /publish/{topic}</c>: the body is the message. 201 once it is stored; 400 for an invalid topic; 413 when
+/// the body is over <see cref="MiniQueueEngine.MaxMessageBytes"/>; 503 when the store cannot take it.
+/// </summary>
+internal sealed class PublishHandler
+{
+    private readonly MiniQueueEngineHost _engineHost;
+    private readonly ILogger _logger;
+
+    public PublishHandler(MiniQueueEngineHost engineHost, ILoggerFactory loggerFactory)
+    {
+        ArgumentNullException.ThrowIfNull(engineHost);
+        ArgumentNullException.ThrowIfNull(loggerFactory);
+        _engineHost = engineHost;
+        _logger = loggerFactory.CreateLogger(HttpLog.Category);
+    }
+
+    public async Task InvokeAsync(HttpContext context)
+    {
+        var topic = TopicRoute.GetTopic(context);
+        if (topic is null)
+        {
+            HttpLog.InvalidTopic(_logger, context.Request.Path);
+            await ProtocolErrors.WriteResponseAsync(context, StatusCodes.Status400BadRequest, ProtocolErrors.InvalidTopic).ConfigureAwait(false);
+            return;
+        }
+
+        MiniQueueEngine engine;
+        try
+        {
+            engine = await _engineHost.GetEngineAsync().ConfigureAwait(false);
+        }
+        catch (ObjectDisposedException)
+        {
+            await ProtocolErrors.WriteResponseAsync(context, StatusCodes.Status503ServiceUnavailable, ProtocolErrors.PublishFailed).ConfigureAwait(false);
+            return;
+        }
+
+        var max = engine.MaxMessageBytes;
+        if (context.Request.ContentLength > max)
+        {
+            await TooLargeAsync(context, topic, max).ConfigureAwait(false);
+            return;
+        }
+
+        // Our limit, not the server's (Kestrel's default is 30 MB): the body is counted below as it streams in.
+        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } sizeLimit)
+        {
+            sizeLimit.MaxRequestBodySize = max;
+        }
+
+        var reader = context.Request.BodyReader;
+        byte[]? rented = null;
+        var length = 0;
+        try
+        {
+            while (true)
+            {
+                var result = await reader.ReadAsync().ConfigureAwait(false);
+                var buffer = result.Buffer;
+                if (length + buffer.Length > max)
+                {
+                    reader.AdvanceTo(buffer.End);
+                    await TooLargeAsync(context, topic, max).ConfigureAwait(false);
+                    return;
+                }
+
+                if (result.IsCompleted && rented is null)
+                {
+                    // The whole body arrived in the pipe (the common case of small messages): publish from it directly.
+                    // The engine copies what it keeps, and the buffer stays ours until the publish completes.
+                    try
+                    {
+                        if (buffer.IsSingleSegment)
+                        {
+                            await PublishAsync(context, engine, topic, buffer.First).ConfigureAwait(false);
+                        }
+                        else
+                        {
+                            rented = ArrayPool<byte>.Shared.Rent((int)buffer.Length);
+                            buffer.CopyTo(rented);
+                            await PublishAsync(context, engine, topic, rented.AsMemory(0, (int)buffer.Length)).ConfigureAwait(false);
+                        }
+                    }
+                    finally
+                    {
+                        reader.AdvanceTo(buffer.End);
+                    }
+
+                    return;
+                }
+
+                // The body goes on: copy it out and consume it, since HTTP/2 flow control only credits consumed bytes.
+                if (rented is null || rented.Length < length + buffer.Length)
+                {
+                    var capacity = (int)Math.Min(max, Math.Max(length + buffer.Length, Math.Max(context.Request.ContentLength ?? 0, 2L * (rented?.Length ?? 4096))));
+                    var grown = ArrayPool<byte>.Shared.Rent(capacity);
+                    if (rented is not null)
+                    {
+                        rented.AsSpan(0, length).CopyTo(grown);
+                        ArrayPool<byte>.Shared.Return(rented);
+                    }
+
+                    rented = grown;
+                }
+
+                buffer.CopyTo(rented.AsSpan(length));
+                length += (int)buffer.Length;
+                reader.AdvanceTo(buffer.End);
+                if (result.IsCompleted)
+                {
+                    await PublishAsync(context, engine, topic, rented.AsMemory(0, length)).ConfigureAwait(false);
+                    return;
+                }
+            }
+        }
+        catch (BadHttpRequestException exception) when (exception.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            await TooLargeAsync(context, topic, max).ConfigureAwait(false);
+        }
+        catch (BadHttpRequestException exception)
+        {
+            await ProtocolErrors.WriteResponseAsync(context, exception.StatusCode, ProtocolErrors.ReadBodyFailed).ConfigureAwait(false);
+        }
+        catch (Exception exception) when (exception is IOException or OperationCanceledException)
+        {
+            // The client went away before its message was complete: nothing was published, nobody to answer.
+        }
+        finally
+        {
+            if (rented is not null)
+            {
+                ArrayPool<byte>.Shared.Return(rented);
+            }
+        }
+    }
+
+    private async Task PublishAsync(HttpContext context, MiniQueueEngine engine, string topic, ReadOnlyMemory<byte> message)
+    {
+        try
+        {
+            // Not cancelled by the client leaving: once the engine has the message it is published either way.
+            await engine.PublishAsync(topic, message, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (ArgumentException)
+        {
+            // The topic was checked with the engine's own rule, so this is the size (the engine's limit changed?).
+            await TooLargeAsync(context, topic, engine.MaxMessageBytes).ConfigureAwait(false);
+            return;
+        }
+        catch (Exception exception) when (exception is MiniQueueStoreException or ObjectDisposedException)
+        {
+            HttpLog.PublishFailed(_logger, topic, exception);
+            await ProtocolErrors.WriteResponseAsync(context, StatusCodes.Status503ServiceUnavailable, ProtocolErrors.PublishFailed).ConfigureAwait(false);
+            return;
+        }
+
+        context.Response.StatusCode = StatusCodes.Status201Created;
+    }
+
+    private Task TooLargeAsync(HttpContext context, string topic, int max)
+    {
+        HttpLog.MessageTooLarge(_logger, topic, max);
+        return ProtocolErrors.WriteResponseAsync(context, StatusCodes.Status413PayloadTooLarge, ProtocolErrors.MessageTooLarge);
+    }
+}

@@ -1,0 +1,229 @@
+using System.IO.Pipelines;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Http.Timeouts;
+using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using MiniQueue.Http.Hosting;
+
+namespace MiniQueue.Http.Protocol;
+
+/// <summary>
+/// <c>POST /subscribe/{topic}</c>: the consumer stream. Commands come in as JSON strings in the request body and are
+/// handled strictly in order; messages and errors go out as one JSON object per line, each flushed. A command that
+/// leads to a delivery finishes only when the delivery has happened; the end of the request body is handled in the
+/// same order, like a last command; RST_STREAM, connection loss and the application stopping end the stream at once.
+/// However the stream ends, the consumer is disposed, so the message it held returns to the front of its topic.
+/// </summary>
+internal sealed class SubscribeHandler
+{
+    private readonly MiniQueueEngineHost _engineHost;
+    private readonly IHostApplicationLifetime? _lifetime;
+    private readonly ILogger _logger;
+
+    public SubscribeHandler(MiniQueueEngineHost engineHost, ILoggerFactory loggerFactory, IHostApplicationLifetime? lifetime = null)
+    {
+        ArgumentNullException.ThrowIfNull(engineHost);
+        ArgumentNullException.ThrowIfNull(loggerFactory);
+        _engineHost = engineHost;
+        _lifetime = lifetime;
+        _logger = loggerFactory.CreateLogger(HttpLog.Category);
+    }
+
+    public async Task InvokeAsync(HttpContext context)
+    {
+        var request = context.Request;
+        if (!HttpProtocol.IsHttp2(request.Protocol) && !HttpProtocol.IsHttp3(request.Protocol))
+        {
+            // HTTP/1.1 cannot be relied on for a full-duplex body (proxies and clients buffer it): PROTOCOL.md allows
+            // HTTP/1.1 for publish and purge only.
+            HttpLog.SubscribeNeedsHttp2(_logger, request.Protocol);
+            await ProtocolErrors.WriteResponseAsync(context, StatusCodes.Status505HttpVersionNotsupported, ProtocolErrors.SubscribeNeedsHttp2).ConfigureAwait(false);
+            return;
+        }
+
+        var topic = TopicRoute.GetTopic(context);
+        if (topic is null)
+        {
+            HttpLog.InvalidTopic(_logger, request.Path);
+            await ProtocolErrors.WriteResponseAsync(context, StatusCodes.Status400BadRequest, ProtocolErrors.InvalidTopic).ConfigureAwait(false);
+            return;
+        }
+
+        MiniQueueConsumer consumer;
+        try
+        {
+            var engine = await _engineHost.GetEngineAsync().ConfigureAwait(false);
+            consumer = engine.Subscribe(topic);
+        }
+        catch (ObjectDisposedException)
+        {
+            await ProtocolErrors.WriteResponseAsync(context, StatusCodes.Status503ServiceUnavailable, ProtocolErrors.ShuttingDown).ConfigureAwait(false);
+            return;
+        }
+
+        try
+        {
+            PrepareLongLivedStream(context);
+            var response = context.Response;
+            response.StatusCode = StatusCodes.Status200OK;
+            response.ContentType = "text/plain; charset=utf-8";
+
+            using var stop = _lifetime is null
+                ? CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted)
+                : CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, _lifetime.ApplicationStopping);
+            HttpLog.Subscribed(_logger, topic);
+            var reason = await RunAsync(consumer, request.BodyReader, response, stop.Token).ConfigureAwait(false);
+            HttpLog.SubscriptionEnded(_logger, topic, reason);
+        }
+        catch (Exception exception) when (exception is OperationCanceledException or IOException)
+        {
+            // RST_STREAM, connection loss, or the application stopping.
+            HttpLog.SubscriptionEnded(_logger, topic, context.RequestAborted.IsCancellationRequested ? "the client went away" : "the server is stopping");
+        }
+        catch (ObjectDisposedException)
+        {
+            HttpLog.SubscriptionEnded(_logger, topic, "the engine closed");
+        }
+        catch (Exception exception)
+        {
+            // Not expected; the message still returns below, and the stream is reset rather than ended cleanly.
+            HttpLog.SubscriptionFailed(_logger, topic, exception);
+            context.Abort();
+        }
+        finally
+        {
+            await consumer.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Lifts the server limits that would cut a long-lived stream: body data rate, body size, request timeout.</summary>
+    private static void PrepareLongLivedStream(HttpContext context)
+    {
+        var features = context.Features;
+        if (features.Get<IHttpMinRequestBodyDataRateFeature>() is { } dataRate)
+        {
+            dataRate.MinDataRate = null;
+        }
+
+        if (features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } sizeLimit)
+        {
+            sizeLimit.MaxRequestBodySize = null;
+        }
+
+        features.Get<IHttpRequestTimeoutFeature>()?.DisableTimeout();
+        features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
+    }
+
+    /// <summary>Runs the stream until it ends; returns why, for the log.</summary>
+    private async Task<string> RunAsync(MiniQueueConsumer consumer, PipeReader body, HttpResponse response, CancellationToken cancellationToken)
+    {
+        var output = response.BodyWriter;
+        // Headers go out at once, before the first message (the Go program held them back). A flush of an empty
+        // body alone does not send them in Kestrel's HTTP/2; starting the response does.
+        await response.StartAsync(cancellationToken).ConfigureAwait(false);
+        if ((await output.FlushAsync(cancellationToken).ConfigureAwait(false)).IsCompleted)
+        {
+            return "the client stopped reading";
+        }
+
+        var commands = new CommandReader(body);
+        while (true)
+        {
+            var command = await commands.ReadAsync(cancellationToken).ConfigureAwait(false);
+            if (command.Kind == CommandKind.End)
+            {
+                return "the request body ended";
+            }
+
+            var error = await ApplyAsync(consumer, command).ConfigureAwait(false);
+            if (error != StreamError.None)
+            {
+                HttpLog.BadCommand(_logger, consumer.Topic, command.Kind);
+                MessageWriter.WriteLine(output, ProtocolErrors.LineOf(error));
+                if ((await output.FlushAsync(cancellationToken).ConfigureAwait(false)).IsCompleted)
+                {
+                    return "the client stopped reading";
+                }
+
+                if (ProtocolErrors.ClosesStream(error))
+                {
+                    return "a command that closes the stream";
+                }
+
+                continue;
+            }
+
+            // The command leads to a delivery, and is finished only when it has happened.
+            Delivery delivery;
+            try
+            {
+                delivery = await consumer.ReceiveAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (MiniQueueStoreException exception)
+            {
+                HttpLog.ReceiveFailed(_logger, consumer.Topic, exception);
+                MessageWriter.WriteLine(output, ProtocolErrors.LineOf(StreamError.NextValue));
+                await output.FlushAsync(cancellationToken).ConfigureAwait(false);
+                return "the store could not read the next message";
+            }
+
+            MessageWriter.WriteMessage(output, delivery.Payload.Span, delivery.DackCount);
+            if ((await output.FlushAsync(cancellationToken).ConfigureAwait(false)).IsCompleted)
+            {
+                return "the client stopped reading";
+            }
+        }
+    }
+
+    /// <summary>Applies a command to the consumer; <see cref="StreamError.None"/> when a delivery is to follow.</summary>
+    private static async ValueTask<StreamError> ApplyAsync(MiniQueueConsumer consumer, Command command)
+    {
+        switch (command.Kind)
+        {
+            case CommandKind.Init:
+                return consumer.IsHoldingMessage ? StreamError.NextValue : StreamError.None;
+            case CommandKind.Ack:
+                if (!consumer.IsHoldingMessage)
+                {
+                    return StreamError.Ack;
+                }
+
+                await consumer.AckAsync().ConfigureAwait(false);
+                return StreamError.None;
+            case CommandKind.Nack:
+                if (!consumer.IsHoldingMessage)
+                {
+                    return StreamError.Nack;
+                }
+
+                await consumer.NackAsync().ConfigureAwait(false);
+                return StreamError.None;
+            case CommandKind.Back:
+                if (!consumer.IsHoldingMessage)
+                {
+                    return StreamError.Back;
+                }
+
+                await consumer.BackAsync().ConfigureAwait(false);
+                return StreamError.None;
+            case CommandKind.Dack:
+                if (!consumer.IsHoldingMessage)
+                {
+                    return StreamError.Dack;
+                }
+
+                await consumer.DackAsync(TimeSpan.FromSeconds(command.DackSeconds)).ConfigureAwait(false);
+                return StreamError.None;
+            case CommandKind.Unrecognised:
+                return StreamError.Unrecognised;
+            case CommandKind.DackTooFewArguments:
+                return StreamError.DackTooFewArguments;
+            case CommandKind.DackInvalidArgument:
+                return StreamError.DackInvalidArgument;
+            default:
+                return StreamError.DecodingCommand;
+        }
+    }
+}

@@ -1,0 +1,85 @@
+using System.Diagnostics;
+using System.Globalization;
+using MiniQueue.Client;
+
+namespace MiniQueue.HttpBench;
+
+/// <summary>
+/// Consume+ACK load: S subscriptions over C connections, each looping receive → ACK as fast as the server answers.
+/// The latency of a message is the time from the command that asked for it (INIT or the previous ACK) to its arrival.
+/// Uses <see cref="MiniQueueClient"/>, so the bare echo server and MiniQueue are measured with the same client.
+/// </summary>
+internal static class ConsumeLoad
+{
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var url = new Uri(BenchServer.Arg(args, "--url", "https://127.0.0.1:8443"));
+        var topic = BenchServer.Arg(args, "--topic", "bench");
+        var streams = int.Parse(BenchServer.Arg(args, "--streams", "1"), CultureInfo.InvariantCulture);
+        var connections = int.Parse(BenchServer.Arg(args, "--connections", "1"), CultureInfo.InvariantCulture);
+        var seconds = double.Parse(BenchServer.Arg(args, "--seconds", "10"), CultureInfo.InvariantCulture);
+        var warmup = double.Parse(BenchServer.Arg(args, "--warmup", "2"), CultureInfo.InvariantCulture);
+        var name = BenchServer.Arg(args, "--name", "consume");
+
+        using var client = new MiniQueueClient(new MiniQueueClientOptions
+        {
+            BaseAddress = url,
+            Connections = connections,
+            ServerCertificateValidation = BenchServer.TrustOnly(BenchServer.Arg(args, "--trust", "")),
+        });
+
+        var subscriptions = new MiniQueueSubscription[streams];
+        for (var i = 0; i < streams; i++)
+        {
+            subscriptions[i] = await client.SubscribeAsync(topic);
+        }
+
+        var measuring = 0;
+        var stop = 0;
+        var counts = new long[streams];
+        var report = new LoadReport();
+        var workers = subscriptions.Select((subscription, index) => Task.Run(async () =>
+        {
+            var latencies = new long[1 << 20];
+            var recorded = 0;
+            long count = 0;
+            while (Volatile.Read(ref stop) == 0)
+            {
+                var asked = Stopwatch.GetTimestamp();
+                await subscription.ReceiveAsync();
+                var latency = Stopwatch.GetTimestamp() - asked;
+                await subscription.AckAsync();
+                if (Volatile.Read(ref measuring) == 1)
+                {
+                    count++;
+                    if (recorded < latencies.Length)
+                    {
+                        latencies[recorded++] = latency;
+                    }
+                }
+            }
+
+            counts[index] = count;
+            lock (report)
+            {
+                report.Add(latencies, recorded);
+            }
+        })).ToArray();
+
+        await Task.Delay(TimeSpan.FromSeconds(warmup));
+        Volatile.Write(ref measuring, 1);
+        var clock = Stopwatch.StartNew();
+        await Task.Delay(TimeSpan.FromSeconds(seconds));
+        Volatile.Write(ref measuring, 0);
+        var elapsed = clock.Elapsed;
+        Volatile.Write(ref stop, 1);
+        await Task.WhenAll(workers).WaitAsync(TimeSpan.FromSeconds(30));
+        foreach (var subscription in subscriptions)
+        {
+            await subscription.DisposeAsync();
+        }
+
+        Console.WriteLine(report.Summarize(name, counts.Sum(), elapsed));
+        return 0;
+    }
+}

@@ -1,0 +1,20 @@
+using MiniQueue.HttpBench;
+
+return args.FirstOrDefault() switch
+{
+    "serve" => await BenchServer.RunAsync(args[1..]),
+    "consume" => await ConsumeLoad.RunAsync(args[1..]),
+    "publish" => await PublishLoad.RunAsync(args[1..]),
+    _ => Usage(),
+};
+
+static int Usage()
+{
+    Console.Error.WriteLine("""
+        usage:
+          MiniQueue.HttpBench serve --mode miniqueue|bare --port N [--prefill N --size B --topic T --cert-out FILE]
+          MiniQueue.HttpBench consume --url https://127.0.0.1:N --trust FILE --streams S --connections C --seconds D [--warmup W --topic T --name X]
+          MiniQueue.HttpBench publish --url https://127.0.0.1:N --trust FILE --connections C --streams M --seconds D [--warmup W --size B --topic T --name X]
+        """);
+    return 2;
+}
