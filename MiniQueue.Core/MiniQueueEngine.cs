@@ -65,6 +65,12 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
     public int MaxMessageBytes => _maxMessageBytes;
 
     /// <summary>
+    /// Whether the engine takes publishes now: it is open and its store is not refusing records after a device
+    /// failure (it comes back by itself once the device works again). Health checks report this.
+    /// </summary>
+    public bool IsWritable => Volatile.Read(ref _disposed) == 0 && !_store.IsFaulted;
+
+    /// <summary>
     /// Opens a queue. Without <see cref="MiniQueueOptions.DataDirectory"/> it lives in memory; with one it recovers
     /// what the folder holds.
     /// </summary>

@@ -1,3 +1,175 @@
-// The standalone host arrives with its issue; until then it only says so.
-Console.Error.WriteLine("MiniQueue.Host is not built yet: embed MiniQueue.Core (see README.md).");
-return 1;
+using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Logging.Console;
+using MiniQueue;
+using MiniQueue.Host;
+using Prometheus;
+
+// The standalone miniqueue: the original's flags turned into options, then the same AddMiniQueue/MapMiniQueue any
+// embedding application calls, plus /metrics and /healthz.
+var (flags, exitCode) = Flags.Parse(args, Console.Error);
+if (flags is null)
+{
+    return exitCode;
+}
+
+X509Certificate2? certificate = null;
+var certificateMade = false;
+if (!flags.H2c)
+{
+    string? problem;
+    (certificate, certificateMade, problem) = LoadCertificate(flags);
+    if (problem is not null)
+    {
+        Console.Error.WriteLine(problem);
+        Console.Error.Write(flags.Usage());
+        return 2;
+    }
+}
+
+var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
+builder.WebHost.UseKestrelHttpsConfiguration();
+builder.WebHost.ConfigureKestrel(kestrel =>
+{
+    kestrel.AddServerHeader = false;
+    void Configure(ListenOptions listen)
+    {
+        if (flags.H2c)
+        {
+            listen.Protocols = HttpProtocols.Http2;
+        }
+        else
+        {
+            listen.Protocols = HttpProtocols.Http1AndHttp2;
+            listen.UseHttps(certificate!);
+        }
+    }
+
+    if (flags.Address.Length == 0)
+    {
+        kestrel.ListenAnyIP(flags.Port, Configure);
+    }
+    else if (flags.Address == "localhost")
+    {
+        kestrel.ListenLocalhost(flags.Port, Configure);
+    }
+    else
+    {
+        kestrel.Listen(IPAddress.Parse(flags.Address), flags.Port, Configure);
+    }
+});
+
+// Logs go to stderr: one JSON object per line, or readable lines with -human.
+builder.Logging.ClearProviders();
+if (flags.Level != LogLevel.None)
+{
+    if (flags.Human)
+    {
+        builder.Logging.AddSimpleConsole(console =>
+        {
+            console.SingleLine = true;
+            console.TimestampFormat = "HH:mm:ss.fff ";
+        });
+    }
+    else
+    {
+        builder.Logging.AddJsonConsole(console =>
+        {
+            console.IncludeScopes = true;
+            console.UseUtcTimestamp = true;
+            console.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+        });
+    }
+
+    builder.Services.Configure<ConsoleLoggerOptions>(console => console.LogToStandardErrorThreshold = LogLevel.Trace);
+    builder.Logging.SetMinimumLevel(flags.Level);
+
+    // ASP.NET Core's own debug messages (one per request, per stream frame) would drown MiniQueue's.
+    builder.Logging.AddFilter("Microsoft", flags.Level <= LogLevel.Information ? LogLevel.Information : flags.Level);
+}
+
+builder.Services.AddMiniQueue(
+    queue =>
+    {
+        queue.DataDirectory = flags.DataDirectory;
+        queue.DelayCheckPeriod = flags.Period;
+        queue.MaxMessageBytes = flags.MaxMessageBytes;
+        queue.CommitMode = flags.Commit;
+        queue.CommitInterval = flags.CommitInterval;
+    },
+    http => http.PurgeAtRoot = true);
+builder.Services.AddHealthChecks().AddMiniQueue();
+
+var app = builder.Build();
+var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger(HostLog.Category);
+if (flags.DataDirectory == "./data")
+{
+    HostLog.DefaultDataDirectory(log, flags.DataDirectory);
+}
+
+if (certificateMade)
+{
+    var tls = Path.GetFullPath(Path.Combine(flags.DataDirectory, "tls"));
+    HostLog.SelfSignedCertificate(log, Flags.DefaultCert, Path.Combine(tls, "localhost.pem"), Path.Combine(tls, "localhost-key.pem"));
+}
+
+// prometheus-net starts listening to .NET meters at its first collection; collect once now, so counts from the
+// start on (not from the first scrape on) are kept.
+await Metrics.DefaultRegistry.CollectAndExportAsTextAsync(Stream.Null);
+app.UseHttpMetrics();
+app.MapMetrics("/metrics");
+app.MapHealthChecks("/healthz");
+app.MapMiniQueue();
+
+var dataDirectory = Path.GetFullPath(flags.DataDirectory);
+try
+{
+    HostLog.Starting(log, flags.Port, flags.H2c ? "h2c" : "TLS", dataDirectory);
+    await app.RunAsync();
+    return 0;
+}
+catch (Exception exception) when (exception is MiniQueueStoreException or IOException or InvalidOperationException or Microsoft.Extensions.Options.OptionsValidationException)
+{
+    HostLog.CouldNotStart(log, exception.Message, exception);
+    Console.Error.WriteLine($"miniqueue could not start: {exception.Message}");
+    return 1;
+}
+
+// The -cert/-key pair; when both are the defaults and missing, a self-signed certificate in the data directory.
+static (X509Certificate2? Certificate, bool Made, string? Problem) LoadCertificate(Flags flags)
+{
+    var certificatePath = flags.Cert;
+    var keyPath = flags.Key;
+    var made = false;
+    if (!File.Exists(certificatePath) || !File.Exists(keyPath))
+    {
+        if (flags.CertGiven && !File.Exists(certificatePath))
+        {
+            return (null, false, $"invalid value \"{flags.Cert}\" for flag -cert: no such file");
+        }
+
+        if (flags.KeyGiven && !File.Exists(keyPath))
+        {
+            return (null, false, $"invalid value \"{flags.Key}\" for flag -key: no such file");
+        }
+
+        if (flags.CertGiven || flags.KeyGiven)
+        {
+            var missing = File.Exists(certificatePath) ? "-key" : "-cert";
+            return (null, false, $"flag {missing} is needed too: the default file for it does not exist");
+        }
+
+        (certificatePath, keyPath, made) = DevCertificate.Ensure(flags.DataDirectory);
+    }
+
+    try
+    {
+        return (X509Certificate2.CreateFromPemFile(certificatePath, keyPath), made, null);
+    }
+    catch (Exception exception) when (exception is CryptographicException or IOException or UnauthorizedAccessException)
+    {
+        return (null, false, $"invalid value \"{flags.Cert}\" for flag -cert: the certificate and key ({certificatePath}, {keyPath}) could not be loaded: {exception.Message}");
+    }
+}

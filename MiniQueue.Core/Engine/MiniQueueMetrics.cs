@@ -5,7 +5,8 @@ namespace MiniQueue.Engine;
 
 /// <summary>
 /// The engine's instruments, on the <c>MiniQueue</c> meter (System.Diagnostics.Metrics; exporters such as
-/// OpenTelemetry or prometheus-net pick them up). Counters and gauges carry a <c>topic</c> tag.
+/// OpenTelemetry or prometheus-net pick them up). Counters and gauges carry a <c>topic</c> tag. Instrument names are
+/// not prefixed, because prometheus-net prefixes them with the meter's name (<c>miniqueue_messages_published_total</c>).
 /// </summary>
 internal sealed class MiniQueueMetrics : IDisposable
 {
@@ -25,20 +26,20 @@ internal sealed class MiniQueueMetrics : IDisposable
     {
         _meter = meter;
         _ownsMeter = ownsMeter;
-        _published = _meter.CreateCounter<long>("miniqueue.messages.published", "{message}", "Messages published (acknowledged to the publisher).");
-        _delivered = _meter.CreateCounter<long>("miniqueue.messages.delivered", "{message}", "Messages handed to a consumer.");
-        _acked = _meter.CreateCounter<long>("miniqueue.messages.acked", "{message}", "Messages ACKed: done and removed.");
-        _nacked = _meter.CreateCounter<long>("miniqueue.messages.nacked", "{message}", "Messages returned to the front (NACK, or a consumer that ended).");
-        _backed = _meter.CreateCounter<long>("miniqueue.messages.backed", "{message}", "Messages returned to the back (BACK).");
-        _dacked = _meter.CreateCounter<long>("miniqueue.messages.dacked", "{message}", "Messages delayed (DACK).");
+        _published = _meter.CreateCounter<long>("messages.published", "{message}", "Messages published (acknowledged to the publisher).");
+        _delivered = _meter.CreateCounter<long>("messages.delivered", "{message}", "Messages handed to a consumer.");
+        _acked = _meter.CreateCounter<long>("messages.acked", "{message}", "Messages ACKed: done and removed.");
+        _nacked = _meter.CreateCounter<long>("messages.nacked", "{message}", "Messages returned to the front (NACK, or a consumer that ended).");
+        _backed = _meter.CreateCounter<long>("messages.backed", "{message}", "Messages returned to the back (BACK).");
+        _dacked = _meter.CreateCounter<long>("messages.dacked", "{message}", "Messages delayed (DACK).");
         _publishDuration = _meter.CreateHistogram<double>(
-            "miniqueue.publish.duration", "s", "From a publish to its acknowledgement (its commit, for a durable engine).",
+            "publish.duration", "s", "From a publish to its acknowledgement (its commit, for a durable engine).",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1] });
-        _meter.CreateObservableGauge("miniqueue.messages.ready", () => Observe(engine, static stats => stats.Ready), "{message}", "Messages waiting to be delivered.");
-        _meter.CreateObservableGauge("miniqueue.messages.held", () => Observe(engine, static stats => stats.Held), "{message}", "Messages consumers hold.");
-        _meter.CreateObservableGauge("miniqueue.messages.delayed", () => Observe(engine, static stats => stats.Delayed), "{message}", "DACKed messages not yet due.");
-        _meter.CreateObservableGauge("miniqueue.consumers", () => Observe(engine, static stats => stats.Consumers), "{consumer}", "Consumers subscribed.");
-        _meter.CreateObservableGauge("miniqueue.log.size", () => engine.LogBytes(), "By", "Bytes the durable log's files take on disk (0 in memory).");
+        _meter.CreateObservableGauge("messages.ready", () => Observe(engine, static stats => stats.Ready), "{message}", "Messages waiting to be delivered.");
+        _meter.CreateObservableGauge("messages.held", () => Observe(engine, static stats => stats.Held), "{message}", "Messages consumers hold.");
+        _meter.CreateObservableGauge("messages.delayed", () => Observe(engine, static stats => stats.Delayed), "{message}", "DACKed messages not yet due.");
+        _meter.CreateObservableGauge("consumers", () => Observe(engine, static stats => stats.Consumers), "{consumer}", "Consumers subscribed.");
+        _meter.CreateObservableGauge("log.size", () => engine.LogBytes(), "By", "Bytes the durable log's files take on disk (0 in memory).");
     }
 
     /// <summary>The meter of an engine: from the options' factory (which owns it), or a new one the engine owns.</summary>

@@ -82,7 +82,7 @@ internal sealed class FasterLogStore : IMessageStore
         Func<string, IDevice> createDevice, ILogger logger, Instance instance, Watermark watermark, Meter? meter)
     {
         _commitDuration = meter?.CreateHistogram<double>(
-            "miniqueue.commit.duration", "s", "How long one commit of the log (a group of appends) takes to reach the disk.",
+            "commit.duration", "s", "How long one commit of the log (a group of appends) takes to reach the disk.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1] });
         _directory = directory;
         _watermark = watermark;

@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -20,7 +21,7 @@ internal sealed class MiniQueueConfigurationSetup(IServiceProvider services) : I
     public void Configure(MiniQueueHttpOptions options) => services.GetService<IConfiguration>()?.GetSection(HttpSectionName).Bind(options);
 }
 
-/// <summary>Fills the engine options that configuration cannot carry (the clock, logging) from the application's services.</summary>
+/// <summary>Fills the engine options that configuration cannot carry (the clock, logging, metrics) from the application's services.</summary>
 internal sealed class MiniQueueOptionsPostSetup(IServiceProvider services) : IPostConfigureOptions<MiniQueueOptions>
 {
     public void PostConfigure(string? name, MiniQueueOptions options)
@@ -33,6 +34,7 @@ internal sealed class MiniQueueOptionsPostSetup(IServiceProvider services) : IPo
         }
 
         options.LoggerFactory ??= services.GetService<ILoggerFactory>();
+        options.MeterFactory ??= services.GetService<IMeterFactory>();
     }
 }
 

@@ -33,13 +33,13 @@ public sealed class MetricsTests
     {
         const string topic = "orders";
         using var meters = new TestMeterFactory();
-        using var published = new MetricCollector<long>(meters, "MiniQueue", "miniqueue.messages.published");
-        using var delivered = new MetricCollector<long>(meters, "MiniQueue", "miniqueue.messages.delivered");
-        using var acked = new MetricCollector<long>(meters, "MiniQueue", "miniqueue.messages.acked");
-        using var nacked = new MetricCollector<long>(meters, "MiniQueue", "miniqueue.messages.nacked");
-        using var backed = new MetricCollector<long>(meters, "MiniQueue", "miniqueue.messages.backed");
-        using var dacked = new MetricCollector<long>(meters, "MiniQueue", "miniqueue.messages.dacked");
-        using var duration = new MetricCollector<double>(meters, "MiniQueue", "miniqueue.publish.duration");
+        using var published = new MetricCollector<long>(meters, "MiniQueue", "messages.published");
+        using var delivered = new MetricCollector<long>(meters, "MiniQueue", "messages.delivered");
+        using var acked = new MetricCollector<long>(meters, "MiniQueue", "messages.acked");
+        using var nacked = new MetricCollector<long>(meters, "MiniQueue", "messages.nacked");
+        using var backed = new MetricCollector<long>(meters, "MiniQueue", "messages.backed");
+        using var dacked = new MetricCollector<long>(meters, "MiniQueue", "messages.dacked");
+        using var duration = new MetricCollector<double>(meters, "MiniQueue", "publish.duration");
         await using var queue = await MiniQueueEngine.OpenAsync(new MiniQueueOptions { MeterFactory = meters });
 
         for (var i = 0; i < 3; i++)
@@ -76,10 +76,10 @@ public sealed class MetricsTests
     {
         const string topic = "orders";
         using var meters = new TestMeterFactory();
-        using var ready = new MetricCollector<int>(meters, "MiniQueue", "miniqueue.messages.ready");
-        using var held = new MetricCollector<int>(meters, "MiniQueue", "miniqueue.messages.held");
-        using var delayed = new MetricCollector<int>(meters, "MiniQueue", "miniqueue.messages.delayed");
-        using var consumers = new MetricCollector<int>(meters, "MiniQueue", "miniqueue.consumers");
+        using var ready = new MetricCollector<int>(meters, "MiniQueue", "messages.ready");
+        using var held = new MetricCollector<int>(meters, "MiniQueue", "messages.held");
+        using var delayed = new MetricCollector<int>(meters, "MiniQueue", "messages.delayed");
+        using var consumers = new MetricCollector<int>(meters, "MiniQueue", "consumers");
         await using var queue = await MiniQueueEngine.OpenAsync(new MiniQueueOptions { MeterFactory = meters, TimeProvider = TestSupport.NewClock() });
         for (var i = 0; i < 4; i++)
         {
@@ -119,8 +119,8 @@ public sealed class DurableMetricsTests
     {
         using var directory = new Storage.TempDirectory();
         using var meters = new TestMeterFactory();
-        using var commits = new MetricCollector<double>(meters, "MiniQueue", "miniqueue.commit.duration");
-        using var size = new MetricCollector<long>(meters, "MiniQueue", "miniqueue.log.size");
+        using var commits = new MetricCollector<double>(meters, "MiniQueue", "commit.duration");
+        using var size = new MetricCollector<long>(meters, "MiniQueue", "log.size");
         var options = Storage.DurableTestSupport.SmallLog(directory.Path);
         options.MeterFactory = meters;
         await using var queue = await MiniQueueEngine.OpenAsync(options);

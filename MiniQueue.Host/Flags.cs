@@ -1,0 +1,227 @@
+using System.Globalization;
+using System.Text;
+using Microsoft.Extensions.Logging;
+
+namespace MiniQueue.Host;
+
+/// <summary>
+/// The command line, parsed the way Go's <c>flag</c> package parses the original's: one dash or two, <c>-flag value</c>
+/// or <c>-flag=value</c>, booleans as <c>-flag</c> or <c>-flag=false</c>, <c>--</c> ends the flags, <c>-h</c> and
+/// <c>-help</c> print the usage. Errors and the usage text follow Go's wording.
+/// </summary>
+internal sealed class Flags
+{
+    public const string DefaultCert = "./testdata/localhost.pem";
+    public const string DefaultKey = "./testdata/localhost-key.pem";
+
+    private readonly List<Definition> _definitions;
+
+    private Flags()
+    {
+        _definitions =
+        [
+            new("addr", "string", "address to listen on; empty listens on every interface", "", v => Address = v),
+            new("cert", "string", "path to TLS certificate", DefaultCert, v => { Cert = v; CertGiven = true; }),
+            new("commit", "string", "when a publish is acknowledged: fsync (after it is synced to disk) or interval (at once, synced within -commit-interval)", "fsync", v => Commit = ParseCommit(v)),
+            new("commit-interval", "duration", "with -commit interval, the longest a publish waits to be synced", "10ms", v => CommitInterval = ParsePositiveDuration(v)),
+            new("db", "string", "path to the data directory", "./data", v => DataDirectory = v),
+            new("h2c", "bool", "serve cleartext HTTP/2 (prior knowledge) instead of TLS, e.g. behind a proxy that terminates TLS", "false", v => H2c = ParseBool(v)),
+            new("human", "bool", "human readable logging output", "false", v => Human = ParseBool(v)),
+            new("key", "string", "path to TLS key", DefaultKey, v => { Key = v; KeyGiven = true; }),
+            new("level", "string", "(disabled|debug|info|warn|error)", "debug", v => Level = ParseLevel(v)),
+            new("max-message-bytes", "int", "largest message body accepted, in bytes", MiniQueueOptions.DefaultMaxMessageBytes.ToString(CultureInfo.InvariantCulture), v => MaxMessageBytes = ParseInt(v, minimum: 0)),
+            new("period", "duration", "period between runs to check and restore delayed messages", "1s", v => Period = ParsePositiveDuration(v)),
+            new("port", "int", "port used to run the server", "8080", v => Port = ParseInt(v, minimum: 0, maximum: 65535)),
+        ];
+    }
+
+    public string Address { get; private set; } = "";
+
+    public string Cert { get; private set; } = DefaultCert;
+
+    public bool CertGiven { get; private set; }
+
+    public string Key { get; private set; } = DefaultKey;
+
+    public bool KeyGiven { get; private set; }
+
+    public string DataDirectory { get; private set; } = "./data";
+
+    public bool Human { get; private set; }
+
+    public LogLevel Level { get; private set; } = LogLevel.Debug;
+
+    public TimeSpan Period { get; private set; } = TimeSpan.FromSeconds(1);
+
+    public int Port { get; private set; } = 8080;
+
+    public bool H2c { get; private set; }
+
+    public int MaxMessageBytes { get; private set; } = MiniQueueOptions.DefaultMaxMessageBytes;
+
+    public MiniQueueCommitMode Commit { get; private set; } = MiniQueueCommitMode.Fsync;
+
+    public TimeSpan CommitInterval { get; private set; } = TimeSpan.FromMilliseconds(10);
+
+    /// <summary>
+    /// Parses <paramref name="args"/>. On <c>-h</c>, <c>-help</c> or an error it writes what Go's flag package writes to
+    /// <paramref name="error"/> and returns the exit code (0 for help, 2 for an error) instead of flags.
+    /// </summary>
+    public static (Flags? Flags, int ExitCode) Parse(IReadOnlyList<string> args, TextWriter error)
+    {
+        var flags = new Flags();
+        var problem = flags.TryParse(args, out var help);
+        if (help)
+        {
+            error.Write(flags.Usage());
+            return (null, 0);
+        }
+
+        if (problem is not null)
+        {
+            error.WriteLine(problem);
+            error.Write(flags.Usage());
+            return (null, 2);
+        }
+
+        return (flags, 0);
+    }
+
+    private string? TryParse(IReadOnlyList<string> args, out bool help)
+    {
+        help = false;
+        for (var i = 0; i < args.Count; i++)
+        {
+            var arg = args[i];
+            if (arg.Length < 2 || arg[0] != '-')
+            {
+                return $"unexpected argument: {arg} (flags start with -)";
+            }
+
+            var dashes = arg[1] == '-' ? 2 : 1;
+            if (arg == "--")
+            {
+                return i + 1 < args.Count ? $"unexpected argument: {args[i + 1]} (flags start with -)" : null;
+            }
+
+            var name = arg[dashes..];
+            if (name.Length == 0 || name[0] is '-' or '=')
+            {
+                return $"bad flag syntax: {arg}";
+            }
+
+            string? value = null;
+            var equals = name.IndexOf('=', StringComparison.Ordinal);
+            if (equals >= 0)
+            {
+                value = name[(equals + 1)..];
+                name = name[..equals];
+            }
+
+            var definition = _definitions.Find(d => d.Name == name);
+            if (definition is null)
+            {
+                if (name is "h" or "help")
+                {
+                    help = true;
+                    return null;
+                }
+
+                return $"flag provided but not defined: -{name}";
+            }
+
+            if (definition.Type == "bool")
+            {
+                value ??= "true";
+            }
+            else if (value is null)
+            {
+                if (i + 1 >= args.Count)
+                {
+                    return $"flag needs an argument: -{name}";
+                }
+
+                value = args[++i];
+            }
+
+            try
+            {
+                definition.Set(value);
+            }
+            catch (FormatException exception)
+            {
+                return definition.Type == "bool"
+                    ? $"invalid boolean value \"{value}\" for -{name}: {exception.Message}"
+                    : $"invalid value \"{value}\" for flag -{name}: {exception.Message}";
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>The usage block in the format of Go's flag package (flags sorted by name).</summary>
+    public string Usage()
+    {
+        var usage = new StringBuilder("Usage of miniqueue:\n");
+        foreach (var definition in _definitions.OrderBy(d => d.Name, StringComparer.Ordinal))
+        {
+            usage.Append("  -").Append(definition.Name);
+            if (definition.Type != "bool")
+            {
+                usage.Append(' ').Append(definition.Type);
+            }
+
+            usage.Append("\n    \t").Append(definition.Usage);
+            if (definition.Default is not ("" or "false" or "0"))
+            {
+                usage.Append(definition.Type == "string" ? $" (default \"{definition.Default}\")" : $" (default {definition.Default})");
+            }
+
+            usage.Append('\n');
+        }
+
+        return usage.ToString();
+    }
+
+    private static bool ParseBool(string value) => value switch
+    {
+        "1" or "t" or "T" or "TRUE" or "true" or "True" => true,
+        "0" or "f" or "F" or "FALSE" or "false" or "False" => false,
+        _ => throw new FormatException("parse error"),
+    };
+
+    private static int ParseInt(string value, int minimum, int maximum = int.MaxValue)
+    {
+        if (!int.TryParse(value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var number))
+        {
+            throw new FormatException("parse error");
+        }
+
+        return number >= minimum && number <= maximum ? number : throw new FormatException($"out of range ({minimum}..{maximum})");
+    }
+
+    private static TimeSpan ParsePositiveDuration(string value)
+    {
+        var duration = GoDuration.Parse(value);
+        return duration > TimeSpan.Zero ? duration : throw new FormatException("must be positive");
+    }
+
+    private static LogLevel ParseLevel(string value) => value switch
+    {
+        "disabled" => LogLevel.None,
+        "debug" => LogLevel.Debug,
+        "info" => LogLevel.Information,
+        "warn" => LogLevel.Warning,
+        "error" => LogLevel.Error,
+        _ => throw new FormatException("want disabled, debug, info, warn or error"),
+    };
+
+    private static MiniQueueCommitMode ParseCommit(string value) => value switch
+    {
+        "fsync" => MiniQueueCommitMode.Fsync,
+        "interval" => MiniQueueCommitMode.Interval,
+        _ => throw new FormatException("want fsync or interval"),
+    };
+
+    private sealed record Definition(string Name, string Type, string Usage, string Default, Action<string> Set);
+}

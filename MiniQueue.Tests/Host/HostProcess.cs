@@ -1,0 +1,219 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography.X509Certificates;
+using MiniQueue.Client;
+
+namespace MiniQueue.Tests.Host;
+
+/// <summary>
+/// The standalone host as a real child process (<c>dotnet MiniQueue.Host.dll</c>) on a free loopback port, in a
+/// working folder of its own, with its stdout and stderr captured.
+/// </summary>
+internal sealed partial class HostProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly List<string> _stderr = [];
+    private readonly List<string> _stdout = [];
+    private readonly Task _readers;
+
+    private HostProcess(Process process, string workingDirectory, int port)
+    {
+        _process = process;
+        WorkingDirectory = workingDirectory;
+        Port = port;
+        _readers = Task.WhenAll(Pump(process.StandardError, _stderr), Pump(process.StandardOutput, _stdout));
+    }
+
+    public string WorkingDirectory { get; }
+
+    public int Port { get; }
+
+    public Uri BaseAddress => new($"https://localhost:{Port}/");
+
+    public bool HasExited => _process.HasExited;
+
+    public string[] StandardError
+    {
+        get
+        {
+            lock (_stderr)
+            {
+                return [.. _stderr];
+            }
+        }
+    }
+
+    public static string HostAssembly => Path.Combine(AppContext.BaseDirectory, "MiniQueue.Host.dll");
+
+    /// <summary>A port nobody listens on now (the host binds it a moment later).</summary>
+    public static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    /// <summary>Starts the host with <paramref name="arguments"/> (a free port is added unless one is given) in <paramref name="workingDirectory"/>.</summary>
+    public static HostProcess Start(string workingDirectory, params string[] arguments)
+    {
+        var given = GivenPort(arguments);
+        var port = given ?? FreePort();
+        var start = new ProcessStartInfo(DotnetHost())
+        {
+            WorkingDirectory = workingDirectory,
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+            UseShellExecute = false,
+        };
+        start.ArgumentList.Add(HostAssembly);
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        if (given is null && !arguments.Any(IsPortFlag))
+        {
+            start.ArgumentList.Add("-port");
+            start.ArgumentList.Add(port.ToString(CultureInfo.InvariantCulture));
+        }
+
+        return new HostProcess(Process.Start(start)!, workingDirectory, port);
+    }
+
+    private static bool IsPortFlag(string argument) => argument.TrimStart('-').Split('=')[0] == "port" && argument.StartsWith('-');
+
+    /// <summary>The port in a <c>-port</c> flag of any Go style, if it has a number.</summary>
+    private static int? GivenPort(string[] arguments)
+    {
+        for (var i = 0; i < arguments.Length; i++)
+        {
+            if (!IsPortFlag(arguments[i]))
+            {
+                continue;
+            }
+
+            var value = arguments[i].Contains('=', StringComparison.Ordinal) ? arguments[i].Split('=', 2)[1] : i + 1 < arguments.Length ? arguments[i + 1] : "";
+            return int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var port) ? port : null;
+        }
+
+        return null;
+    }
+
+    /// <summary>Runs the host to its end (for flags that make it exit) and returns its exit code and stderr.</summary>
+    public static async Task<(int ExitCode, string Error)> RunToExitAsync(string workingDirectory, params string[] arguments)
+    {
+        await using var host = Start(workingDirectory, arguments);
+        var exitCode = await host.WaitForExitAsync();
+        return (exitCode, string.Join('\n', host.StandardError));
+    }
+
+    public static string DotnetHost() =>
+        Environment.ProcessPath is { } path && Path.GetFileNameWithoutExtension(path) == "dotnet" ? path : "dotnet";
+
+    /// <summary>The self-signed certificate the host made in its data directory.</summary>
+    public X509Certificate2 GeneratedCertificate(string dataDirectory = "data") =>
+        X509Certificate2.CreateFromPem(File.ReadAllText(Path.Combine(WorkingDirectory, dataDirectory, "tls", "localhost.pem")));
+
+    /// <summary>An HTTP/2 client that trusts exactly <paramref name="certificate"/>.</summary>
+    public HttpClient CreateHttpClient(X509Certificate2 certificate) =>
+        new(new SocketsHttpHandler
+        {
+            SslOptions = { RemoteCertificateValidationCallback = (_, presented, _, _) => presented is not null && presented.GetCertHashString() == certificate.GetCertHashString() },
+        })
+        {
+            BaseAddress = BaseAddress,
+            DefaultRequestVersion = HttpVersion.Version20,
+            DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact,
+            Timeout = TestSupport.Bound,
+        };
+
+    public MiniQueueClient CreateClient(X509Certificate2 certificate) => new(new MiniQueueClientOptions
+    {
+        BaseAddress = BaseAddress,
+        ServerCertificateValidation = (_, presented, _, _) => presented is not null && presented.GetCertHashString() == certificate.GetCertHashString(),
+        RequestTimeout = TestSupport.Bound,
+    });
+
+    /// <summary>Waits until the host answers <c>/healthz</c> (with its generated certificate, unless another is given).</summary>
+    public async Task WaitUntilReadyAsync(X509Certificate2? certificate = null, string dataDirectory = "data")
+    {
+        var deadline = DateTime.UtcNow + TestSupport.Bound;
+        while (true)
+        {
+            if (_process.HasExited)
+            {
+                Assert.Fail($"the host exited with {_process.ExitCode}:\n{string.Join('\n', StandardError)}");
+            }
+
+            try
+            {
+                var trusted = certificate ?? GeneratedCertificate(dataDirectory);
+                using var client = CreateHttpClient(trusted);
+                using var response = await client.GetAsync("healthz");
+                if (response.IsSuccessStatusCode)
+                {
+                    return;
+                }
+            }
+            catch (Exception exception) when (exception is HttpRequestException or IOException or TaskCanceledException or System.Security.Cryptography.CryptographicException)
+            {
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                Assert.Fail($"the host did not become ready:\n{string.Join('\n', StandardError)}");
+            }
+
+            await Task.Delay(100);
+        }
+    }
+
+    /// <summary>Sends SIGTERM, as a service manager does to stop it.</summary>
+    public void Terminate() => Signal(15);
+
+    /// <summary>Sends SIGINT, as Ctrl+C does.</summary>
+    public void Interrupt() => Signal(2);
+
+    public async Task<int> WaitForExitAsync()
+    {
+        await _process.WaitForExitAsync().WaitAsync(TestSupport.Bound);
+        await _readers.WaitAsync(TestSupport.Bound);
+        return _process.ExitCode;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync().WaitAsync(TestSupport.Bound);
+        }
+
+        _process.Dispose();
+    }
+
+    private void Signal(int signal)
+    {
+        if (Kill(_process.Id, signal) != 0)
+        {
+            throw new InvalidOperationException($"kill({_process.Id}, {signal}) failed: {Marshal.GetLastPInvokeErrorMessage()}");
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static partial int Kill(int pid, int signal);
+
+    private static async Task Pump(StreamReader reader, List<string> lines)
+    {
+        while (await reader.ReadLineAsync() is { } line)
+        {
+            lock (lines)
+            {
+                lines.Add(line);
+            }
+        }
+    }
+}
