@@ -61,14 +61,20 @@ internal sealed partial class HostProcess : IAsyncDisposable
     {
         var given = GivenPort(arguments);
         var port = given ?? FreePort();
-        var start = new ProcessStartInfo(DotnetHost())
+        // MINIQUEUE_HOST_EXECUTABLE runs these tests against a published binary (the single file) instead.
+        var executable = Environment.GetEnvironmentVariable("MINIQUEUE_HOST_EXECUTABLE");
+        var start = new ProcessStartInfo(executable ?? DotnetHost())
         {
             WorkingDirectory = workingDirectory,
             RedirectStandardError = true,
             RedirectStandardOutput = true,
             UseShellExecute = false,
         };
-        start.ArgumentList.Add(HostAssembly);
+        if (executable is null)
+        {
+            start.ArgumentList.Add(HostAssembly);
+        }
+
         foreach (var argument in arguments)
         {
             start.ArgumentList.Add(argument);
