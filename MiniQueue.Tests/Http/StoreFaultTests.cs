@@ -106,3 +106,35 @@ public sealed class StoreFaultTests
         }
     }
 }
+
+/// <summary>The health check that AddHealthChecks().AddMiniQueue() adds, over a real Kestrel.</summary>
+[CancelAfter(30_000)]
+public sealed class HealthCheckTests
+{
+    [TestCase(false, HttpStatusCode.OK, "Healthy")]
+    [TestCase(true, HttpStatusCode.ServiceUnavailable, "Unhealthy")]
+    public async Task Healthz_FollowsWhetherTheStoreTakesRecords(bool faulted, HttpStatusCode status, string body)
+    {
+        var store = new Mock<IMessageStore>();
+        store.Setup(s => s.ReplayAsync(It.IsAny<CancellationToken>())).Returns(AsyncEnumerable.Empty<StoredRecord>());
+        store.Setup(s => s.HasRoom).Returns(true);
+        store.Setup(s => s.IsFaulted).Returns(faulted);
+        await using var host = await MiniQueueTestHost.StartAsync(
+            builder =>
+            {
+                builder.Services.AddSingleton(new MiniQueueEngineFactory((options, cancellationToken) => MiniQueueEngine.OpenAsync(options, store.Object, cancellationToken)));
+                builder.Services.AddHealthChecks().AddMiniQueue();
+            },
+            static app =>
+            {
+                app.MapHealthChecks("/healthz");
+                app.MapMiniQueue();
+            });
+        using var client = host.CreateHttpClient();
+
+        using var response = await client.GetAsync("healthz");
+
+        Assert.That(response.StatusCode, Is.EqualTo(status));
+        Assert.That(await response.Content.ReadAsStringAsync(), Is.EqualTo(body));
+    }
+}
