@@ -153,8 +153,9 @@ internal sealed class TopicQueue
         MiniQueueConsumer? toComplete = null;
         lock (SyncRoot)
         {
-            // Commits are prefixes of the log, so everything pending up to this address is durable too.
-            while (_pending.TryPeek(out var entry) && entry.Address <= address)
+            // Commits are prefixes of the log, so every publish of this topic appended before this one is durable too.
+            // Ids, not addresses: compaction may have copied a pending record forward, past later ones.
+            while (_pending.TryPeek(out var entry) && entry.Id <= id)
             {
                 _pending.Dequeue();
                 MakeVisibleLocked(entry);

@@ -286,4 +286,114 @@ public sealed class CompactionRaceTests
 
         Assert.That((await receiving.WaitAsync(TestSupport.Bound)).Text(), Is.EqualTo("moving body"));
     }
+
+    [Test]
+    public async Task APublishWhoseRecordCompactionCopiesForward_BeforeItsPublisherIsTold_BecomesVisibleAllTheSame()
+    {
+        var inner = new InMemoryStore(segmentRecords: 20);
+        var store = new SlowPublishStore(inner);
+        await using var queue = await MiniQueueEngine.OpenAsync(new MiniQueueOptions { TimeProvider = TestSupport.NewClock() }, store, default);
+        await using var traffic = queue.Subscribe("traffic");
+        async Task TrafficAsync(int count)
+        {
+            for (var i = 0; i < count; i++)
+            {
+                await queue.PublishAsync("traffic", $"x{i}");
+                await traffic.ReceiveTextAsync();
+                await traffic.AckAsync();
+            }
+        }
+
+        await TrafficAsync(50);
+
+        // The publish's record is committed, but its publisher has not been told yet when compaction copies the record
+        // forward (its segment is otherwise consumed traffic) and frees the old place.
+        var told = store.HoldNextPublishersCommit();
+        var publishing = queue.PublishAsync("slow", "durable, then moved").AsTask();
+        var firstAddress = store.LastPublishAddress;
+        await TrafficAsync(50);
+        await queue.CompactAsync();
+        Assert.That(inner.BeginAddress, Is.GreaterThan(firstAddress), "the record's first place was freed");
+        told.SetResult();
+        await publishing.WaitAsync(TestSupport.Bound);
+
+        await using var consumer = queue.Subscribe("slow");
+        Assert.That(await consumer.ReceiveTextAsync(), Is.EqualTo("durable, then moved"));
+    }
+}
+
+/// <summary>
+/// A store over an <see cref="InMemoryStore"/> that can make one publish record look not yet committed, and hold its
+/// publisher's wait for the commit, until the test opens a gate: the publisher's continuation running late.
+/// </summary>
+internal sealed class SlowPublishStore(InMemoryStore inner) : IMessageStore
+{
+    private TaskCompletionSource? _armed;
+    private TaskCompletionSource? _gate;
+    private long _heldAddress = -1;
+
+    public long LastPublishAddress { get; private set; } = -1;
+
+    /// <summary>Holds the next publish record's commit wait until the returned gate is opened.</summary>
+    public TaskCompletionSource HoldNextPublishersCommit()
+    {
+        _armed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        return _armed;
+    }
+
+    public bool CanRead => inner.CanRead;
+
+    public bool HasRoom => inner.HasRoom;
+
+    public long SegmentSize => inner.SegmentSize;
+
+    public long BeginAddress => inner.BeginAddress;
+
+    public long TailAddress => inner.TailAddress;
+
+    public bool IsFaulted => inner.IsFaulted;
+
+    public ValueTask WaitForRoomAsync(CancellationToken cancellationToken = default) => inner.WaitForRoomAsync(cancellationToken);
+
+    public ValueTask<IDisposable> HoldCommitsAsync(CancellationToken cancellationToken = default) => inner.HoldCommitsAsync(cancellationToken);
+
+    public long FootprintOf(int serializedLength) => inner.FootprintOf(serializedLength);
+
+    public long Append(LogRecord record)
+    {
+        var address = inner.Append(record);
+        if (record.Kind == LogRecordKind.Publish)
+        {
+            LastPublishAddress = address;
+            if (Interlocked.Exchange(ref _armed, null) is { } gate)
+            {
+                _gate = gate;
+                _heldAddress = address;
+            }
+        }
+
+        return address;
+    }
+
+    public bool IsCommitted(long address) => address != Volatile.Read(ref _heldAddress) && inner.IsCommitted(address);
+
+    public async ValueTask WaitForCommitAsync(long address, CancellationToken cancellationToken = default)
+    {
+        await inner.WaitForCommitAsync(address, cancellationToken);
+        if (address == Volatile.Read(ref _heldAddress) && _gate is { } gate)
+        {
+            await gate.Task.WaitAsync(cancellationToken);
+        }
+    }
+
+    public ValueTask<ReadOnlyMemory<byte>> ReadAsync(long address, int lengthHint = 0, CancellationToken cancellationToken = default) =>
+        inner.ReadAsync(address, lengthHint, cancellationToken);
+
+    public IAsyncEnumerable<StoredRecord> ReplayAsync(CancellationToken cancellationToken = default) => inner.ReplayAsync(cancellationToken);
+
+    public void TruncateUntil(long address) => inner.TruncateUntil(address);
+
+    public ValueTask<bool> TryRecoverAsync(CancellationToken cancellationToken = default) => inner.TryRecoverAsync(cancellationToken);
+
+    public ValueTask DisposeAsync() => inner.DisposeAsync();
 }

@@ -7,9 +7,7 @@ namespace MiniQueue.Tests.Storage;
 /// <summary>A data directory in the temp folder, deleted when disposed.</summary>
 internal sealed class TempDirectory : IDisposable
 {
-    public TempDirectory() => Directory.CreateDirectory(Path);
-
-    public string Path { get; } = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "miniqueue-tests", Guid.NewGuid().ToString("N"));
+    public string Path { get; } = Directory.CreateTempSubdirectory("miniqueue-test-").FullName;
 
     public long DiskBytes() => new DirectoryInfo(Path).EnumerateFiles("*", SearchOption.AllDirectories).Sum(file => file.Length);
 
