@@ -13,24 +13,18 @@ public static class MiniQueueServiceCollectionExtensions
 {
     /// <summary>
     /// Adds a MiniQueue engine and its HTTP front. The engine's options are bound from the configuration section
-    /// <c>MiniQueue</c>, then <paramref name="configure"/> runs; they are validated when the host starts. The engine
-    /// follows the application's <see cref="TimeProvider"/> and <c>ILoggerFactory</c> unless the options name their own.
+    /// <c>MiniQueue</c>, then <paramref name="configure"/> runs; the HTTP front's from <c>MiniQueue:Http</c>, then
+    /// <paramref name="configureHttp"/>. They are validated when the host starts. The engine follows the application's
+    /// <see cref="TimeProvider"/> and <c>ILoggerFactory</c> unless the options name their own.
     /// </summary>
     /// <remarks>
     /// The engine opens when the host starts and is disposed when it stops (held messages return to their topics and a
     /// final commit is made). The application's own code can use it in process: resolve <see cref="MiniQueueEngine"/>
     /// (resolving it before the host starts opens it at once). Then map the protocol with <c>MapMiniQueue</c> or
-    /// <c>UseMiniQueue</c>.
+    /// <c>UseMiniQueue</c>. Calling it again only adds the given configuration.
     /// </remarks>
-    public static IServiceCollection AddMiniQueue(this IServiceCollection services, Action<MiniQueueOptions>? configure = null) =>
-        services.AddMiniQueue(configure, configureHttp: null);
-
-    /// <summary>
-    /// Adds a MiniQueue engine and its HTTP front, as <see cref="AddMiniQueue(IServiceCollection, Action{MiniQueueOptions}?)"/>,
-    /// with settings of the HTTP front too (bound from <c>MiniQueue:Http</c>, then <paramref name="configureHttp"/>).
-    /// </summary>
     public static IServiceCollection AddMiniQueue(
-        this IServiceCollection services, Action<MiniQueueOptions>? configure, Action<MiniQueueHttpOptions>? configureHttp)
+        this IServiceCollection services, Action<MiniQueueOptions>? configure = null, Action<MiniQueueHttpOptions>? configureHttp = null)
     {
         ArgumentNullException.ThrowIfNull(services);
 

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Text;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using MiniQueue.Tests.Storage;
 
 namespace MiniQueue.Tests.Host;
@@ -163,8 +164,15 @@ public sealed class HostTests
             await subscription.ReceiveAsync();
         }
 
+        // Observable gauges (ready, held) are sampled by the exporter, and the held message returns when the server
+        // sees the stream end: scrape until the sample has caught up.
         using var http = host.CreateHttpClient(certificate);
-        var text = await http.GetStringAsync("metrics");
+        var deadline = DateTime.UtcNow + TestSupport.Bound;
+        string text;
+        while (!Regex.IsMatch(text = await http.GetStringAsync("metrics"), "miniqueue_messages_ready\\{topic=\"metered\"\\} 2") && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(100);
+        }
 
         using (Assert.EnterMultipleScope())
         {
