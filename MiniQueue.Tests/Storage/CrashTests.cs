@@ -141,14 +141,21 @@ public sealed class CrashTests
         });
         var errors = process.StandardError.ReadToEndAsync();
 
-        await enough.Task.WaitAsync(TimeSpan.FromSeconds(60));
-        await Task.Delay(random.Next(0, 250));
-        if (process.HasExited)
+        try
         {
-            Assert.Fail($"the child died on its own: {await errors}");
+            await enough.Task.WaitAsync(TimeSpan.FromSeconds(60));
+            await Task.Delay(random.Next(0, 250));
+            if (process.HasExited)
+            {
+                Assert.Fail($"the child died on its own: {await errors}");
+            }
+        }
+        finally
+        {
+            // Whatever happened above, the child never outlives its round (it would run on after the test run).
+            process.Kill(entireProcessTree: true);   // SIGKILL on Linux
         }
 
-        process.Kill(entireProcessTree: true);   // SIGKILL on Linux
         await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
         await reader.WaitAsync(TimeSpan.FromSeconds(30));
         lock (lines)
