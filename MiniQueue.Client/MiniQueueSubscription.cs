@@ -180,12 +180,18 @@ public sealed class MiniQueueSubscription : IAsyncDisposable
         _isDeliveryRequested = true;
     }
 
+    /// <summary>
+    /// Sends a command. The caller's token is checked before, not handed to the stream: cancelling an HTTP/2 write resets
+    /// the whole stream, and a command that was half sent could not be told from one that was not. Commands are a few
+    /// bytes, so the write does not wait on flow control.
+    /// </summary>
     private async ValueTask SendAsync(byte[] command, CancellationToken cancellationToken)
     {
+        cancellationToken.ThrowIfCancellationRequested();
         try
         {
-            await _commands.WriteAsync(command, cancellationToken).ConfigureAwait(false);
-            await _commands.FlushAsync(cancellationToken).ConfigureAwait(false);
+            await _commands.WriteAsync(command, CancellationToken.None).ConfigureAwait(false);
+            await _commands.FlushAsync(CancellationToken.None).ConfigureAwait(false);
         }
         catch (Exception exception) when (exception is IOException or HttpRequestException or ObjectDisposedException)
         {

@@ -171,6 +171,27 @@ public sealed class MiniQueueClientTests
     }
 
     [Test]
+    public async Task ACancellationThatLandsWhileTheRequestForAMessageIsBeingSent_LeavesTheStreamUsable()
+    {
+        // Cancelling an HTTP/2 write resets the stream; the client must not hand the caller's token to its writes.
+        for (var i = 0; i < 30; i++)
+        {
+            var topic = NewTopic();
+            await using var subscription = await _client.SubscribeAsync(topic);
+            using (var cancel = new CancellationTokenSource())
+            {
+                var receiving = subscription.ReceiveAsync(cancel.Token).AsTask();
+                await cancel.CancelAsync();
+                Assert.That(() => receiving, Throws.InstanceOf<OperationCanceledException>());
+            }
+
+            await _client.PublishAsync(topic, "after"u8.ToArray());
+            Assert.That(Text(await ReceiveAsync(subscription)), Is.EqualTo("after"), $"round {i}");
+            await subscription.AckAsync();
+        }
+    }
+
+    [Test]
     public async Task SettlingWithoutAMessage_OrReceivingWhileHolding_IsRefusedLocally()
     {
         var topic = NewTopic();
