@@ -30,6 +30,7 @@ public sealed class MiniQueueSubscription : IAsyncDisposable
     private readonly HttpRequestMessage _request;
     private readonly HttpResponseMessage _response;
     private readonly CommandStreamContent _content;
+    private static readonly TimeSpan s_closeGrace = TimeSpan.FromMilliseconds(250);
     private readonly Stream _commands;
     private readonly PipeReader _lines;
     private Task<ReadResult>? _pendingRead;
@@ -147,21 +148,49 @@ public sealed class MiniQueueSubscription : IAsyncDisposable
         SettleAsync(Encoding.UTF8.GetBytes($"\"DACK {ToWholeSeconds(delay).ToString(CultureInfo.InvariantCulture)}\"\n"), "DACK", cancellationToken);
 
     /// <summary>
-    /// Ends the consumer stream at once (RST_STREAM); the server returns the held message to the front of the topic.
+    /// Ends the consumer stream. The request body is closed first, after the commands already sent; the server handles
+    /// that end in order (after a delivery it is waiting for) and then ends its response. Whatever the server has not
+    /// ended within a quarter of a second is reset (RST_STREAM), so a command sent just before, such as an ACK, has
+    /// that long to be read; either way the server returns the message the subscription held to the front of the topic.
     /// </summary>
-    public ValueTask DisposeAsync()
+    public async ValueTask DisposeAsync()
     {
         if (_isDisposed)
         {
-            return ValueTask.CompletedTask;
+            return;
         }
 
         _isDisposed = true;
-        _pendingRead?.ContinueWith(static read => _ = read.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
         _content.Complete();
+        if (!_isEnded)
+        {
+            try
+            {
+                await DrainResponseAsync().WaitAsync(s_closeGrace).ConfigureAwait(false);
+            }
+            catch (Exception exception) when (exception is TimeoutException or IOException or HttpRequestException or ObjectDisposedException or OperationCanceledException)
+            {
+            }
+        }
+
         _response.Dispose();
         _request.Dispose();
-        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>Reads the response to its end, discarding a message the server sent after the last receive.</summary>
+    private async Task DrainResponseAsync()
+    {
+        while (true)
+        {
+            var read = _pendingRead ?? _lines.ReadAsync(CancellationToken.None).AsTask();
+            _pendingRead = null;
+            var result = await read.ConfigureAwait(false);
+            _lines.AdvanceTo(result.Buffer.End);
+            if (result.IsCompleted)
+            {
+                return;
+            }
+        }
     }
 
     internal static int ToWholeSeconds(TimeSpan delay) =>
