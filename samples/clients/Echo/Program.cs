@@ -18,7 +18,27 @@ return await Example.RunAsync(args, Usage, options: [], flags: [], async (comman
 {
     var topic = command.Get("topic", "echo");
     using var client = Example.CreateClient(command);
-    await using var subscription = await client.SubscribeAsync(topic, cancellationToken);
+    var subscription = await client.SubscribeAsync(topic, cancellationToken);
+    try
+    {
+        if (command.Arguments.Count > 0)
+        {
+            await EchoAsync(string.Join(' ', command.Arguments));
+            return 0;
+        }
+
+        // Console.In does not stop a pending read when cancelled, so the wait is what Ctrl+C cancels.
+        while (await Console.In.ReadLineAsync(cancellationToken).AsTask().WaitAsync(cancellationToken) is { } line)
+        {
+            await EchoAsync(line);
+        }
+
+        return 0;
+    }
+    finally
+    {
+        await Example.CloseAsync(subscription);
+    }
 
     async Task EchoAsync(string line)
     {
@@ -27,18 +47,4 @@ return await Example.RunAsync(args, Usage, options: [], flags: [], async (comman
         Console.WriteLine(Encoding.UTF8.GetString(message.Body.Span));
         await subscription.AckAsync(cancellationToken);
     }
-
-    if (command.Arguments.Count > 0)
-    {
-        await EchoAsync(string.Join(' ', command.Arguments));
-        return 0;
-    }
-
-    // Console.In does not stop a pending read when cancelled, so the wait is what Ctrl+C cancels.
-    while (await Console.In.ReadLineAsync(cancellationToken).AsTask().WaitAsync(cancellationToken) is { } line)
-    {
-        await EchoAsync(line);
-    }
-
-    return 0;
 });

@@ -84,10 +84,7 @@ return await Example.RunAsync(args, Usage, options, flags: ["no-publish"], async
     }
     finally
     {
-        foreach (var subscription in subscriptions)
-        {
-            await subscription.DisposeAsync();
-        }
+        await Task.WhenAll(subscriptions.Select(subscription => Example.CloseAsync(subscription).AsTask()));
     }
 
     return 0;

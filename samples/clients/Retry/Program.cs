@@ -54,33 +54,40 @@ return await Example.RunAsync(args, Usage, options, flags: [], async (command, c
     // The handler: fails the first --fail-first attempts of each message, and at random with --fail-rate.
     bool Handle(int attempt) => attempt > failFirst && Random.Shared.NextDouble() >= failRate;
 
-    await using var subscription = await client.SubscribeAsync(topic, cancellationToken);
+    var subscription = await client.SubscribeAsync(topic, cancellationToken);
     var (handled, deadLettered) = (0, 0);
-    while (count == 0 || handled + deadLettered < count)
+    try
     {
-        var message = await subscription.ReceiveAsync(cancellationToken);
-        var text = Encoding.UTF8.GetString(message.Body.Span);
-        var attempt = message.DackCount + 1;
-        if (Handle(attempt))
+        while (count == 0 || handled + deadLettered < count)
         {
-            Log($"{text}: attempt {attempt} (dackCount {message.DackCount}) succeeded; ACK");
-            await subscription.AckAsync(cancellationToken);
-            handled++;
+            var message = await subscription.ReceiveAsync(cancellationToken);
+            var text = Encoding.UTF8.GetString(message.Body.Span);
+            var attempt = message.DackCount + 1;
+            if (Handle(attempt))
+            {
+                Log($"{text}: attempt {attempt} (dackCount {message.DackCount}) succeeded; ACK");
+                await subscription.AckAsync(cancellationToken);
+                handled++;
+            }
+            else if (attempt >= maxAttempts)
+            {
+                // Publish before the ACK: if the process dies in between, the message is retried, not lost.
+                await client.PublishAsync(deadTopic, message.Body, cancellationToken);
+                await subscription.AckAsync(cancellationToken);
+                Log($"{text}: attempt {attempt} (dackCount {message.DackCount}) failed; giving up after {attempt} attempts: moved to {deadTopic}, ACK");
+                deadLettered++;
+            }
+            else
+            {
+                var seconds = (int)Math.Ceiling(Math.Min(baseDelay * Math.Pow(2, message.DackCount), maxDelay));
+                Log($"{text}: attempt {attempt} (dackCount {message.DackCount}) failed; DACK {seconds}s");
+                await subscription.DackAsync(TimeSpan.FromSeconds(seconds), cancellationToken);
+            }
         }
-        else if (attempt >= maxAttempts)
-        {
-            // Publish before the ACK: if the process dies in between, the message is retried, not lost.
-            await client.PublishAsync(deadTopic, message.Body, cancellationToken);
-            await subscription.AckAsync(cancellationToken);
-            Log($"{text}: attempt {attempt} (dackCount {message.DackCount}) failed; giving up after {attempt} attempts: moved to {deadTopic}, ACK");
-            deadLettered++;
-        }
-        else
-        {
-            var seconds = (int)Math.Ceiling(Math.Min(baseDelay * Math.Pow(2, message.DackCount), maxDelay));
-            Log($"{text}: attempt {attempt} (dackCount {message.DackCount}) failed; DACK {seconds}s");
-            await subscription.DackAsync(TimeSpan.FromSeconds(seconds), cancellationToken);
-        }
+    }
+    finally
+    {
+        await Example.CloseAsync(subscription);
     }
 
     Console.WriteLine($"done: {handled} handled, {deadLettered} dead-lettered to {deadTopic}");

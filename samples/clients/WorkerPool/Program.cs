@@ -53,23 +53,30 @@ return await Example.RunAsync(args, Usage, options: ["workers", "count", "publis
     {
         try
         {
-            await using var subscription = await client.SubscribeAsync(topic, stop.Token);
-            // With --count, a worker claims a job before it asks for one, so that no more than --count are taken.
-            while (!stop.IsCancellationRequested && (count == 0 || Interlocked.Increment(ref claimed) <= count))
+            var subscription = await client.SubscribeAsync(topic, stop.Token);
+            try
             {
-                MiniQueueMessage job = await subscription.ReceiveAsync(stop.Token);
-
-                // The work is not cancelled: a job in hand is finished and ACKed even when stopping.
-                var work = TimeSpan.FromMilliseconds(Random.Shared.Next(workMs / 2, (workMs * 3 / 2) + 1));
-                await Task.Delay(work, CancellationToken.None);
-                await subscription.AckAsync(CancellationToken.None);
-
-                done[worker]++;
-                Console.WriteLine($"worker {worker + 1}: {Encoding.UTF8.GetString(job.Body.Span)} ({work.TotalMilliseconds:0} ms)");
-                if (Interlocked.Increment(ref finished) == count)
+                // With --count, a worker claims a job before it asks for one, so that no more than --count are taken.
+                while (!stop.IsCancellationRequested && (count == 0 || Interlocked.Increment(ref claimed) <= count))
                 {
-                    await stop.CancelAsync();
+                    MiniQueueMessage job = await subscription.ReceiveAsync(stop.Token);
+
+                    // The work is not cancelled: a job in hand is finished and ACKed even when stopping.
+                    var work = TimeSpan.FromMilliseconds(Random.Shared.Next(workMs / 2, (workMs * 3 / 2) + 1));
+                    await Task.Delay(work, CancellationToken.None);
+                    await subscription.AckAsync(CancellationToken.None);
+
+                    done[worker]++;
+                    Console.WriteLine($"worker {worker + 1}: {Encoding.UTF8.GetString(job.Body.Span)} ({work.TotalMilliseconds:0} ms)");
+                    if (Interlocked.Increment(ref finished) == count)
+                    {
+                        await stop.CancelAsync();
+                    }
                 }
+            }
+            finally
+            {
+                await Example.CloseAsync(subscription);
             }
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested)
