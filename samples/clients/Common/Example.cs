@@ -101,23 +101,6 @@ internal static class Example
         }
     }
 
-    /// <summary>
-    /// Ends a subscription, first giving the server a moment to read the command sent last. Settling only sends a
-    /// command (the protocol has no reply to it), and disposing resets the stream (RST_STREAM), which the server acts
-    /// on at once: a reset that comes right after an ACK can overtake it, and then the message is delivered again
-    /// (at-least-once, never lost). The pause makes that rare; a consumer must still tolerate a repeated message.
-    /// A message still held is returned to the front of the topic at once, without a pause.
-    /// </summary>
-    public static async ValueTask CloseAsync(MiniQueueSubscription subscription)
-    {
-        if (!subscription.IsHoldingMessage)
-        {
-            await Task.Delay(TimeSpan.FromMilliseconds(250), CancellationToken.None);
-        }
-
-        await subscription.DisposeAsync();
-    }
-
     /// <summary>A client of the server named by <c>--url</c>, trusting what <c>--cacert</c> names.</summary>
     public static MiniQueueClient CreateClient(CommandLine command, int connections = 1)
     {

@@ -37,7 +37,7 @@ return await Example.RunAsync(args, Usage, options: [], flags: [], async (comman
     }
     finally
     {
-        await Example.CloseAsync(subscription);
+        await subscription.DisposeAsync();
     }
 
     async Task EchoAsync(string line)

@@ -84,7 +84,7 @@ return await Example.RunAsync(args, Usage, options, flags: ["no-publish"], async
     }
     finally
     {
-        await Task.WhenAll(subscriptions.Select(subscription => Example.CloseAsync(subscription).AsTask()));
+        await Task.WhenAll(subscriptions.Select(subscription => subscription.DisposeAsync().AsTask()));
     }
 
     return 0;

@@ -87,7 +87,7 @@ return await Example.RunAsync(args, Usage, options, flags: [], async (command, c
     }
     finally
     {
-        await Example.CloseAsync(subscription);
+        await subscription.DisposeAsync();
     }
 
     Console.WriteLine($"done: {handled} handled, {deadLettered} dead-lettered to {deadTopic}");

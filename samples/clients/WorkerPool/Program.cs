@@ -76,7 +76,7 @@ return await Example.RunAsync(args, Usage, options: ["workers", "count", "publis
             }
             finally
             {
-                await Example.CloseAsync(subscription);
+                await subscription.DisposeAsync();
             }
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested)
