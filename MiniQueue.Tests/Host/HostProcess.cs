@@ -63,13 +63,23 @@ internal sealed partial class HostProcess : IAsyncDisposable
         var port = given ?? FreePort();
         // MINIQUEUE_HOST_EXECUTABLE runs these tests against a published binary (the single file) instead.
         var executable = Environment.GetEnvironmentVariable("MINIQUEUE_HOST_EXECUTABLE");
-        var start = new ProcessStartInfo(executable ?? DotnetHost())
+        var program = executable ?? DotnetHost();
+        var start = new ProcessStartInfo(program)
         {
             WorkingDirectory = workingDirectory,
             RedirectStandardError = true,
             RedirectStandardOutput = true,
             UseShellExecute = false,
         };
+        if (IsInterruptIgnored() && File.Exists("/usr/bin/env"))
+        {
+            // A process started with SIGINT ignored (a background job of a non-interactive shell, as CI may be) passes
+            // that on, and .NET then never sees Ctrl+C: start the host with SIGINT at its default, as a terminal would.
+            start.FileName = "/usr/bin/env";
+            start.ArgumentList.Add("--default-signal=INT");
+            start.ArgumentList.Add(program);
+        }
+
         if (executable is null)
         {
             start.ArgumentList.Add(HostAssembly);
@@ -175,6 +185,15 @@ internal sealed partial class HostProcess : IAsyncDisposable
 
             await Task.Delay(100);
         }
+    }
+
+    /// <summary>Whether this process ignores SIGINT (bit 2 of SigIgn in /proc/self/status); children inherit that.</summary>
+    public static bool IsInterruptIgnored()
+    {
+        const string Status = "/proc/self/status";
+        var ignored = File.Exists(Status) ? File.ReadLines(Status).FirstOrDefault(line => line.StartsWith("SigIgn:", StringComparison.Ordinal)) : null;
+        return ignored is not null
+            && (ulong.Parse(ignored["SigIgn:".Length..].Trim(), NumberStyles.HexNumber, CultureInfo.InvariantCulture) & (1UL << (2 - 1))) != 0;
     }
 
     /// <summary>Sends SIGTERM, as a service manager does to stop it.</summary>
