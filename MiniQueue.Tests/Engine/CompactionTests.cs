@@ -202,19 +202,9 @@ public sealed class CompactionTests
     }
 }
 
-/// <summary>A store over an <see cref="InMemoryStore"/> that can hold its next read at a gate the test opens.</summary>
-internal sealed class GatedReadStore(InMemoryStore inner) : IMessageStore
+/// <summary>A store that passes everything to another; test stores override what they change.</summary>
+internal abstract class DelegatingStore(IMessageStore inner) : IMessageStore
 {
-    private TaskCompletionSource? _nextReadGate;
-
-    /// <summary>Makes the next read wait until the returned gate is opened; later reads go straight through.</summary>
-    public TaskCompletionSource HoldNextRead()
-    {
-        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _nextReadGate = gate;
-        return gate;
-    }
-
     public bool CanRead => inner.CanRead;
 
     public bool HasRoom => inner.HasRoom;
@@ -233,21 +223,14 @@ internal sealed class GatedReadStore(InMemoryStore inner) : IMessageStore
 
     public long FootprintOf(int serializedLength) => inner.FootprintOf(serializedLength);
 
-    public long Append(LogRecord record) => inner.Append(record);
+    public virtual long Append(LogRecord record) => inner.Append(record);
 
-    public bool IsCommitted(long address) => inner.IsCommitted(address);
+    public virtual bool IsCommitted(long address) => inner.IsCommitted(address);
 
-    public ValueTask WaitForCommitAsync(long address, CancellationToken cancellationToken = default) => inner.WaitForCommitAsync(address, cancellationToken);
+    public virtual ValueTask WaitForCommitAsync(long address, CancellationToken cancellationToken = default) => inner.WaitForCommitAsync(address, cancellationToken);
 
-    public async ValueTask<ReadOnlyMemory<byte>> ReadAsync(long address, int lengthHint = 0, CancellationToken cancellationToken = default)
-    {
-        if (Interlocked.Exchange(ref _nextReadGate, null) is { } gate)
-        {
-            await gate.Task;
-        }
-
-        return await inner.ReadAsync(address, lengthHint, cancellationToken);
-    }
+    public virtual ValueTask<ReadOnlyMemory<byte>> ReadAsync(long address, int lengthHint = 0, CancellationToken cancellationToken = default) =>
+        inner.ReadAsync(address, lengthHint, cancellationToken);
 
     public IAsyncEnumerable<StoredRecord> ReplayAsync(CancellationToken cancellationToken = default) => inner.ReplayAsync(cancellationToken);
 
@@ -256,6 +239,30 @@ internal sealed class GatedReadStore(InMemoryStore inner) : IMessageStore
     public ValueTask<bool> TryRecoverAsync(CancellationToken cancellationToken = default) => inner.TryRecoverAsync(cancellationToken);
 
     public ValueTask DisposeAsync() => inner.DisposeAsync();
+}
+
+/// <summary>A store over an <see cref="InMemoryStore"/> that can hold its next read at a gate the test opens.</summary>
+internal sealed class GatedReadStore(InMemoryStore inner) : DelegatingStore(inner)
+{
+    private TaskCompletionSource? _nextReadGate;
+
+    /// <summary>Makes the next read wait until the returned gate is opened; later reads go straight through.</summary>
+    public TaskCompletionSource HoldNextRead()
+    {
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _nextReadGate = gate;
+        return gate;
+    }
+
+    public override async ValueTask<ReadOnlyMemory<byte>> ReadAsync(long address, int lengthHint = 0, CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.Exchange(ref _nextReadGate, null) is { } gate)
+        {
+            await gate.Task;
+        }
+
+        return await base.ReadAsync(address, lengthHint, cancellationToken);
+    }
 }
 
 [CancelAfter(30_000)]
@@ -326,7 +333,7 @@ public sealed class CompactionRaceTests
 /// A store over an <see cref="InMemoryStore"/> that can make one publish record look not yet committed, and hold its
 /// publisher's wait for the commit, until the test opens a gate: the publisher's continuation running late.
 /// </summary>
-internal sealed class SlowPublishStore(InMemoryStore inner) : IMessageStore
+internal sealed class SlowPublishStore(InMemoryStore inner) : DelegatingStore(inner)
 {
     private TaskCompletionSource? _armed;
     private TaskCompletionSource? _gate;
@@ -341,27 +348,9 @@ internal sealed class SlowPublishStore(InMemoryStore inner) : IMessageStore
         return _armed;
     }
 
-    public bool CanRead => inner.CanRead;
-
-    public bool HasRoom => inner.HasRoom;
-
-    public long SegmentSize => inner.SegmentSize;
-
-    public long BeginAddress => inner.BeginAddress;
-
-    public long TailAddress => inner.TailAddress;
-
-    public bool IsFaulted => inner.IsFaulted;
-
-    public ValueTask WaitForRoomAsync(CancellationToken cancellationToken = default) => inner.WaitForRoomAsync(cancellationToken);
-
-    public ValueTask<IDisposable> HoldCommitsAsync(CancellationToken cancellationToken = default) => inner.HoldCommitsAsync(cancellationToken);
-
-    public long FootprintOf(int serializedLength) => inner.FootprintOf(serializedLength);
-
-    public long Append(LogRecord record)
+    public override long Append(LogRecord record)
     {
-        var address = inner.Append(record);
+        var address = base.Append(record);
         if (record.Kind == LogRecordKind.Publish)
         {
             LastPublishAddress = address;
@@ -375,25 +364,14 @@ internal sealed class SlowPublishStore(InMemoryStore inner) : IMessageStore
         return address;
     }
 
-    public bool IsCommitted(long address) => address != Volatile.Read(ref _heldAddress) && inner.IsCommitted(address);
+    public override bool IsCommitted(long address) => address != Volatile.Read(ref _heldAddress) && base.IsCommitted(address);
 
-    public async ValueTask WaitForCommitAsync(long address, CancellationToken cancellationToken = default)
+    public override async ValueTask WaitForCommitAsync(long address, CancellationToken cancellationToken = default)
     {
-        await inner.WaitForCommitAsync(address, cancellationToken);
+        await base.WaitForCommitAsync(address, cancellationToken);
         if (address == Volatile.Read(ref _heldAddress) && _gate is { } gate)
         {
             await gate.Task.WaitAsync(cancellationToken);
         }
     }
-
-    public ValueTask<ReadOnlyMemory<byte>> ReadAsync(long address, int lengthHint = 0, CancellationToken cancellationToken = default) =>
-        inner.ReadAsync(address, lengthHint, cancellationToken);
-
-    public IAsyncEnumerable<StoredRecord> ReplayAsync(CancellationToken cancellationToken = default) => inner.ReplayAsync(cancellationToken);
-
-    public void TruncateUntil(long address) => inner.TruncateUntil(address);
-
-    public ValueTask<bool> TryRecoverAsync(CancellationToken cancellationToken = default) => inner.TryRecoverAsync(cancellationToken);
-
-    public ValueTask DisposeAsync() => inner.DisposeAsync();
 }
