@@ -288,6 +288,63 @@ public sealed class HostTests
         Assert.That(string.Join('\n', host.StandardError), Does.Contain("manifest.json is not a MiniQueue manifest"));
     }
 
+    [Test]
+    public async Task AConsumerProcessKilled_WhileHoldingAMessage_ReturnsItToTheTopic()
+    {
+        using var directory = new TempDirectory();
+        await using var host = HostProcess.Start(directory.Path, "-db", "data");
+        await host.WaitUntilReadyAsync();
+        var certificate = host.GeneratedCertificate();
+        using var client = host.CreateClient(certificate);
+        await client.PublishAsync("killed", Encoding.UTF8.GetBytes("held by a process that dies"));
+
+        // curl as the consumer: "INIT" through a request body that stays open (-T . streams stdin as it comes), so it
+        // holds the message until it is killed.
+        var start = new ProcessStartInfo("curl") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var argument in new[]
+        {
+            "-sSN", "--http2", "--cacert", Path.Combine(directory.Path, "data", "tls", "localhost.pem"),
+            "-T", ".", "-X", "POST", $"https://localhost:{host.Port}/subscribe/killed",
+        })
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        Process curl;
+        try
+        {
+            curl = Process.Start(start)!;
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            Assert.Ignore("curl is not installed (.ci/run installs it)");
+            throw;
+        }
+
+        using (curl)
+        {
+            try
+            {
+                await curl.StandardInput.WriteAsync("\"INIT\"\n");
+                await curl.StandardInput.FlushAsync();
+                var line = await curl.StandardOutput.ReadLineAsync().WaitAsync(TestSupport.Bound);
+                Assert.That(line, Is.EqualTo($"{{\"msg\":\"{Convert.ToBase64String(Encoding.UTF8.GetBytes("held by a process that dies"))}\"}}"));
+            }
+            finally
+            {
+                curl.Kill();   // SIGKILL: the kernel closes its socket, no HTTP/2 frame says goodbye
+            }
+
+            await curl.WaitForExitAsync().WaitAsync(TestSupport.Bound);
+        }
+
+        // Nothing else is in the topic, so this consumer gets the message only if the server gave it back.
+        await using var subscription = await client.SubscribeAsync("killed");
+        var message = await subscription.ReceiveAsync().AsTask().WaitAsync(TestSupport.Bound);
+        Assert.That(Encoding.UTF8.GetString(message.Body.Span), Is.EqualTo("held by a process that dies"));
+        await subscription.AckAsync();
+    }
+
     private static async Task<string> CurlAsync(params object[] arguments)
     {
         var allowFailure = arguments.LastOrDefault() is true;
