@@ -26,11 +26,11 @@ public sealed class MiniQueueSubscription : IAsyncDisposable
     private static readonly byte[] s_ack = Encoding.UTF8.GetBytes("\"ACK\"\n");
     private static readonly byte[] s_nack = Encoding.UTF8.GetBytes("\"NACK\"\n");
     private static readonly byte[] s_back = Encoding.UTF8.GetBytes("\"BACK\"\n");
+    private static readonly TimeSpan s_closeGrace = TimeSpan.FromMilliseconds(250);
 
     private readonly HttpRequestMessage _request;
     private readonly HttpResponseMessage _response;
     private readonly CommandStreamContent _content;
-    private static readonly TimeSpan s_closeGrace = TimeSpan.FromMilliseconds(250);
     private readonly Stream _commands;
     private readonly PipeReader _lines;
     private Task<ReadResult>? _pendingRead;
@@ -164,12 +164,15 @@ public sealed class MiniQueueSubscription : IAsyncDisposable
         _content.Complete();
         if (!_isEnded)
         {
+            var draining = DrainResponseAsync();
             try
             {
-                await DrainResponseAsync().WaitAsync(s_closeGrace).ConfigureAwait(false);
+                await draining.WaitAsync(s_closeGrace).ConfigureAwait(false);
             }
             catch (Exception exception) when (exception is TimeoutException or IOException or HttpRequestException or ObjectDisposedException or OperationCanceledException)
             {
+                // The reset below ends a drain still waiting; its failure is expected and observed here.
+                _ = draining.ContinueWith(static read => _ = read.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
             }
         }
 
