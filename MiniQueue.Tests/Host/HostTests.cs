@@ -300,28 +300,10 @@ public sealed class HostTests
 
         // curl as the consumer: "INIT" through a request body that stays open (-T . streams stdin as it comes), so it
         // holds the message until it is killed.
-        var start = new ProcessStartInfo("curl") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var argument in new[]
-        {
+        using (var curl = StartCurl(
+            writesInput: true,
             "-sSN", "--http2", "--cacert", Path.Combine(directory.Path, "data", "tls", "localhost.pem"),
-            "-T", ".", "-X", "POST", $"https://localhost:{host.Port}/subscribe/killed",
-        })
-        {
-            start.ArgumentList.Add(argument);
-        }
-
-        Process curl;
-        try
-        {
-            curl = Process.Start(start)!;
-        }
-        catch (System.ComponentModel.Win32Exception)
-        {
-            Assert.Ignore("curl is not installed (.ci/run installs it)");
-            throw;
-        }
-
-        using (curl)
+            "-T", ".", "-X", "POST", $"https://localhost:{host.Port}/subscribe/killed"))
         {
             try
             {
@@ -345,30 +327,30 @@ public sealed class HostTests
         await subscription.AckAsync();
     }
 
-    private static async Task<string> CurlAsync(params object[] arguments)
+    /// <summary>Starts curl with its output captured (and its input, when the test writes to it); ignores the test without curl.</summary>
+    private static Process StartCurl(bool writesInput, params string[] arguments)
     {
-        var allowFailure = arguments.LastOrDefault() is true;
-        var start = new ProcessStartInfo("curl") { RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add("-sS");
-        start.ArgumentList.Add("--max-time");
-        start.ArgumentList.Add("20");
-        foreach (var argument in arguments.OfType<string>())
+        var start = new ProcessStartInfo("curl") { RedirectStandardInput = writesInput, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var argument in arguments)
         {
             start.ArgumentList.Add(argument);
         }
 
-        Process curl;
         try
         {
-            curl = Process.Start(start)!;
+            return Process.Start(start)!;
         }
         catch (System.ComponentModel.Win32Exception)
         {
             Assert.Ignore("curl is not installed (.ci/run installs it)");
             throw;
         }
+    }
 
-        using (curl)
+    private static async Task<string> CurlAsync(params object[] arguments)
+    {
+        var allowFailure = arguments.LastOrDefault() is true;
+        using (var curl = StartCurl(writesInput: false, ["-sS", "--max-time", "20", .. arguments.OfType<string>()]))
         {
             var output = await curl.StandardOutput.ReadToEndAsync();
             var error = await curl.StandardError.ReadToEndAsync();
