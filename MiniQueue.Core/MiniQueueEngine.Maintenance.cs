@@ -12,14 +12,16 @@ public sealed partial class MiniQueueEngine
     /// <summary>One compaction or store recovery at a time.</summary>
     private readonly SemaphoreSlim _maintenanceGate = new(1, 1);
 
+    /// <summary>How often the engine looks at the disk again, and tries to free space, while publishes are refused for lack of it.</summary>
+    private static readonly TimeSpan s_lowSpaceEvery = TimeSpan.FromMilliseconds(250);
+
     private async Task MaintainAsync()
     {
         var retry = s_firstRetry;
         try
         {
-            while (await _maintenanceRequests.Reader.WaitToReadAsync(_stopping.Token).ConfigureAwait(false))
+            while (await NextRoundAsync().ConfigureAwait(false))
             {
-                _maintenanceRequests.Reader.TryRead(out _);
                 if (_store.IsFaulted)
                 {
                     bool recovered;
@@ -42,7 +44,6 @@ public sealed partial class MiniQueueEngine
                         // Real time, not the engine's clock: this waits for a disk, not for a message's due time.
                         await Task.Delay(retry, _stopping.Token).ConfigureAwait(false);
                         retry = TimeSpan.FromTicks(Math.Min(retry.Ticks * 2, s_lastRetry.Ticks));
-                        RequestMaintenance();
                     }
 
                     continue;
@@ -60,10 +61,57 @@ public sealed partial class MiniQueueEngine
                         EngineLog.CompactionFailed(_logger, exception);
                     }
                 }
+
+                if (_store.IsLowOnSpace)
+                {
+                    // Truncation gives space back at the next commit; then publishes are taken again.
+                    _store.RefreshSpace();
+                }
             }
         }
         catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
         {
+        }
+    }
+
+    /// <summary>
+    /// Waits for the next round of maintenance: a request (a new log segment, a failure), or, while the store is faulted
+    /// or short of space, the next look at it (consumers free space without starting segments). False once the engine stops.
+    /// </summary>
+    private async ValueTask<bool> NextRoundAsync()
+    {
+        var requests = _maintenanceRequests.Reader;
+        if (requests.TryRead(out _) || _store.IsFaulted)
+        {
+            return true;
+        }
+
+        if (!_store.IsLowOnSpace)
+        {
+            if (!await requests.WaitToReadAsync(_stopping.Token).ConfigureAwait(false))
+            {
+                return false;
+            }
+
+            requests.TryRead(out _);
+            return true;
+        }
+
+        using var tick = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+        tick.CancelAfter(s_lowSpaceEvery);
+        try
+        {
+            if (await requests.WaitToReadAsync(tick.Token).ConfigureAwait(false))
+            {
+                requests.TryRead(out _);
+                return true;
+            }
+
+            return false;
+        }
+        catch (OperationCanceledException) when (!_stopping.IsCancellationRequested)
+        {
+            return true;
         }
     }
 
@@ -91,7 +139,17 @@ public sealed partial class MiniQueueEngine
 
         // Only committed bodies can be read back, so the truncation point must be in the durable part: wait for the
         // commit in flight if it is not yet.
-        var point = _space.ChooseTruncationPoint(begin, tail, MaxCopiedFraction);
+        // Normally the start moves by whole segments (their files are deleted). Short of space, it moves by pages too:
+        // a queue smaller than a segment must give space back as well, or publishes would stay refused for good.
+        var alignment = _store.IsLowOnSpace ? _space.PageSize : _space.SegmentSize;
+        var point = _space.ChooseTruncationPoint(begin, tail, MaxCopiedFraction, alignment);
+        if (point > begin && !_store.CanSpend(MaintenanceCost(point)))
+        {
+            // Copying bodies forward and checkpointing would eat the last of the disk's reserve: free only what needs
+            // neither (pages whose messages are all gone).
+            point = _space.ChooseTruncationPoint(begin, tail, maxCopiedFraction: 0, alignment);
+        }
+
         if (point <= begin)
         {
             return begin;
@@ -125,6 +183,24 @@ public sealed partial class MiniQueueEngine
             RequestMaintenance();
             return begin;
         }
+    }
+
+    /// <summary>
+    /// About how many bytes a compaction up to <paramref name="point"/> writes: the bodies it copies forward and the
+    /// checkpoints of their topics (every message of such a topic, at <see cref="CheckpointEntry.Size"/> bytes each).
+    /// </summary>
+    private long MaintenanceCost(long point)
+    {
+        long cost = _space.LiveBytesBefore(point);
+        foreach (var topic in _topics.Values)
+        {
+            if (topic.HasBodiesBefore(point))
+            {
+                cost += 4096 + (topic.CountAll() * (long)(CheckpointEntry.Size + 1));
+            }
+        }
+
+        return cost;
     }
 
     /// <summary>Reopens a failed store and writes every topic's state again, since the records after its last commit are gone.</summary>

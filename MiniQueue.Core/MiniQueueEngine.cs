@@ -47,13 +47,14 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
     private Task _maintenance = Task.CompletedTask;
     private long _lastMessageId;
     private long _cachedBodyBytes;
+    private long _lastSpaceMaintenance;
     private int _disposed;
 
     private MiniQueueEngine(MiniQueueOptions options, IMessageStore store, Meter meter, bool ownsMeter)
     {
         _store = store;
         _metrics = new MiniQueueMetrics(meter, ownsMeter, this);
-        _space = new LogSpace(store.SegmentSize);
+        _space = new LogSpace(store.SegmentSize, store.PageSize);
         _time = options.TimeProvider;
         _delayCheckPeriod = options.DelayCheckPeriod;
         _maxMessageBytes = options.MaxMessageBytes;
@@ -69,6 +70,14 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
     /// failure (it comes back by itself once the device works again). Health checks report this.
     /// </summary>
     public bool IsWritable => Volatile.Read(ref _disposed) == 0 && !_store.IsFaulted;
+
+    /// <summary>
+    /// Whether the durable store refuses publishes because its disk's free space is under the reserve
+    /// (<see cref="MiniQueueOptions.DiskReserveBytes"/>). Consumers still work, and publishes are taken again by
+    /// themselves once consumers have drained enough for compaction to give space back. Health checks report it as
+    /// degraded.
+    /// </summary>
+    public bool IsDiskLow => _store.IsLowOnSpace;
 
     /// <summary>
     /// Opens a queue. Without <see cref="MiniQueueOptions.DataDirectory"/> it lives in memory; with one it recovers
@@ -199,6 +208,11 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
             throw new ArgumentException($"message too large: {payload.Length} bytes, the maximum is {_maxMessageBytes}.", nameof(payload));
         }
 
+        if (_store.LacksSpaceFor(_store.FootprintOf(LogRecord.PublishLength(TopicName.MaxUtf8Bytes, payload.Length))))
+        {
+            throw RefusedForSpace();
+        }
+
         var started = Stopwatch.GetTimestamp();
         if (!_store.HasRoom)
         {
@@ -220,6 +234,22 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
         await _store.WaitForRoomAsync(cancellationToken).ConfigureAwait(false);
         await PublishNow(topic, payload).ConfigureAwait(false);
         _metrics.Published(topic, started);
+    }
+
+    /// <summary>A publish refused because the disk is under its reserve; compaction is asked to look for space to free.</summary>
+    private MiniQueueStoreException RefusedForSpace()
+    {
+        _metrics.RefusedForSpace();
+        var now = Environment.TickCount64;
+        if (now - Volatile.Read(ref _lastSpaceMaintenance) >= 100)
+        {
+            Volatile.Write(ref _lastSpaceMaintenance, now);
+            RequestMaintenance();
+        }
+
+        return new MiniQueueStoreException(
+            "The message was not published: the disk of the durable store is nearly full (its free space is under the reserve). " +
+            "Publishes are taken again once consumers have drained enough messages.");
     }
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
@@ -332,6 +362,10 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
     /// <summary>Every topic the engine knows (created or waited for), with its counts, for the metrics' gauges.</summary>
     internal IEnumerable<(string Topic, TopicStats Stats)> GetTopicsWithStats() =>
         _topics.Values.Select(static topic => (topic.Name, topic.GetStats()));
+
+    /// <summary>The durable store's disk: the room left, the reserve, and whether publishes are refused; null in memory.</summary>
+    internal (long Available, long Reserve, bool Low)? DiskSpace() =>
+        _store is FasterLogStore durable && Volatile.Read(ref _disposed) == 0 ? (durable.AvailableBytes, durable.ReserveBytes, durable.IsLowOnSpace) : null;
 
     /// <summary>The bytes the durable log takes on disk; 0 in memory.</summary>
     internal long LogBytes() => _store is FasterLogStore durable ? durable.DiskBytes() : 0;

@@ -76,6 +76,24 @@ public sealed class MiniQueueOptions
     /// </summary>
     public long BodyCacheBytes { get; set; } = 64L * 1024 * 1024;
 
+    /// <summary>
+    /// The free disk space, in bytes, that publishes may not eat into (durable store only). While the data directory's
+    /// filesystem has less available than this (or, with <see cref="MaxDiskBytes"/>, the cap leaves less), publishes fail
+    /// with <see cref="MiniQueueStoreException"/> (HTTP 503), while consumers go on: their ACK, NACK, BACK and DACK
+    /// records, commits, checkpoints and compaction still fit, and compaction gives whole segments back as consumers
+    /// drain, after which publishes are taken again by themselves. Default: <see langword="null"/>, four log pages
+    /// (32 MiB with the default 8 MiB pages). 0 turns the reserve off: the store then meets a full disk as a failing
+    /// device (nothing acknowledged is lost, but it takes publishes again only once something else frees space).
+    /// </summary>
+    public long? DiskReserveBytes { get; set; }
+
+    /// <summary>
+    /// The most disk space the data directory may take, in bytes (durable store only): publishes are refused while the
+    /// room this leaves is under <see cref="DiskReserveBytes"/>, as if the disk had only this much. Default:
+    /// <see langword="null"/>, no cap (the filesystem's own size is the limit). It must be more than the reserve.
+    /// </summary>
+    public long? MaxDiskBytes { get; set; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first property whose value cannot work.</summary>
     public void Validate()
     {
@@ -123,6 +141,21 @@ public sealed class MiniQueueOptions
         if (BodyCacheBytes < 0)
         {
             throw new ArgumentException($"{nameof(BodyCacheBytes)} must not be negative, not {BodyCacheBytes}.", nameof(BodyCacheBytes));
+        }
+
+        if (DiskReserveBytes is < 0)
+        {
+            throw new ArgumentException($"{nameof(DiskReserveBytes)} must not be negative, not {DiskReserveBytes}.", nameof(DiskReserveBytes));
+        }
+
+        if (MaxDiskBytes is <= 0)
+        {
+            throw new ArgumentException($"{nameof(MaxDiskBytes)} must be positive, not {MaxDiskBytes}.", nameof(MaxDiskBytes));
+        }
+
+        if (MaxDiskBytes is { } cap && DiskReserveBytes is { } reserve && cap <= reserve)
+        {
+            throw new ArgumentException($"{nameof(MaxDiskBytes)} ({cap}) must be more than {nameof(DiskReserveBytes)} ({reserve}).", nameof(MaxDiskBytes));
         }
 
         if (DataDirectory is { Length: 0 })

@@ -25,10 +25,12 @@ internal sealed class Flags
             new("commit", "string", "when a publish is acknowledged: fsync (after it is synced to disk) or interval (at once, synced within -commit-interval)", "fsync", v => Commit = ParseCommit(v)),
             new("commit-interval", "duration", "with -commit interval, the longest a publish waits to be synced", "10ms", v => CommitInterval = ParsePositiveDuration(v)),
             new("db", "string", "path to the data directory", "./data", v => DataDirectory = v),
+            new("disk-reserve", "size", "free disk space publishes leave for the store's own writes; under it they are refused with 503 (e.g. 64MiB; default: 4 log pages, 32MiB)", "", v => DiskReserve = ParseSize(v)),
             new("h2c", "bool", "serve cleartext HTTP/2 (prior knowledge) instead of TLS, e.g. behind a proxy that terminates TLS", "false", v => H2c = ParseBool(v)),
             new("human", "bool", "human readable logging output", "false", v => Human = ParseBool(v)),
             new("key", "string", "path to TLS key", DefaultKey, v => { Key = v; KeyGiven = true; }),
             new("level", "string", "(disabled|debug|info|warn|error)", "debug", v => Level = ParseLevel(v)),
+            new("max-disk", "size", "the most disk space the data directory may take (e.g. 10GiB; default: no cap)", "", v => MaxDisk = ParseSize(v)),
             new("max-message-bytes", "int", "largest message body accepted, in bytes", MiniQueueOptions.DefaultMaxMessageBytes.ToString(CultureInfo.InvariantCulture), v => MaxMessageBytes = ParseInt(v, minimum: 0)),
             new("period", "duration", "period between runs to check and restore delayed messages", "1s", v => Period = ParsePositiveDuration(v)),
             new("port", "int", "port used to run the server", "8080", v => Port = ParseInt(v, minimum: 0, maximum: 65535)),
@@ -62,6 +64,10 @@ internal sealed class Flags
     public MiniQueueCommitMode Commit { get; private set; } = MiniQueueCommitMode.Fsync;
 
     public TimeSpan CommitInterval { get; private set; } = TimeSpan.FromMilliseconds(10);
+
+    public long? DiskReserve { get; private set; }
+
+    public long? MaxDisk { get; private set; }
 
     /// <summary>
     /// Parses <paramref name="args"/>. On <c>-h</c>, <c>-help</c> or an error it writes what Go's flag package writes to
@@ -204,6 +210,31 @@ internal sealed class Flags
     {
         var duration = GoDuration.Parse(value);
         return duration > TimeSpan.Zero ? duration : throw new FormatException("must be positive");
+    }
+
+    /// <summary>A size in bytes: digits, optionally followed by B, KB/MB/GB/TB (powers of 1000) or KiB/MiB/GiB/TiB (of 1024).</summary>
+    private static long ParseSize(string value)
+    {
+        var digits = value.Length - value.AsSpan().TrimStart("0123456789").Length;
+        if (digits == 0 || !long.TryParse(value.AsSpan(0, digits), NumberStyles.None, CultureInfo.InvariantCulture, out var number))
+        {
+            throw new FormatException("want a number of bytes, e.g. 67108864, 64MiB or 64MB");
+        }
+
+        long unit = value[digits..] switch
+        {
+            "" or "B" => 1,
+            "KB" or "kB" => 1000,
+            "MB" => 1000 * 1000,
+            "GB" => 1000 * 1000 * 1000,
+            "TB" => 1000L * 1000 * 1000 * 1000,
+            "KiB" => 1024,
+            "MiB" => 1024 * 1024,
+            "GiB" => 1024 * 1024 * 1024,
+            "TiB" => 1024L * 1024 * 1024 * 1024,
+            _ => throw new FormatException("unknown unit (want B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)"),
+        };
+        return number <= long.MaxValue / unit ? number * unit : throw new FormatException("too large");
     }
 
     private static LogLevel ParseLevel(string value) => value switch

@@ -98,6 +98,8 @@ builder.Services.AddMiniQueue(
         queue.MaxMessageBytes = flags.MaxMessageBytes;
         queue.CommitMode = flags.Commit;
         queue.CommitInterval = flags.CommitInterval;
+        queue.DiskReserveBytes = flags.DiskReserve;
+        queue.MaxDiskBytes = flags.MaxDisk;
     },
     http => http.PurgeAtRoot = true);
 builder.Services.AddHealthChecks().AddMiniQueue();

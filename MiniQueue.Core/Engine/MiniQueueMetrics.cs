@@ -21,6 +21,7 @@ internal sealed class MiniQueueMetrics : IDisposable
     private readonly Counter<long> _backed;
     private readonly Counter<long> _dacked;
     private readonly Histogram<double> _publishDuration;
+    private readonly Counter<long> _refusedForSpace;
 
     public MiniQueueMetrics(Meter meter, bool ownsMeter, MiniQueueEngine engine)
     {
@@ -40,6 +41,17 @@ internal sealed class MiniQueueMetrics : IDisposable
         _meter.CreateObservableGauge("messages.delayed", () => Observe(engine, static stats => stats.Delayed), "{message}", "DACKed messages not yet due.");
         _meter.CreateObservableGauge("consumers", () => Observe(engine, static stats => stats.Consumers), "{consumer}", "Consumers subscribed.");
         _meter.CreateObservableGauge("log.size", () => engine.LogBytes(), "By", "Bytes the durable log's files take on disk (0 in memory).");
+        _refusedForSpace = _meter.CreateCounter<long>(
+            "publishes.refused_for_space", "{message}", "Publishes refused because the durable store's disk was under its reserve.");
+        _meter.CreateObservableGauge(
+            "disk.available", () => engine.DiskSpace() is { } space ? [new Measurement<long>(space.Available)] : Array.Empty<Measurement<long>>(),
+            "By", "The room the durable store's data directory has left on its disk (or under its size cap).");
+        _meter.CreateObservableGauge(
+            "disk.reserve", () => engine.DiskSpace() is { } space ? [new Measurement<long>(space.Reserve)] : Array.Empty<Measurement<long>>(),
+            "By", "The room that publishes leave for the store's own writes; under it they are refused.");
+        _meter.CreateObservableGauge(
+            "disk.low", () => engine.DiskSpace() is { } space ? [new Measurement<int>(space.Low ? 1 : 0)] : Array.Empty<Measurement<int>>(),
+            "", "1 while publishes are refused because the disk is under the reserve, else 0.");
     }
 
     /// <summary>The meter of an engine: from the options' factory (which owns it), or a new one the engine owns.</summary>
@@ -55,6 +67,8 @@ internal sealed class MiniQueueMetrics : IDisposable
             _publishDuration.Record(Stopwatch.GetElapsedTime(startedTimestamp).TotalSeconds, tags);
         }
     }
+
+    public void RefusedForSpace() => _refusedForSpace.Add(1);
 
     public void Delivered(string topic) => _delivered.Add(1, new KeyValuePair<string, object?>("topic", topic));
 

@@ -694,6 +694,15 @@ internal sealed class TopicQueue
         }
     }
 
+    /// <summary>How many messages the topic has, whatever their state (a checkpoint writes an entry for each).</summary>
+    public int CountAll()
+    {
+        lock (SyncRoot)
+        {
+            return _held + _front.Count + _due.Count + _delayed.Count + _ready.Count + _pending.Count;
+        }
+    }
+
     /// <summary>Every message of the topic: held, front, due, delayed, ready and not yet durable.</summary>
     private IEnumerable<MessageEntry> AllEntriesLocked() =>
         _consumers.Where(static consumer => consumer.IsHoldingLocked).Select(static consumer => consumer.HeldLocked)
@@ -745,11 +754,25 @@ internal sealed class TopicQueue
     {
         try
         {
-            return _store.Append(record);
+            var address = _store.Append(record);
+            NoteAddress(address);
+            return address;
         }
         catch (Exception exception) when (exception is not MiniQueueStoreException)
         {
             throw new MiniQueueStoreException($"The store did not take a {record.Kind} record for topic '{Name}': {exception.Message}", exception);
+        }
+    }
+
+    /// <summary>
+    /// A record that starts a new log segment is a moment to look for segments to free: consumers that only settle
+    /// (publishes refused on a full disk) must free space too.
+    /// </summary>
+    private void NoteAddress(long address)
+    {
+        if (_space.NoteRecord(address))
+        {
+            _engine.RequestMaintenance();
         }
     }
 
@@ -761,7 +784,7 @@ internal sealed class TopicQueue
     {
         try
         {
-            _store.Append(record);
+            NoteAddress(_store.Append(record));
         }
         catch (Exception exception)
         {

@@ -38,8 +38,13 @@ internal sealed class FasterLogStore : IMessageStore
     /// <summary>Write the commit metadata file only every this many commits (recovery scans forward from it).</summary>
     private const int MetadataEveryCommits = 1000;
 
+    /// <summary>
+    /// The default reserve of free disk space, in log pages: short of space, the log gives space back by pages, so a few
+    /// pages let consumers drain (their records), compaction copy a body forward and commits go on.
+    /// </summary>
+    public const int DefaultReservePages = 4;
+
     private const int DefaultPageBytes = 8 * 1024 * 1024;
-    private const string WatermarkFileName = "committed";
     private static readonly TimeSpan s_watermarkEvery = TimeSpan.FromMilliseconds(100);
     private const long DefaultSegmentBytes = 16L * 1024 * 1024;
 
@@ -49,6 +54,8 @@ internal sealed class FasterLogStore : IMessageStore
     private readonly MiniQueueCommitMode _commitMode;
     private readonly TimeSpan _commitInterval;
     private readonly Func<string, IDevice> _createDevice;
+    private readonly DataFiles _files;
+    private readonly DiskSpace _space;
     private readonly ILogger _logger;
     private readonly Channel<bool> _commitRequests = Channel.CreateBounded<bool>(new BoundedChannelOptions(1)
     {
@@ -72,14 +79,17 @@ internal sealed class FasterLogStore : IMessageStore
     private Instance _instance;
     private Exception? _fault;
 
+    /// <summary>Which opening of the log is current; failures reported by an earlier one (closed since) are ignored.</summary>
+    private int _generation;
+
     /// <summary>1 while a commit has been asked for and the committer has not started it; saves a channel write per append.</summary>
     private int _commitRequested;
     private int _users;
     private int _disposed;
 
     private FasterLogStore(
-        string directory, StoreManifest manifest, long memoryBytes, MiniQueueCommitMode commitMode, TimeSpan commitInterval,
-        Func<string, IDevice> createDevice, ILogger logger, Instance instance, Watermark watermark, Meter? meter)
+        string directory, StoreManifest manifest, long memoryBytes, MiniQueueOptions options, Func<string, IDevice> createDevice, DataFiles files,
+        ILogger logger, Watermark watermark, Meter? meter)
     {
         _commitDuration = meter?.CreateHistogram<double>(
             "commit.duration", "s", "How long one commit of the log (a group of appends) takes to reach the disk.",
@@ -88,11 +98,15 @@ internal sealed class FasterLogStore : IMessageStore
         _watermark = watermark;
         _manifest = manifest;
         _memoryBytes = memoryBytes;
-        _commitMode = commitMode;
-        _commitInterval = commitInterval;
+        _commitMode = options.CommitMode;
+        _commitInterval = options.CommitInterval;
         _createDevice = createDevice;
+        _files = files;
         _logger = logger;
-        _instance = instance;
+        _instance = OpenInstance();
+        _space = new DiskSpace(
+            directory, options.DiskReserveBytes ?? DefaultReservePages * (long)manifest.PageBytes, options.MaxDiskBytes,
+            tail: () => _instance.Log.TailAddress, written: () => _instance.Log.FlushedUntilAddress, logger);
         _roomBytes = Math.Max(manifest.PageBytes, memoryBytes - (2L * manifest.PageBytes));
         _committer = Task.Run(CommitLoopAsync);
     }
@@ -100,6 +114,8 @@ internal sealed class FasterLogStore : IMessageStore
     public bool CanRead => true;
 
     public long SegmentSize => _manifest.SegmentBytes;
+
+    public long PageSize => _manifest.PageBytes;
 
     public long BeginAddress => _instance.Log.BeginAddress;
 
@@ -119,6 +135,23 @@ internal sealed class FasterLogStore : IMessageStore
     /// <summary>The largest message body a record of this log can carry.</summary>
     public int MaxPayloadBytes => _manifest.PageBytes - RecordHeaderBytes - LogRecord.MaxPublishOverhead;
 
+    public bool IsLowOnSpace => _space.IsLow;
+
+    /// <summary>The room the data directory has left (measured now), in bytes.</summary>
+    public long AvailableBytes => _space.AvailableBytes();
+
+    /// <summary>The room publishes leave to the store's own writes, in bytes.</summary>
+    public long ReserveBytes => _space.ReserveBytes;
+
+    /// <summary>Segments the log let go of that wait for durable commit metadata before they are deleted.</summary>
+    internal int HeldSegments => _instance.Device.HeldSegments;
+
+    public bool LacksSpaceFor(long footprint) => _space.Refuses(footprint);
+
+    public bool RefreshSpace() => _space.Refresh(0);
+
+    public bool CanSpend(long bytes) => _space.CanSpend(bytes);
+
     /// <summary>How many commits the committer has made (each one shared by every append before it).</summary>
     public long Commits { get; private set; }
 
@@ -126,12 +159,21 @@ internal sealed class FasterLogStore : IMessageStore
     /// Opens (creating or recovering) the log in the options' data directory, refusing settings that differ from the
     /// directory's manifest.
     /// </summary>
-    public static FasterLogStore Open(MiniQueueOptions options, ILogger logger, Meter? meter = null, Func<string, IDevice>? createDevice = null)
+    public static FasterLogStore Open(
+        MiniQueueOptions options, ILogger logger, Meter? meter = null, Func<string, IDevice>? createDevice = null, DataFiles? files = null)
     {
         var directory = Path.GetFullPath(options.DataDirectory ?? throw new ArgumentException("A durable store needs a DataDirectory.", nameof(options)));
         Directory.CreateDirectory(directory);
-        var manifest = ResolveManifest(directory, options);
+        var manifest = ResolveManifest(directory, options, files ?? DataFiles.Default);
         var memoryBytes = options.LogMemoryBytes ?? 4L * manifest.PageBytes;
+        var reserve = options.DiskReserveBytes ?? DefaultReservePages * (long)manifest.PageBytes;
+        if (options.MaxDiskBytes is { } cap && cap <= reserve)
+        {
+            throw new MiniQueueStoreException(
+                $"MaxDiskBytes ({cap}) must be more than the disk reserve ({reserve} bytes{(options.DiskReserveBytes is null ? $", {DefaultReservePages} of this data directory's pages" : "")}), " +
+                "or no publish would ever be taken.");
+        }
+
         if (memoryBytes < 2L * manifest.PageBytes)
         {
             throw new MiniQueueStoreException(
@@ -147,23 +189,20 @@ internal sealed class FasterLogStore : IMessageStore
         }
 
         createDevice ??= static path => Devices.CreateLogDevice(path, preallocateFile: false, deleteOnClose: false);
-        var watermark = new Watermark(Path.Combine(directory, WatermarkFileName));
-        Instance? instance = null;
+        files ??= DataFiles.Default;
+        var watermark = new Watermark(directory);
         try
         {
-            instance = Instance.Open(directory, manifest, memoryBytes, createDevice);
-            watermark.ThrowIfAbove(instance.Log.CommittedUntilAddress, directory);
-            return new FasterLogStore(directory, manifest, memoryBytes, options.CommitMode, options.CommitInterval, createDevice, logger, instance, watermark, meter);
+            return new FasterLogStore(directory, manifest, memoryBytes, options, createDevice, files, logger, watermark, meter);
         }
         catch
         {
-            instance?.Dispose();
             watermark.Dispose();
             throw;
         }
     }
 
-    private static StoreManifest ResolveManifest(string directory, MiniQueueOptions options)
+    private static StoreManifest ResolveManifest(string directory, MiniQueueOptions options, DataFiles files)
     {
         var existing = StoreManifest.TryRead(directory);
         if (existing is null)
@@ -180,7 +219,7 @@ internal sealed class FasterLogStore : IMessageStore
                 options.LogSegmentBytes ?? Math.Max(DefaultSegmentBytes, options.LogPageBytes ?? DefaultPageBytes),
                 StoreManifest.PerEntryChecksum,
                 FastCommit: true);
-            created.Write(directory);
+            created.Write(directory, files);
             return created;
         }
 
@@ -226,8 +265,9 @@ internal sealed class FasterLogStore : IMessageStore
     {
         get
         {
+            // A faulted log flushes nothing more, and takes nothing more either: callers need not wait to hear that.
             var log = _instance.Log;
-            return log.TailAddress - log.FlushedUntilAddress <= _roomBytes;
+            return log.TailAddress - log.FlushedUntilAddress <= _roomBytes || IsFaulted;
         }
     }
 
@@ -381,16 +421,7 @@ internal sealed class FasterLogStore : IMessageStore
         Instance reopened;
         try
         {
-            reopened = Instance.Open(_directory, _manifest, _memoryBytes, _createDevice);
-            try
-            {
-                _watermark.ThrowIfAbove(reopened.Log.CommittedUntilAddress, _directory);
-            }
-            catch
-            {
-                reopened.Dispose();
-                throw;
-            }
+            reopened = OpenInstance();
         }
         catch (Exception exception)
         {
@@ -438,7 +469,7 @@ internal sealed class FasterLogStore : IMessageStore
             try
             {
                 await _instance.Log.CommitAsync().ConfigureAwait(false);
-                _watermark.Write(_instance.Log.CommittedUntilAddress);
+                WriteWatermark(_instance.Log.CommittedUntilAddress);
             }
             catch (Exception exception)
             {
@@ -490,7 +521,7 @@ internal sealed class FasterLogStore : IMessageStore
                 Commits++;
                 if (_watermark.Age >= s_watermarkEvery)
                 {
-                    _watermark.Write(log.CommittedUntilAddress);
+                    WriteWatermark(log.CommittedUntilAddress);
                 }
             }
             catch (Exception exception)
@@ -528,58 +559,6 @@ internal sealed class FasterLogStore : IMessageStore
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
     }
 
-    /// <summary>
-    /// A lower bound of the committed log's end, kept in a 16-byte file (the address and its complement) written through
-    /// to the disk.
-    /// </summary>
-    private sealed class Watermark : IDisposable
-    {
-        private readonly string _path;
-        private readonly Microsoft.Win32.SafeHandles.SafeFileHandle _file;
-        private readonly byte[] _buffer = new byte[16];
-        private long _writtenAt = Environment.TickCount64;
-
-        public Watermark(string path)
-        {
-            _path = path;
-            _file = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, FileOptions.WriteThrough);
-        }
-
-        public TimeSpan Age => TimeSpan.FromMilliseconds(Environment.TickCount64 - _writtenAt);
-
-        public void ThrowIfAbove(long recoveredUntil, string directory)
-        {
-            if (RandomAccess.Read(_file, _buffer, 0) != _buffer.Length)
-            {
-                return;
-            }
-
-            var address = BitConverter.ToInt64(_buffer, 0);
-            if (~address != BitConverter.ToInt64(_buffer, 8))
-            {
-                throw new MiniQueueStoreException($"{_path} is damaged, so it cannot tell whether the log in {directory} is whole; it is not opened.");
-            }
-
-            if (recoveredUntil < address)
-            {
-                throw new MiniQueueStoreException(
-                    $"The log in {directory} is damaged: it recovers only up to address {recoveredUntil}, but it was committed up to at least " +
-                    $"{address}. MiniQueue does not start from a partial log.");
-            }
-        }
-
-        public void Write(long committedUntil)
-        {
-            BitConverter.TryWriteBytes(_buffer, committedUntil);
-            BitConverter.TryWriteBytes(_buffer.AsSpan(8), ~committedUntil);
-            RandomAccess.Write(_file, _buffer, 0);
-            RandomAccess.FlushToDisk(_file);
-            _writtenAt = Environment.TickCount64;
-        }
-
-        public void Dispose() => _file.Dispose();
-    }
-
     /// <summary>A record as FasterLog serialises it, straight into the log's buffer.</summary>
     private readonly struct Entry(LogRecord record) : ILogEnqueueEntry
     {
@@ -588,35 +567,107 @@ internal sealed class FasterLogStore : IMessageStore
         public void SerializeTo(Span<byte> dest) => record.WriteTo(dest);
     }
 
+    /// <summary>Opens the log (again), as the current generation, and checks it against the watermark.</summary>
+    private Instance OpenInstance()
+    {
+        var generation = Interlocked.Increment(ref _generation);
+        var instance = Instance.Open(
+            _directory, _manifest, _memoryBytes, _createDevice, _files,
+            onWriteFailed: errorCode => OnWriteFailed(generation, errorCode),
+            onMetadataWriteFailed: exception => StoreLog.CommitMetadataWriteFailed(_logger, _directory, exception));
+        try
+        {
+            _watermark.ThrowIfAbove(instance.Log.CommittedUntilAddress, _directory);
+            return instance;
+        }
+        catch
+        {
+            instance.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// A write of the log failed: FasterLog has stopped for good (it flushes nothing past a failed range), so the store
+    /// refuses records at once, until <see cref="TryRecoverAsync"/> reopens the log.
+    /// </summary>
+    private void OnWriteFailed(int generation, uint errorCode)
+    {
+        if (generation != Volatile.Read(ref _generation))
+        {
+            return;
+        }
+
+        // FASTER reports every error as the same code; the free space tells a full disk from a failing one.
+        long available;
+        try
+        {
+            available = new DriveInfo(_directory).AvailableFreeSpace;
+        }
+        catch (Exception exception) when (exception is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            available = -1;
+        }
+
+        var fault = available >= 0 && available < _manifest.PageBytes
+            ? new IOException($"A write to the log in {_directory} failed: the disk is full ({available} bytes available).")
+            : new IOException($"A write to the log in {_directory} failed (device error {errorCode}; {available} bytes available).");
+        if (Interlocked.CompareExchange(ref _fault, fault, null) is null)
+        {
+            StoreLog.WriteFailed(_logger, _directory, fault);
+        }
+    }
+
+    private void WriteWatermark(long committedUntil)
+    {
+        try
+        {
+            _watermark.Write(committedUntil);
+        }
+        catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
+        {
+            // The file keeps its previous bound, which is still a lower bound: nothing is at risk, only the check is older.
+            StoreLog.WatermarkWriteFailed(_logger, _directory, exception);
+        }
+    }
+
     /// <summary>One open FasterLog with the device and commit manager it owns.</summary>
     private sealed class Instance : IDisposable
     {
-        private readonly IDevice _device;
-        private readonly DeviceLogCommitCheckpointManager _commitManager;
+        private readonly LogDevice _device;
+        private readonly CommitMetadataFiles _commits;
 
-        private Instance(IDevice device, DeviceLogCommitCheckpointManager commitManager, FasterLog log)
+        private Instance(LogDevice device, CommitMetadataFiles commits, FasterLog log)
         {
             _device = device;
-            _commitManager = commitManager;
+            _commits = commits;
             Log = log;
         }
 
         public FasterLog Log { get; }
 
-        public static Instance Open(string directory, StoreManifest manifest, long memoryBytes, Func<string, IDevice> createDevice)
+        public LogDevice Device => _device;
+
+        public CommitMetadataFiles Commits => _commits;
+
+        public static Instance Open(
+            string directory, StoreManifest manifest, long memoryBytes, Func<string, IDevice> createDevice, DataFiles files,
+            Action<uint> onWriteFailed, Action<Exception> onMetadataWriteFailed)
         {
-            var device = createDevice(Path.Combine(directory, "wal.log"));
-            var commitManager = new DeviceLogCommitCheckpointManager(
-                new LocalStorageNamedDeviceFactory(), new DefaultCheckpointNamingScheme(directory),
-                removeOutdated: true, fastCommitThrottleFreq: MetadataEveryCommits);
+            // FasterLog creates an empty file for a segment it reads that is missing, and reads zeros from it: note which
+            // segments exist before it looks.
+            var segments = ExistingSegments(directory);
+            var path = Path.Combine(directory, "wal.log");
+            LogDevice? device = null;
+            var commits = new CommitMetadataFiles(directory, files, MetadataEveryCommits, onMetadataWriteFailed, () => device?.DeleteReleasedSegments());
+            device = new LogDevice(path, createDevice(path), files, () => commits.DurableBeginAddress, onWriteFailed);
             FasterLog? log = null;
             try
             {
                 log = new FasterLog(new FasterLogSettings
                 {
                     LogDevice = device,
-                    LogCommitDir = directory,
-                    LogCommitManager = commitManager,
+                    LogCommitManager = commits,
                     PageSizeBits = int.Log2(manifest.PageBytes),
                     SegmentSizeBits = (int)long.Log2(manifest.SegmentBytes),
                     MemorySizeBits = (int)long.Log2(memoryBytes),
@@ -627,22 +678,58 @@ internal sealed class FasterLogStore : IMessageStore
                     TryRecoverLatest = false,
                 });
                 log.Recover();
-                return new Instance(device, commitManager, log);
+
+                // Every segment of the committed log must have been there: a missing one means the log lost a part.
+                var bits = (int)long.Log2(manifest.SegmentBytes);
+                for (var segment = log.BeginAddress >> bits; log.CommittedUntilAddress > log.BeginAddress && segment <= (log.CommittedUntilAddress - 1) >> bits; segment++)
+                {
+                    if (segments.GetValueOrDefault((int)segment) <= 0)
+                    {
+                        throw new MiniQueueStoreException(
+                            $"The log in {directory} is damaged: its committed part ({log.BeginAddress}..{log.CommittedUntilAddress}) needs the file " +
+                            $"wal.log.{segment}, which is missing or empty. MiniQueue does not start from a partial log.");
+                    }
+                }
+
+                // Segments below the start that are still there (their deletion was held back when the process stopped)
+                // go as soon as the commit metadata lets them.
+                foreach (var segment in segments.Keys.Where(segment => ((long)segment + 1) << bits <= log.BeginAddress))
+                {
+                    device.Hold(segment);
+                }
+
+                device.DeleteReleasedSegments();
+                return new Instance(device, commits, log);
             }
             catch (Exception exception)
             {
                 log?.Dispose();
-                commitManager.Dispose();
+                commits.Dispose();
                 device.Dispose();
                 throw exception as MiniQueueStoreException
                     ?? new MiniQueueStoreException($"The log in {directory} could not be recovered: {exception.Message}", exception);
             }
         }
 
+        /// <summary>The log's segment files by number, with their lengths.</summary>
+        private static Dictionary<int, long> ExistingSegments(string directory)
+        {
+            var segments = new Dictionary<int, long>();
+            foreach (var file in new DirectoryInfo(directory).EnumerateFiles("wal.log.*"))
+            {
+                if (int.TryParse(file.Name.AsSpan("wal.log.".Length), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var segment))
+                {
+                    segments[segment] = file.Length;
+                }
+            }
+
+            return segments;
+        }
+
         public void Dispose()
         {
             Log.Dispose();
-            _commitManager.Dispose();
+            _commits.Dispose();
             _device.Dispose();
         }
     }

@@ -23,6 +23,12 @@ internal interface IMessageStore : IAsyncDisposable
     /// </summary>
     long SegmentSize { get; }
 
+    /// <summary>
+    /// The size of the store's pages: records never span two, and while the disk is short of space the store can give
+    /// back the part of a segment below a page boundary. 0 when it does not reclaim space.
+    /// </summary>
+    long PageSize { get; }
+
     /// <summary>How much of the store's address space a record of <paramref name="serializedLength"/> bytes takes.</summary>
     long FootprintOf(int serializedLength);
 
@@ -42,6 +48,21 @@ internal interface IMessageStore : IAsyncDisposable
     /// taking one it waits for room (<see cref="WaitForRoomAsync"/>) when there is none.
     /// </summary>
     bool HasRoom { get; }
+
+    /// <summary>
+    /// Whether a publish record of <paramref name="footprint"/> bytes would take the store's disk under its reserve, so
+    /// that the engine must refuse it. Records of other kinds are always taken: they let consumers drain a full store.
+    /// </summary>
+    bool LacksSpaceFor(long footprint);
+
+    /// <summary>Whether publishes are refused now for lack of disk space.</summary>
+    bool IsLowOnSpace { get; }
+
+    /// <summary>Measures the disk again (when due); returns whether publishes are refused for lack of space.</summary>
+    bool RefreshSpace();
+
+    /// <summary>Whether maintenance (copying bodies forward, checkpoints) may write <paramref name="bytes"/> now.</summary>
+    bool CanSpend(long bytes);
 
     /// <summary>Completes when <see cref="HasRoom"/> holds again.</summary>
     ValueTask WaitForRoomAsync(CancellationToken cancellationToken = default);

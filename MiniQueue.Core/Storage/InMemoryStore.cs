@@ -40,6 +40,16 @@ internal sealed class InMemoryStore : IMessageStore
 
     public bool HasRoom => true;
 
+    public bool IsLowOnSpace => false;
+
+    public long PageSize => SegmentSize;
+
+    public bool LacksSpaceFor(long footprint) => false;
+
+    public bool RefreshSpace() => false;
+
+    public bool CanSpend(long bytes) => true;
+
     public ValueTask WaitForRoomAsync(CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
 
     public ValueTask<IDisposable> HoldCommitsAsync(CancellationToken cancellationToken = default) =>

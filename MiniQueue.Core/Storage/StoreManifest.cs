@@ -42,18 +42,8 @@ internal sealed record StoreManifest(
     }
 
     /// <summary>Writes the manifest durably: a temporary file, flushed to disk, then renamed into place.</summary>
-    public void Write(string directory)
-    {
-        var path = Path.Combine(directory, FileName);
-        var temporary = path + ".tmp";
-        using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
-        {
-            JsonSerializer.Serialize(stream, this, ManifestJsonContext.Default.StoreManifest);
-            stream.Flush(flushToDisk: true);
-        }
-
-        File.Move(temporary, path, overwrite: true);
-    }
+    public void Write(string directory, DataFiles files) =>
+        files.WriteAtomically(Path.Combine(directory, FileName), JsonSerializer.SerializeToUtf8Bytes(this, ManifestJsonContext.Default.StoreManifest));
 }
 
 [JsonSerializable(typeof(StoreManifest))]

@@ -17,6 +17,16 @@ internal sealed class VolatileStore : IMessageStore
 
     public bool HasRoom => true;
 
+    public bool IsLowOnSpace => false;
+
+    public long PageSize => 0;
+
+    public bool LacksSpaceFor(long footprint) => false;
+
+    public bool RefreshSpace() => false;
+
+    public bool CanSpend(long bytes) => true;
+
     public ValueTask WaitForRoomAsync(CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
 
     public ValueTask<IDisposable> HoldCommitsAsync(CancellationToken cancellationToken = default) =>

@@ -226,11 +226,21 @@ internal abstract class DelegatingStore(IMessageStore inner) : IMessageStore
 
     public long SegmentSize => inner.SegmentSize;
 
+    public long PageSize => inner.PageSize;
+
     public long BeginAddress => inner.BeginAddress;
 
     public long TailAddress => inner.TailAddress;
 
     public bool IsFaulted => inner.IsFaulted;
+
+    public bool IsLowOnSpace => inner.IsLowOnSpace;
+
+    public bool LacksSpaceFor(long footprint) => inner.LacksSpaceFor(footprint);
+
+    public bool RefreshSpace() => inner.RefreshSpace();
+
+    public bool CanSpend(long bytes) => inner.CanSpend(bytes);
 
     public ValueTask WaitForRoomAsync(CancellationToken cancellationToken = default) => inner.WaitForRoomAsync(cancellationToken);
 

@@ -31,6 +31,9 @@ internal sealed partial class HostProcess : IAsyncDisposable
 
     public int Port { get; }
 
+    /// <summary>The <c>-db</c> flag it was started with, if any.</summary>
+    public string? DataDirectory { get; private init; }
+
     public Uri BaseAddress => new($"https://localhost:{Port}/");
 
     public bool HasExited => _process.HasExited;
@@ -96,7 +99,11 @@ internal sealed partial class HostProcess : IAsyncDisposable
             start.ArgumentList.Add(port.ToString(CultureInfo.InvariantCulture));
         }
 
-        return new HostProcess(Process.Start(start)!, workingDirectory, port);
+        var db = Array.FindIndex(arguments, argument => argument is "-db" or "--db");
+        return new HostProcess(Process.Start(start)!, workingDirectory, port)
+        {
+            DataDirectory = db >= 0 && db + 1 < arguments.Length ? arguments[db + 1] : null,
+        };
     }
 
     private static bool IsPortFlag(string argument) => argument.TrimStart('-').Split('=')[0] == "port" && argument.StartsWith('-');
