@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.IO.Pipelines;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
@@ -7,8 +8,9 @@ using MiniQueue.Http.Hosting;
 namespace MiniQueue.Http.Protocol;
 
 /// <summary>
-/// <c>POST /publish/{topic}</c>: the body is the message. 201 once it is stored; 400 for an invalid topic; 413 when
-/// the body is over <see cref="MiniQueueEngine.MaxMessageBytes"/>; 503 when the store cannot take it.
+/// <c>POST /publish/{topic}</c>: the body is the message. 201 once it is stored; 400 for an invalid topic or a body that
+/// cannot be read (a malformed chunked body); 413 when the body is over <see cref="MiniQueueEngine.MaxMessageBytes"/>;
+/// 503 when the store cannot take it.
 /// </summary>
 internal sealed class PublishHandler
 {
@@ -64,7 +66,18 @@ internal sealed class PublishHandler
         {
             while (true)
             {
-                var result = await reader.ReadAsync().ConfigureAwait(false);
+                ReadResult result;
+                try
+                {
+                    result = await reader.ReadAsync().ConfigureAwait(false);
+                }
+                catch (Exception exception) when (RequestBody.IsReadFailure(exception))
+                {
+                    // Nothing was published: the message is only published once its body is complete.
+                    await BodyReadFailedAsync(context, topic, max, exception).ConfigureAwait(false);
+                    return;
+                }
+
                 var buffer = result.Buffer;
                 if (length + buffer.Length > max)
                 {
@@ -122,18 +135,6 @@ internal sealed class PublishHandler
                 }
             }
         }
-        catch (BadHttpRequestException exception) when (exception.StatusCode == StatusCodes.Status413PayloadTooLarge)
-        {
-            await TooLargeAsync(context, topic, max).ConfigureAwait(false);
-        }
-        catch (BadHttpRequestException exception)
-        {
-            await ProtocolErrors.WriteResponseAsync(context, exception.StatusCode, ProtocolErrors.ReadBodyFailed).ConfigureAwait(false);
-        }
-        catch (Exception exception) when (exception is IOException or OperationCanceledException)
-        {
-            // The client went away before its message was complete: nothing was published, nobody to answer.
-        }
         finally
         {
             if (rented is not null)
@@ -164,6 +165,22 @@ internal sealed class PublishHandler
         }
 
         context.Response.StatusCode = StatusCodes.Status201Created;
+    }
+
+    /// <summary>
+    /// Answers a publish whose body could not be read: 413 when it went over the limit, else the server's 4xx (400 for a
+    /// malformed body). A client that went away hears nothing, which does no harm.
+    /// </summary>
+    private Task BodyReadFailedAsync(HttpContext context, string topic, int max, Exception exception)
+    {
+        var status = RequestBody.StatusOf(exception);
+        if (status == StatusCodes.Status413PayloadTooLarge)
+        {
+            return TooLargeAsync(context, topic, max);
+        }
+
+        HttpLog.BodyReadFailed(_logger, topic, status, exception);
+        return ProtocolErrors.WriteResponseAsync(context, status, ProtocolErrors.InvalidBody);
     }
 
     private Task TooLargeAsync(HttpContext context, string topic, int max)

@@ -3,6 +3,7 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using MiniQueue.Tests.Http;
 using MiniQueue.Tests.Storage;
 
 namespace MiniQueue.Tests.Host;
@@ -187,6 +188,36 @@ public sealed class HostTests
             Assert.That(text, Does.Match("miniqueue_log_size [1-9]"));
             Assert.That(text, Does.Contain("http_request_duration_seconds_count"), "prometheus-net's HTTP metrics");
             Assert.That(text, Does.Contain("microsoft_aspnetcore_server_kestrel_kestrel_active_connections"), "Kestrel's own meters");
+        }
+    }
+
+    [Test]
+    public async Task Publish_WithAMalformedChunkedBody_Is400_AndEnqueuesNothing()
+    {
+        using var directory = new TempDirectory();
+        await using var host = HostProcess.Start(directory.Path, "-db", "data");
+        await host.WaitUntilReadyAsync();
+        var certificate = host.GeneratedCertificate();
+        using var client = host.CreateClient(certificate);
+
+        RawHttp1Response? response;
+        await using (var connection = await RawHttp1Connection.OpenAsync(
+            host.BaseAddress, (_, presented, _, _) => presented is not null && presented.GetCertHashString() == certificate.GetCertHashString()))
+        {
+            // HTTP/1.1 with a chunk size that overflows: Kestrel fails the read with an IOException of its own.
+            await connection.SendAsync("POST /publish/framed HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFFFFF\r\nbad\r\n0\r\n\r\n");
+            response = await connection.ReadResponseAsync();
+        }
+
+        await client.PublishAsync("framed", Encoding.UTF8.GetBytes("good"));
+        await using var subscription = await client.SubscribeAsync("framed");
+        var first = await subscription.ReceiveAsync();
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(response?.StatusCode, Is.EqualTo(400));
+            Assert.That(response?.Body, Is.EqualTo("{\"error\":\"invalid request body\"}\n"));
+            Assert.That(Encoding.UTF8.GetString(first.Body.Span), Is.EqualTo("good"), "the refused publish enqueued nothing ahead of it");
         }
     }
 
