@@ -66,73 +66,74 @@ internal sealed class PublishHandler
         {
             while (true)
             {
+                // Reading and consuming the body may fail (a malformed or cut-off body, a client gone): then nothing is
+                // published, since the message is published only once its body is complete.
                 ReadResult result;
+                bool tooLarge;
                 try
                 {
                     result = await reader.ReadAsync().ConfigureAwait(false);
+                    var buffer = result.Buffer;
+                    tooLarge = buffer.Length > max - length;
+                    if (tooLarge)
+                    {
+                        // Consumes and examines nothing: Kestrel counts examined bytes against its limit and would throw.
+                        reader.AdvanceTo(buffer.Start);
+                    }
+                    else if (!result.IsCompleted || rented is not null)
+                    {
+                        // The body goes on: copy it out and consume it, since HTTP/2 flow control only credits consumed bytes.
+                        rented = Grow(rented, length, buffer.Length, context.Request.ContentLength, max);
+                        buffer.CopyTo(rented.AsSpan(length));
+                        length += (int)buffer.Length;
+                        reader.AdvanceTo(buffer.End);
+                    }
                 }
                 catch (Exception exception) when (RequestBody.IsReadFailure(exception))
                 {
-                    // Nothing was published: the message is only published once its body is complete.
                     await BodyReadFailedAsync(context, topic, max, exception).ConfigureAwait(false);
                     return;
                 }
 
-                var buffer = result.Buffer;
-                if (length + buffer.Length > max)
+                if (tooLarge)
                 {
-                    reader.AdvanceTo(buffer.End);
                     await TooLargeAsync(context, topic, max).ConfigureAwait(false);
                     return;
                 }
 
-                if (result.IsCompleted && rented is null)
+                if (!result.IsCompleted)
                 {
-                    // The whole body arrived in the pipe (the common case of small messages): publish from it directly.
-                    // The engine copies what it keeps, and the buffer stays ours until the publish completes.
-                    try
-                    {
-                        if (buffer.IsSingleSegment)
-                        {
-                            await PublishAsync(context, engine, topic, buffer.First).ConfigureAwait(false);
-                        }
-                        else
-                        {
-                            rented = ArrayPool<byte>.Shared.Rent((int)buffer.Length);
-                            buffer.CopyTo(rented);
-                            await PublishAsync(context, engine, topic, rented.AsMemory(0, (int)buffer.Length)).ConfigureAwait(false);
-                        }
-                    }
-                    finally
-                    {
-                        reader.AdvanceTo(buffer.End);
-                    }
-
-                    return;
+                    continue;
                 }
 
-                // The body goes on: copy it out and consume it, since HTTP/2 flow control only credits consumed bytes.
-                if (rented is null || rented.Length < length + buffer.Length)
-                {
-                    var capacity = (int)Math.Min(max, Math.Max(length + buffer.Length, Math.Max(context.Request.ContentLength ?? 0, 2L * (rented?.Length ?? 4096))));
-                    var grown = ArrayPool<byte>.Shared.Rent(capacity);
-                    if (rented is not null)
-                    {
-                        rented.AsSpan(0, length).CopyTo(grown);
-                        ArrayPool<byte>.Shared.Return(rented);
-                    }
-
-                    rented = grown;
-                }
-
-                buffer.CopyTo(rented.AsSpan(length));
-                length += (int)buffer.Length;
-                reader.AdvanceTo(buffer.End);
-                if (result.IsCompleted)
+                if (rented is not null)
                 {
                     await PublishAsync(context, engine, topic, rented.AsMemory(0, length)).ConfigureAwait(false);
                     return;
                 }
+
+                // The whole body arrived in the pipe (the common case of small messages): publish from it directly.
+                // The engine copies what it keeps, and the buffer stays ours until the publish completes.
+                var whole = result.Buffer;
+                try
+                {
+                    if (whole.IsSingleSegment)
+                    {
+                        await PublishAsync(context, engine, topic, whole.First).ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        rented = ArrayPool<byte>.Shared.Rent((int)whole.Length);
+                        whole.CopyTo(rented);
+                        await PublishAsync(context, engine, topic, rented.AsMemory(0, (int)whole.Length)).ConfigureAwait(false);
+                    }
+                }
+                finally
+                {
+                    reader.AdvanceTo(whole.End);
+                }
+
+                return;
             }
         }
         finally
@@ -142,6 +143,25 @@ internal sealed class PublishHandler
                 ArrayPool<byte>.Shared.Return(rented);
             }
         }
+    }
+
+    /// <summary>A rented buffer that holds <paramref name="length"/> bytes (copied from <paramref name="rented"/>) and <paramref name="more"/> more.</summary>
+    private static byte[] Grow(byte[]? rented, int length, long more, long? contentLength, int max)
+    {
+        if (rented is not null && rented.Length >= length + more)
+        {
+            return rented;
+        }
+
+        var capacity = (int)Math.Min(max, Math.Max(length + more, Math.Max(contentLength ?? 0, 2L * (rented?.Length ?? 4096))));
+        var grown = ArrayPool<byte>.Shared.Rent(capacity);
+        if (rented is not null)
+        {
+            rented.AsSpan(0, length).CopyTo(grown);
+            ArrayPool<byte>.Shared.Return(rented);
+        }
+
+        return grown;
     }
 
     private async Task PublishAsync(HttpContext context, MiniQueueEngine engine, string topic, ReadOnlyMemory<byte> message)
