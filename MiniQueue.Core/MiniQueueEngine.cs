@@ -53,7 +53,7 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
     private MiniQueueEngine(MiniQueueOptions options, IMessageStore store, Meter meter, bool ownsMeter)
     {
         _store = store;
-        _metrics = new MiniQueueMetrics(meter, ownsMeter, this);
+        _metrics = new MiniQueueMetrics(meter, ownsMeter, this, options);
         _space = new LogSpace(store.SegmentSize, store.PageSize);
         _time = options.TimeProvider;
         _delayCheckPeriod = options.DelayCheckPeriod;

@@ -9,6 +9,9 @@ public sealed class MiniQueueOptions
     /// <summary>The default of <see cref="MaxMessageBytes"/>: 4 MiB.</summary>
     public const int DefaultMaxMessageBytes = 4 * 1024 * 1024;
 
+    /// <summary>The default of <see cref="MetricsTopicLimit"/>: 100 topics.</summary>
+    public const int DefaultMetricsTopicLimit = 100;
+
     /// <summary>
     /// The folder of the durable store. Default: <see langword="null"/>, an in-memory queue whose messages live
     /// only as long as the engine (what unit tests want).
@@ -39,6 +42,15 @@ public sealed class MiniQueueOptions
     /// <see langword="null"/>: the engine creates its own meter, which listeners still see.
     /// </summary>
     public IMeterFactory? MeterFactory { get; set; }
+
+    /// <summary>
+    /// How many topics the <c>MiniQueue</c> meter reports under their own <c>topic</c> tag: the busiest ones (messages
+    /// published and delivered lately, plus messages queued now). The other topics are summed under the tag value
+    /// <c>/other</c>, which no topic can have (a topic name has no <c>/</c>), and a topic with no messages and no
+    /// consumers is not reported at all, so the number of series stays bounded however many topics there are.
+    /// Default: <see cref="DefaultMetricsTopicLimit"/> (100). 0 reports every topic under <c>/other</c>. Must not be negative.
+    /// </summary>
+    public int MetricsTopicLimit { get; set; } = DefaultMetricsTopicLimit;
 
     /// <summary>
     /// When a publish is acknowledged (durable store only). Default: <see cref="MiniQueueCommitMode.Fsync"/>, after the
@@ -105,6 +117,11 @@ public sealed class MiniQueueOptions
         if (MaxMessageBytes < 0)
         {
             throw new ArgumentException($"{nameof(MaxMessageBytes)} must not be negative, not {MaxMessageBytes}.", nameof(MaxMessageBytes));
+        }
+
+        if (MetricsTopicLimit < 0)
+        {
+            throw new ArgumentException($"{nameof(MetricsTopicLimit)} must not be negative, not {MetricsTopicLimit}.", nameof(MetricsTopicLimit));
         }
 
         if (TimeProvider is null)

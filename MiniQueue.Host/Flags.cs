@@ -32,6 +32,7 @@ internal sealed class Flags
             new("level", "string", "(disabled|debug|info|warn|error)", "debug", v => Level = ParseLevel(v)),
             new("max-disk", "size", "the most disk space the data directory may take (e.g. 10GiB; default: no cap)", "", v => MaxDisk = ParseSize(v)),
             new("max-message-bytes", "int", "largest message body accepted, in bytes", MiniQueueOptions.DefaultMaxMessageBytes.ToString(CultureInfo.InvariantCulture), v => MaxMessageBytes = ParseInt(v, minimum: 0)),
+            new("metrics-topic-limit", "int", "how many of the busiest topics get their own topic label in /metrics; the others are summed under topic=\"/other\"", MiniQueueOptions.DefaultMetricsTopicLimit.ToString(CultureInfo.InvariantCulture), v => MetricsTopicLimit = ParseInt(v, minimum: 0)),
             new("period", "duration", "period between runs to check and restore delayed messages", "1s", v => Period = ParsePositiveDuration(v)),
             new("port", "int", "port used to run the server", "8080", v => Port = ParseInt(v, minimum: 0, maximum: 65535)),
         ];
@@ -60,6 +61,9 @@ internal sealed class Flags
     public bool H2c { get; private set; }
 
     public int MaxMessageBytes { get; private set; } = MiniQueueOptions.DefaultMaxMessageBytes;
+
+    /// <summary>The <c>-metrics-topic-limit</c> given, if any (otherwise the option keeps its configured value).</summary>
+    public int? MetricsTopicLimit { get; private set; }
 
     public MiniQueueCommitMode Commit { get; private set; } = MiniQueueCommitMode.Fsync;
 

@@ -44,4 +44,7 @@ internal static partial class HttpLog
 
     [LoggerMessage(EventId = 2011, Level = LogLevel.Debug, Message = "Subscribe over {Protocol} refused: subscribe streams need HTTP/2")]
     public static partial void SubscribeNeedsHttp2(ILogger logger, string protocol);
+
+    [LoggerMessage(EventId = 2012, Level = LogLevel.Debug, Message = "Request for topic {Topic} refused with {StatusCode}: its body could not be read")]
+    public static partial void BodyReadFailed(ILogger logger, string topic, int statusCode, Exception exception);
 }

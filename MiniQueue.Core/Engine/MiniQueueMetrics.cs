@@ -5,41 +5,48 @@ namespace MiniQueue.Engine;
 
 /// <summary>
 /// The engine's instruments, on the <c>MiniQueue</c> meter (System.Diagnostics.Metrics; exporters such as
-/// OpenTelemetry or prometheus-net pick them up). Counters and gauges carry a <c>topic</c> tag. Instrument names are
-/// not prefixed, because prometheus-net prefixes them with the meter's name (<c>miniqueue_messages_published_total</c>).
+/// OpenTelemetry or prometheus-net pick them up). Instrument names are not prefixed, because prometheus-net prefixes
+/// them with the meter's name (<c>miniqueue_messages_published</c>).
 /// </summary>
+/// <remarks>
+/// Engine-wide instruments carry no tag. The per-topic ones (message counters, ready/held/delayed, consumers) carry a
+/// <c>topic</c> tag and are observable: their values are taken at each collection from counts the engine keeps
+/// (<see cref="TopicMetrics"/>), which decides which topics are reported under their own name, so the number of series
+/// stays bounded (<see cref="MiniQueueOptions.MetricsTopicLimit"/>) and a topic that is gone leaves the output.
+/// </remarks>
 internal sealed class MiniQueueMetrics : IDisposable
 {
     public const string MeterName = "MiniQueue";
 
     private readonly Meter _meter;
     private readonly bool _ownsMeter;
-    private readonly Counter<long> _published;
-    private readonly Counter<long> _delivered;
-    private readonly Counter<long> _acked;
-    private readonly Counter<long> _nacked;
-    private readonly Counter<long> _backed;
-    private readonly Counter<long> _dacked;
+    private readonly TopicMetrics _topics;
+    private readonly ObservableCounter<long>[] _counters = new ObservableCounter<long>[TopicMetrics.CounterCount];
     private readonly Histogram<double> _publishDuration;
     private readonly Counter<long> _refusedForSpace;
 
-    public MiniQueueMetrics(Meter meter, bool ownsMeter, MiniQueueEngine engine)
+    public MiniQueueMetrics(Meter meter, bool ownsMeter, MiniQueueEngine engine, MiniQueueOptions options)
     {
         _meter = meter;
         _ownsMeter = ownsMeter;
-        _published = _meter.CreateCounter<long>("messages.published", "{message}", "Messages published (acknowledged to the publisher).");
-        _delivered = _meter.CreateCounter<long>("messages.delivered", "{message}", "Messages handed to a consumer.");
-        _acked = _meter.CreateCounter<long>("messages.acked", "{message}", "Messages ACKed: done and removed.");
-        _nacked = _meter.CreateCounter<long>("messages.nacked", "{message}", "Messages returned to the front (NACK, or a consumer that ended).");
-        _backed = _meter.CreateCounter<long>("messages.backed", "{message}", "Messages returned to the back (BACK).");
-        _dacked = _meter.CreateCounter<long>("messages.dacked", "{message}", "Messages delayed (DACK).");
+        _topics = new TopicMetrics(engine.GetTopicsWithStats, options.TimeProvider, options.MetricsTopicLimit);
+
+        // Per topic. The instrument numbers tell TopicMetrics which instruments one collection has observed.
+        _counters[(int)TopicCounter.Published] = CreateCounter(TopicCounter.Published, "messages.published", "Messages published (acknowledged to the publisher).");
+        _counters[(int)TopicCounter.Delivered] = CreateCounter(TopicCounter.Delivered, "messages.delivered", "Messages handed to a consumer.");
+        _counters[(int)TopicCounter.Acked] = CreateCounter(TopicCounter.Acked, "messages.acked", "Messages ACKed: done and removed.");
+        _counters[(int)TopicCounter.Nacked] = CreateCounter(TopicCounter.Nacked, "messages.nacked", "Messages returned to the front (NACK, or a consumer that ended).");
+        _counters[(int)TopicCounter.Backed] = CreateCounter(TopicCounter.Backed, "messages.backed", "Messages returned to the back (BACK).");
+        _counters[(int)TopicCounter.Dacked] = CreateCounter(TopicCounter.Dacked, "messages.dacked", "Messages delayed (DACK).");
+        CreateGauge(TopicMetrics.CounterCount + 0, "messages.ready", static totals => totals.Ready, "{message}", "Messages waiting to be delivered.");
+        CreateGauge(TopicMetrics.CounterCount + 1, "messages.held", static totals => totals.Held, "{message}", "Messages consumers hold.");
+        CreateGauge(TopicMetrics.CounterCount + 2, "messages.delayed", static totals => totals.Delayed, "{message}", "DACKed messages not yet due.");
+        CreateGauge(TopicMetrics.CounterCount + 3, "consumers", static totals => totals.Consumers, "{consumer}", "Consumers subscribed.");
+
+        // Engine-wide. A histogram per topic would be the most expensive series of all: publish.duration has no topic.
         _publishDuration = _meter.CreateHistogram<double>(
             "publish.duration", "s", "From a publish to its acknowledgement (its commit, for a durable engine).",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1] });
-        _meter.CreateObservableGauge("messages.ready", () => Observe(engine, static stats => stats.Ready), "{message}", "Messages waiting to be delivered.");
-        _meter.CreateObservableGauge("messages.held", () => Observe(engine, static stats => stats.Held), "{message}", "Messages consumers hold.");
-        _meter.CreateObservableGauge("messages.delayed", () => Observe(engine, static stats => stats.Delayed), "{message}", "DACKed messages not yet due.");
-        _meter.CreateObservableGauge("consumers", () => Observe(engine, static stats => stats.Consumers), "{consumer}", "Consumers subscribed.");
         _meter.CreateObservableGauge("log.size", () => engine.LogBytes(), "By", "Bytes the durable log's files take on disk (0 in memory).");
         _refusedForSpace = _meter.CreateCounter<long>(
             "publishes.refused_for_space", "{message}", "Publishes refused because the durable store's disk was under its reserve.");
@@ -60,32 +67,24 @@ internal sealed class MiniQueueMetrics : IDisposable
 
     public void Published(string topic, long startedTimestamp)
     {
-        var tags = new TagList { { "topic", topic } };
-        _published.Add(1, tags);
+        Count(topic, TopicCounter.Published);
         if (_publishDuration.Enabled)
         {
-            _publishDuration.Record(Stopwatch.GetElapsedTime(startedTimestamp).TotalSeconds, tags);
+            _publishDuration.Record(Stopwatch.GetElapsedTime(startedTimestamp).TotalSeconds);
         }
     }
 
     public void RefusedForSpace() => _refusedForSpace.Add(1);
 
-    public void Delivered(string topic) => _delivered.Add(1, new KeyValuePair<string, object?>("topic", topic));
+    public void Delivered(string topic) => Count(topic, TopicCounter.Delivered);
 
-    public void Settled(string topic, Settlement settlement)
+    public void Settled(string topic, Settlement settlement) => Count(topic, settlement switch
     {
-        var counter = settlement switch
-        {
-            Settlement.Ack => _acked,
-            Settlement.Nack => _nacked,
-            Settlement.Back => _backed,
-            _ => _dacked,
-        };
-        counter.Add(1, new KeyValuePair<string, object?>("topic", topic));
-    }
-
-    private static IEnumerable<Measurement<int>> Observe(MiniQueueEngine engine, Func<TopicStats, int> value) =>
-        engine.GetTopicsWithStats().Select(pair => new Measurement<int>(value(pair.Stats), new KeyValuePair<string, object?>("topic", pair.Topic)));
+        Settlement.Ack => TopicCounter.Acked,
+        Settlement.Nack => TopicCounter.Nacked,
+        Settlement.Back => TopicCounter.Backed,
+        _ => TopicCounter.Dacked,
+    });
 
     public void Dispose()
     {
@@ -93,5 +92,31 @@ internal sealed class MiniQueueMetrics : IDisposable
         {
             _meter.Dispose();
         }
+    }
+
+    /// <summary>Counts an operation, unless nobody listens to its counter.</summary>
+    private void Count(string topic, TopicCounter counter)
+    {
+        if (_counters[(int)counter].Enabled)
+        {
+            _topics.Count(topic, counter, traffic: counter is TopicCounter.Published or TopicCounter.Delivered);
+        }
+    }
+
+    private ObservableCounter<long> CreateCounter(TopicCounter counter, string name, string description) =>
+        _meter.CreateObservableCounter(name, () => Measure(_topics.ObserveCounter((int)counter, counter)), "{message}", description);
+
+    private void CreateGauge(int instrument, string name, Func<TopicTotals, long> value, string unit, string description) =>
+        _meter.CreateObservableGauge(name, () => Measure(_topics.ObserveGauge(instrument, value)), unit, description);
+
+    private static Measurement<long>[] Measure(IReadOnlyList<(string Topic, long Value)> values)
+    {
+        var measurements = new Measurement<long>[values.Count];
+        for (var i = 0; i < values.Count; i++)
+        {
+            measurements[i] = new Measurement<long>(values[i].Value, new KeyValuePair<string, object?>("topic", values[i].Topic));
+        }
+
+        return measurements;
     }
 }

@@ -28,7 +28,7 @@ internal static class ProtocolErrors
 
     public static ReadOnlySpan<byte> PublishFailed => "{\"error\":\"error publishing to broker\"}\n"u8;
 
-    public static ReadOnlySpan<byte> ReadBodyFailed => "{\"error\":\"error reading the request body\"}\n"u8;
+    public static ReadOnlySpan<byte> InvalidBody => "{\"error\":\"invalid request body\"}\n"u8;
 
     public static ReadOnlySpan<byte> PurgeFailed => "{\"error\":\"failed to purge topic\"}\n"u8;
 

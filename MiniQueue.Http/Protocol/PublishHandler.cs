@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.IO.Pipelines;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
@@ -7,8 +8,9 @@ using MiniQueue.Http.Hosting;
 namespace MiniQueue.Http.Protocol;
 
 /// <summary>
-/// <c>POST /publish/{topic}</c>: the body is the message. 201 once it is stored; 400 for an invalid topic; 413 when
-/// the body is over <see cref="MiniQueueEngine.MaxMessageBytes"/>; 503 when the store cannot take it.
+/// <c>POST /publish/{topic}</c>: the body is the message. 201 once it is stored; 400 for an invalid topic or a body that
+/// cannot be read (a malformed chunked body); 413 when the body is over <see cref="MiniQueueEngine.MaxMessageBytes"/>;
+/// 503 when the store cannot take it.
 /// </summary>
 internal sealed class PublishHandler
 {
@@ -64,75 +66,75 @@ internal sealed class PublishHandler
         {
             while (true)
             {
-                var result = await reader.ReadAsync().ConfigureAwait(false);
-                var buffer = result.Buffer;
-                if (length + buffer.Length > max)
+                // Reading and consuming the body may fail (a malformed or cut-off body, a client gone): then nothing is
+                // published, since the message is published only once its body is complete.
+                ReadResult result;
+                bool tooLarge;
+                try
                 {
-                    reader.AdvanceTo(buffer.End);
+                    result = await reader.ReadAsync().ConfigureAwait(false);
+                    var buffer = result.Buffer;
+                    tooLarge = buffer.Length > max - length;
+                    if (tooLarge)
+                    {
+                        // Consumes and examines nothing: Kestrel counts examined bytes against its limit and would throw.
+                        reader.AdvanceTo(buffer.Start);
+                    }
+                    else if (!result.IsCompleted || rented is not null)
+                    {
+                        // The body goes on: copy it out and consume it, since HTTP/2 flow control only credits consumed bytes.
+                        rented = Grow(rented, length, buffer.Length, context.Request.ContentLength, max);
+                        buffer.CopyTo(rented.AsSpan(length));
+                        length += (int)buffer.Length;
+                        reader.AdvanceTo(buffer.End);
+                    }
+                }
+                catch (Exception exception) when (RequestBody.IsReadFailure(exception))
+                {
+                    await BodyReadFailedAsync(context, topic, max, exception).ConfigureAwait(false);
+                    return;
+                }
+
+                if (tooLarge)
+                {
                     await TooLargeAsync(context, topic, max).ConfigureAwait(false);
                     return;
                 }
 
-                if (result.IsCompleted && rented is null)
+                if (!result.IsCompleted)
                 {
-                    // The whole body arrived in the pipe (the common case of small messages): publish from it directly.
-                    // The engine copies what it keeps, and the buffer stays ours until the publish completes.
-                    try
-                    {
-                        if (buffer.IsSingleSegment)
-                        {
-                            await PublishAsync(context, engine, topic, buffer.First).ConfigureAwait(false);
-                        }
-                        else
-                        {
-                            rented = ArrayPool<byte>.Shared.Rent((int)buffer.Length);
-                            buffer.CopyTo(rented);
-                            await PublishAsync(context, engine, topic, rented.AsMemory(0, (int)buffer.Length)).ConfigureAwait(false);
-                        }
-                    }
-                    finally
-                    {
-                        reader.AdvanceTo(buffer.End);
-                    }
-
-                    return;
+                    continue;
                 }
 
-                // The body goes on: copy it out and consume it, since HTTP/2 flow control only credits consumed bytes.
-                if (rented is null || rented.Length < length + buffer.Length)
-                {
-                    var capacity = (int)Math.Min(max, Math.Max(length + buffer.Length, Math.Max(context.Request.ContentLength ?? 0, 2L * (rented?.Length ?? 4096))));
-                    var grown = ArrayPool<byte>.Shared.Rent(capacity);
-                    if (rented is not null)
-                    {
-                        rented.AsSpan(0, length).CopyTo(grown);
-                        ArrayPool<byte>.Shared.Return(rented);
-                    }
-
-                    rented = grown;
-                }
-
-                buffer.CopyTo(rented.AsSpan(length));
-                length += (int)buffer.Length;
-                reader.AdvanceTo(buffer.End);
-                if (result.IsCompleted)
+                if (rented is not null)
                 {
                     await PublishAsync(context, engine, topic, rented.AsMemory(0, length)).ConfigureAwait(false);
                     return;
                 }
+
+                // The whole body arrived in the pipe (the common case of small messages): publish from it directly.
+                // The engine copies what it keeps, and the buffer stays ours until the publish completes.
+                var whole = result.Buffer;
+                try
+                {
+                    if (whole.IsSingleSegment)
+                    {
+                        await PublishAsync(context, engine, topic, whole.First).ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        rented = ArrayPool<byte>.Shared.Rent((int)whole.Length);
+                        whole.CopyTo(rented);
+                        await PublishAsync(context, engine, topic, rented.AsMemory(0, (int)whole.Length)).ConfigureAwait(false);
+                    }
+                }
+                finally
+                {
+                    reader.AdvanceTo(whole.End);
+                }
+
+                return;
             }
-        }
-        catch (BadHttpRequestException exception) when (exception.StatusCode == StatusCodes.Status413PayloadTooLarge)
-        {
-            await TooLargeAsync(context, topic, max).ConfigureAwait(false);
-        }
-        catch (BadHttpRequestException exception)
-        {
-            await ProtocolErrors.WriteResponseAsync(context, exception.StatusCode, ProtocolErrors.ReadBodyFailed).ConfigureAwait(false);
-        }
-        catch (Exception exception) when (exception is IOException or OperationCanceledException)
-        {
-            // The client went away before its message was complete: nothing was published, nobody to answer.
         }
         finally
         {
@@ -141,6 +143,25 @@ internal sealed class PublishHandler
                 ArrayPool<byte>.Shared.Return(rented);
             }
         }
+    }
+
+    /// <summary>A rented buffer that holds <paramref name="length"/> bytes (copied from <paramref name="rented"/>) and <paramref name="more"/> more.</summary>
+    private static byte[] Grow(byte[]? rented, int length, long more, long? contentLength, int max)
+    {
+        if (rented is not null && rented.Length >= length + more)
+        {
+            return rented;
+        }
+
+        var capacity = (int)Math.Min(max, Math.Max(length + more, Math.Max(contentLength ?? 0, 2L * (rented?.Length ?? 4096))));
+        var grown = ArrayPool<byte>.Shared.Rent(capacity);
+        if (rented is not null)
+        {
+            rented.AsSpan(0, length).CopyTo(grown);
+            ArrayPool<byte>.Shared.Return(rented);
+        }
+
+        return grown;
     }
 
     private async Task PublishAsync(HttpContext context, MiniQueueEngine engine, string topic, ReadOnlyMemory<byte> message)
@@ -164,6 +185,22 @@ internal sealed class PublishHandler
         }
 
         context.Response.StatusCode = StatusCodes.Status201Created;
+    }
+
+    /// <summary>
+    /// Answers a publish whose body could not be read: 413 when it went over the limit, else the server's 4xx (400 for a
+    /// malformed body). A client that went away hears nothing, which does no harm.
+    /// </summary>
+    private Task BodyReadFailedAsync(HttpContext context, string topic, int max, Exception exception)
+    {
+        var status = RequestBody.StatusOf(exception);
+        if (status == StatusCodes.Status413PayloadTooLarge)
+        {
+            return TooLargeAsync(context, topic, max);
+        }
+
+        HttpLog.BodyReadFailed(_logger, topic, status, exception);
+        return ProtocolErrors.WriteResponseAsync(context, status, ProtocolErrors.InvalidBody);
     }
 
     private Task TooLargeAsync(HttpContext context, string topic, int max)

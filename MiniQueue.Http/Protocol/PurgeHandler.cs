@@ -4,7 +4,10 @@ using MiniQueue.Http.Hosting;
 
 namespace MiniQueue.Http.Protocol;
 
-/// <summary><c>DELETE /{topic}</c>: discards the topic's ready and delayed messages; 200 with an empty body.</summary>
+/// <summary>
+/// <c>DELETE /{topic}</c>: discards the topic's ready and delayed messages; 200 with an empty body. A body, if any, is
+/// read and ignored; one that cannot be read is 400 and nothing is purged.
+/// </summary>
 internal sealed class PurgeHandler
 {
     private readonly MiniQueueEngineHost _engineHost;
@@ -25,6 +28,20 @@ internal sealed class PurgeHandler
         {
             HttpLog.InvalidTopic(_logger, context.Request.Path);
             await ProtocolErrors.WriteResponseAsync(context, StatusCodes.Status400BadRequest, ProtocolErrors.InvalidTopic).ConfigureAwait(false);
+            return;
+        }
+
+        // A purge has no use for a body, but a request whose body cannot be read (a malformed chunked body) is not a
+        // request to act on: it is refused before anything is purged.
+        try
+        {
+            await RequestBody.DrainAsync(context.Request.BodyReader).ConfigureAwait(false);
+        }
+        catch (Exception exception) when (RequestBody.IsReadFailure(exception))
+        {
+            var status = RequestBody.StatusOf(exception);
+            HttpLog.BodyReadFailed(_logger, topic, status, exception);
+            await ProtocolErrors.WriteResponseAsync(context, status, ProtocolErrors.InvalidBody).ConfigureAwait(false);
             return;
         }
 

@@ -77,6 +77,13 @@ internal sealed class SubscribeHandler
             var reason = await RunAsync(consumer, request.BodyReader, response, stop.Token).ConfigureAwait(false);
             HttpLog.SubscriptionEnded(_logger, topic, reason);
         }
+        catch (BadHttpRequestException exception)
+        {
+            // The command stream cannot be read (the client broke HTTP/2's framing rules): the status went out long
+            // ago, so the stream is reset rather than ended as if all were well.
+            HttpLog.BodyReadFailed(_logger, topic, exception.StatusCode, exception);
+            context.Abort();
+        }
         catch (Exception exception) when (exception is OperationCanceledException or IOException)
         {
             // RST_STREAM, connection loss, or the application stopping.

@@ -3,6 +3,7 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using MiniQueue.Tests.Http;
 using MiniQueue.Tests.Storage;
 
 namespace MiniQueue.Tests.Host;
@@ -53,6 +54,7 @@ public sealed class HostTests
     [TestCase(new[] { "--period=0s" }, "invalid value \"0s\" for flag -period: must be positive")]
     [TestCase(new[] { "-level", "loud" }, "invalid value \"loud\" for flag -level: want disabled, debug, info, warn or error")]
     [TestCase(new[] { "-human=maybe" }, "invalid boolean value \"maybe\" for -human: parse error")]
+    [TestCase(new[] { "-metrics-topic-limit=-1" }, "invalid value \"-1\" for flag -metrics-topic-limit: out of range (0..2147483647)")]
     [TestCase(new[] { "-port" }, "flag needs an argument: -port")]
     [TestCase(new[] { "-cert", "missing.pem" }, "invalid value \"missing.pem\" for flag -cert: no such file")]
     [TestCase(new[] { "stray" }, "unexpected argument: stray (flags start with -)")]
@@ -187,6 +189,101 @@ public sealed class HostTests
             Assert.That(text, Does.Match("miniqueue_log_size [1-9]"));
             Assert.That(text, Does.Contain("http_request_duration_seconds_count"), "prometheus-net's HTTP metrics");
             Assert.That(text, Does.Contain("microsoft_aspnetcore_server_kestrel_kestrel_active_connections"), "Kestrel's own meters");
+        }
+    }
+
+    [Test]
+    public async Task Metrics_StaySmall_WithManyTopics_KeepTheBusiestTopicsNamed_AndAGoneTopicLeaves()
+    {
+        // Before the limit, every topic had a series in every instrument and a histogram: 2,000 topics made ~54,000
+        // lines. Now at most 20 topics are named, and the rest are summed under topic="/other".
+        const int topics = 2000;
+        const int limit = 20;
+        using var directory = new TempDirectory();
+        await using var host = HostProcess.Start(directory.Path, "-db", "data", "-commit", "interval", "-level", "warn", "-metrics-topic-limit", limit.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        await host.WaitUntilReadyAsync();
+        var certificate = host.GeneratedCertificate();
+        using var client = host.CreateClient(certificate);
+        using var http = host.CreateHttpClient(certificate);
+        await Parallel.ForEachAsync(
+            Enumerable.Range(0, topics),
+            new ParallelOptions { MaxDegreeOfParallelism = 16 },
+            async (i, cancellationToken) => await client.PublishAsync($"many-{i}", Encoding.UTF8.GetBytes("x"), cancellationToken));
+        var busy = Enumerable.Range(0, 5).Select(static i => $"busy-{i}").ToArray();
+        foreach (var topic in busy)
+        {
+            for (var i = 0; i < 10; i++)
+            {
+                await client.PublishAsync(topic, Encoding.UTF8.GetBytes("x"));
+            }
+        }
+
+        var text = await http.GetStringAsync("metrics");
+        var topicLines = text.Split('\n').Where(static line => line.Contains("topic=\"", StringComparison.Ordinal)).ToArray();
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(topicLines, Has.Length.LessThanOrEqualTo(10 * (limit + 1)), "10 per-topic instruments, each at most 20 topics and /other");
+            Assert.That(text, Does.Not.Contain("miniqueue_publish_duration_bucket{topic="), "publish.duration has no topic");
+            foreach (var topic in busy)
+            {
+                Assert.That(text, Does.Contain($"miniqueue_messages_published{{topic=\"{topic}\"}} 10"));
+            }
+
+            Assert.That(text, Does.Contain($"miniqueue_messages_ready{{topic=\"/other\"}} {topics - (limit - busy.Length)}"));
+            Assert.That(SumOf(text, "miniqueue_messages_published"), Is.EqualTo(topics + (10 * busy.Length)), "the sum over the labels is every publish");
+        }
+
+        // A purged topic (no messages, no consumers) leaves /metrics; its count stays in the sum, under /other.
+        using var purge = await http.DeleteAsync("busy-0");
+        Assert.That(purge.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        var deadline = DateTime.UtcNow + TestSupport.Bound;
+        while ((text = await http.GetStringAsync("metrics")).Contains("topic=\"busy-0\"", StringComparison.Ordinal) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(200);
+        }
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(text, Does.Not.Contain("topic=\"busy-0\""));
+            Assert.That(text, Does.Contain("miniqueue_messages_published{topic=\"busy-1\"} 10"));
+            Assert.That(SumOf(text, "miniqueue_messages_published"), Is.EqualTo(topics + (10 * busy.Length)));
+        }
+    }
+
+    /// <summary>The sum of a metric's values over all its labels, in Prometheus text format.</summary>
+    private static double SumOf(string metrics, string name) =>
+        metrics.Split('\n')
+            .Where(line => line.StartsWith(name + "{", StringComparison.Ordinal))
+            .Sum(static line => double.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
+
+    [Test]
+    public async Task Publish_WithAMalformedChunkedBody_Is400_AndEnqueuesNothing()
+    {
+        using var directory = new TempDirectory();
+        await using var host = HostProcess.Start(directory.Path, "-db", "data");
+        await host.WaitUntilReadyAsync();
+        var certificate = host.GeneratedCertificate();
+        using var client = host.CreateClient(certificate);
+
+        RawHttp1Response? response;
+        await using (var connection = await RawHttp1Connection.OpenAsync(
+            host.BaseAddress, (_, presented, _, _) => presented is not null && presented.GetCertHashString() == certificate.GetCertHashString()))
+        {
+            // HTTP/1.1 with a chunk size that overflows: Kestrel fails the read with an IOException of its own.
+            await connection.SendAsync("POST /publish/framed HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFFFFF\r\nbad\r\n0\r\n\r\n");
+            response = await connection.ReadResponseAsync();
+        }
+
+        await client.PublishAsync("framed", Encoding.UTF8.GetBytes("good"));
+        await using var subscription = await client.SubscribeAsync("framed");
+        var first = await subscription.ReceiveAsync();
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(response?.StatusCode, Is.EqualTo(400));
+            Assert.That(response?.Body, Is.EqualTo("{\"error\":\"invalid request body\"}\n"));
+            Assert.That(Encoding.UTF8.GetString(first.Body.Span), Is.EqualTo("good"), "the refused publish enqueued nothing ahead of it");
         }
     }
 

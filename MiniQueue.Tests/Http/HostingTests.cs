@@ -46,6 +46,7 @@ public sealed class HostingTests
         {
             ["MiniQueue:MaxMessageBytes"] = "1000",
             ["MiniQueue:DelayCheckPeriod"] = "00:00:05",
+            ["MiniQueue:MetricsTopicLimit"] = "7",
             ["MiniQueue:Http:PurgeAtRoot"] = "true",
             ["MiniQueue:Http:MaxStreamsPerConnection"] = "50",
         }).Build());
@@ -59,6 +60,7 @@ public sealed class HostingTests
         {
             Assert.That(options.MaxMessageBytes, Is.EqualTo(1000));
             Assert.That(options.DelayCheckPeriod, Is.EqualTo(TimeSpan.FromSeconds(2)), "code runs after configuration");
+            Assert.That(options.MetricsTopicLimit, Is.EqualTo(7));
             Assert.That(http.PurgeAtRoot, Is.True);
             Assert.That(http.MaxStreamsPerConnection, Is.EqualTo(50));
         }
