@@ -27,6 +27,9 @@ internal static partial class HttpLog
     [LoggerMessage(EventId = 2005, Level = LogLevel.Warning, Message = "Publishing to topic {Topic} failed: the store did not take the message")]
     public static partial void PublishFailed(ILogger logger, string topic, Exception exception);
 
+    [LoggerMessage(EventId = 2013, Level = LogLevel.Debug, Message = "Publishing to topic {Topic} was refused: the disk is under the store's reserve")]
+    public static partial void PublishRefusedForSpace(ILogger logger, string topic);
+
     [LoggerMessage(EventId = 2006, Level = LogLevel.Warning, Message = "Purging topic {Topic} failed")]
     public static partial void PurgeFailed(ILogger logger, string topic, Exception exception);
 

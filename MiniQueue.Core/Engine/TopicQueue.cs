@@ -31,6 +31,12 @@ internal sealed class TopicQueue
     private readonly PriorityQueue<MessageEntry, DueKey> _delayed = new();
     private readonly Queue<MessageEntry> _ready = new();
     private readonly Queue<MessageEntry> _pending = new();
+
+    /// <summary>
+    /// Publishes whose record a reopened log lost before they were durable (a checkpoint dropped them): their publishers,
+    /// still waiting, must hear that they failed, even though the reopened log commits other records at those addresses.
+    /// </summary>
+    private readonly HashSet<long> _lostPublishes = [];
     private Queue<(MiniQueueConsumer Consumer, long Wait)> _waiters = new();
     private readonly HashSet<MiniQueueConsumer> _consumers = [];
     private int _held;
@@ -80,6 +86,7 @@ internal sealed class TopicQueue
         MiniQueueConsumer? toComplete = null;
         long id;
         long address;
+        ValueTask durable;
         var newSegment = false;
         lock (SyncRoot)
         {
@@ -93,7 +100,7 @@ internal sealed class TopicQueue
 
                 ThrowIfClosedLocked();
                 id = _engine.NextMessageId();
-                address = AppendOrThrow(LogRecord.Publish(id, NameUtf8, payload));
+                address = AppendPublishOrThrow(LogRecord.Publish(id, NameUtf8, payload), out durable);
             }
             catch
             {
@@ -104,7 +111,7 @@ internal sealed class TopicQueue
             newSegment = _space.Track(address, Footprint(payload.Length));
             _created = true;
             var entry = new MessageEntry(id, address, body, payload.Length, 0);
-            if (_pending.Count == 0 && _store.IsCommitted(address))
+            if (_pending.Count == 0 && durable.IsCompletedSuccessfully)
             {
                 MakeVisibleLocked(entry);
                 DispatchLocked(ref toComplete);
@@ -122,21 +129,22 @@ internal sealed class TopicQueue
         }
 
         CompleteAll(toComplete);
-        completion = id == 0 ? default : CompletePublishAsync(id, address);
+        completion = id == 0 ? default : CompletePublishAsync(id, durable);
         return true;
     }
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask CompletePublishAsync(long id, long address)
+    private async ValueTask CompletePublishAsync(long id, ValueTask durable)
     {
         try
         {
-            await _store.WaitForCommitAsync(address).ConfigureAwait(false);
+            await durable.ConfigureAwait(false);
         }
         catch (Exception exception)
         {
             lock (SyncRoot)
             {
+                _lostPublishes.Remove(id);
                 if (RemovePendingLocked(id) is { } entry)
                 {
                     // The record may still reach the disk; an ACK record keeps it from coming back after a restart.
@@ -153,6 +161,12 @@ internal sealed class TopicQueue
         MiniQueueConsumer? toComplete = null;
         lock (SyncRoot)
         {
+            if (_lostPublishes.Remove(id))
+            {
+                throw new MiniQueueStoreException(
+                    $"The message to topic '{Name}' could not be made durable: a write failed, and the log was reopened without its record.");
+            }
+
             // Commits are prefixes of the log, so every publish of this topic appended before this one is durable too.
             // Ids, not addresses: compaction may have copied a pending record forward, past later ones.
             while (_pending.TryPeek(out var entry) && entry.Id <= id)
@@ -627,7 +641,12 @@ internal sealed class TopicQueue
 
             endAddress = AppendOrThrow(LogRecord.CheckpointEnd(checkpointId));
 
-            // The checkpoint is in the log: now memory follows it.
+            // The checkpoint is in the log: now memory follows it. Publishers of pending messages it dropped hear so.
+            foreach (var entry in pending.Where(entry => gone.Contains(entry.Id)))
+            {
+                _lostPublishes.Add(entry.Id);
+            }
+
             foreach (var entry in held.Select(static pair => pair.HeldLocked).Concat(front).Concat(due)
                 .Concat(delayed.Select(static item => item.Element)).Concat(ready).Concat(pending))
             {
@@ -747,6 +766,20 @@ internal sealed class TopicQueue
         if (body is not null && _store.CanRead)
         {
             _engine.ReleaseBodyCache(body.Length);
+        }
+    }
+
+    private long AppendPublishOrThrow(LogRecord record, out ValueTask durable)
+    {
+        try
+        {
+            var address = _store.AppendPublish(record, out durable);
+            NoteAddress(address);
+            return address;
+        }
+        catch (Exception exception) when (exception is not MiniQueueStoreException)
+        {
+            throw new MiniQueueStoreException($"The store did not take a {record.Kind} record for topic '{Name}': {exception.Message}", exception);
         }
     }
 

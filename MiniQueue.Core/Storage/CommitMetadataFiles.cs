@@ -16,10 +16,12 @@ namespace MiniQueue.Storage;
 /// <item>Each written commit is a file <c>log-commits/commit.N</c> with a header (the commit's number, log begin and end),
 /// FASTER's metadata and a CRC-32C, written whole through <see cref="DataFiles.WriteAtomically"/>. A torn or short file
 /// fails its checksum and is skipped, so recovery uses the newest file that is whole.</item>
-/// <item>The two newest whole files are kept; older ones go once a newer one is durable.</item>
+/// <item>The two newest whole files are kept; older ones go once a newer one is durable. Either can start a recovery:
+/// segments below the log's start are deleted only once the older of the two starts past them
+/// (<see cref="DurableBeginAddress"/>, which <see cref="LogDevice"/> checks), so a newest file that turns out damaged
+/// still leaves a spare with every segment it needs.</item>
 /// <item>A write that fails is not thrown to FasterLog (which would swallow it and leave its commit waiters hanging):
-/// it is reported to the store and tried again at the next commit. Segments below the log's new start are deleted only
-/// once a file saying so is durable (<see cref="DurableBeginAddress"/>, which <see cref="LogDevice"/> checks).</item>
+/// it is reported to the store and tried again at the next commit.</item>
 /// <item>Files that FASTER's own manager wrote (<c>commit.N.0</c>) are still read, so older data directories open.</item>
 /// <item>Like FASTER's manager, only every <c>throttle</c>-th commit is written unless FasterLog asks (when the log's
 /// start moved): recovery scans forward from the newest metadata to the last commit record in the log.</item>
@@ -37,6 +39,7 @@ internal sealed class CommitMetadataFiles : ILogCommitManager
     private readonly string _folder;
     private readonly DataFiles _files;
     private readonly int _throttle;
+    private readonly long _pageSize;
     private readonly Action<Exception> _onWriteFailed;
     private readonly Action _onWritten;
     private readonly Lock _lock = new();
@@ -44,8 +47,12 @@ internal sealed class CommitMetadataFiles : ILogCommitManager
     private bool _retry;
     private long _durableBegin;
 
-    public CommitMetadataFiles(string directory, DataFiles files, int throttle, Action<Exception> onWriteFailed, Action onWritten)
+    /// <summary>The log begin of the newest whole file and of the spare before it (0: none).</summary>
+    private long _newestBegin;
+
+    public CommitMetadataFiles(string directory, DataFiles files, int throttle, long pageSize, Action<Exception> onWriteFailed, Action onWritten)
     {
+        _pageSize = pageSize;
         _folder = Path.Combine(directory, FolderName);
         Directory.CreateDirectory(_folder);
         _files = files;
@@ -62,10 +69,28 @@ internal sealed class CommitMetadataFiles : ILogCommitManager
     }
 
     /// <summary>
-    /// The log's start as the newest durable commit file records it: the address recovery would start from. Log segments
-    /// wholly below it may be deleted; others not yet, whatever FasterLog thinks.
+    /// The log's start as the older of the two kept commit files records it: recovery starts at or after it, whichever
+    /// file it uses. Log segments wholly below it may be deleted; others not yet, whatever FasterLog thinks.
     /// </summary>
     public long DurableBeginAddress => Volatile.Read(ref _durableBegin);
+
+    /// <summary>
+    /// Whether the newest file starts the log later than the spare, so one more written file would let segments go (and
+    /// the last write worked: when writes fail, every commit tries again anyway).
+    /// </summary>
+    public bool SpareLags
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return Lags && !_retry;
+            }
+        }
+    }
+
+    /// <summary>Whether the spare starts the log at an earlier page than the newest file (space that one more file frees).</summary>
+    private bool Lags => _durableBegin / _pageSize < _newestBegin / _pageSize;
 
     /// <summary>The commit number of the newest file written or recovered from (0: none).</summary>
     public long LastWritten { get; private set; }
@@ -74,7 +99,7 @@ internal sealed class CommitMetadataFiles : ILogCommitManager
     {
         lock (_lock)
         {
-            if (!forceWriteMetadata && !_retry && _throttle > 1 && _calls++ % _throttle != 0)
+            if (!forceWriteMetadata && !_retry && !Lags && _throttle > 1 && _calls++ % _throttle != 0)
             {
                 return;
             }
@@ -101,7 +126,8 @@ internal sealed class CommitMetadataFiles : ILogCommitManager
 
             _retry = false;
             LastWritten = commitNum;
-            Volatile.Write(ref _durableBegin, Math.Max(_durableBegin, beginAddress));
+            Volatile.Write(ref _durableBegin, Math.Max(_durableBegin, _newestBegin));
+            _newestBegin = beginAddress;
             RemoveAllBut(keep: 2);
         }
 
@@ -138,18 +164,22 @@ internal sealed class CommitMetadataFiles : ILogCommitManager
     {
         lock (_lock)
         {
-            if (Read(commitNum) is { } recovered)
-            {
-                Volatile.Write(ref _durableBegin, recovered.BeginAddress);
-                LastWritten = commitNum;
-            }
-
             foreach (var (number, path) in List())
             {
                 if (number > commitNum)
                 {
                     _files.TryDelete(path);
                 }
+            }
+
+            // The recovered file and the whole one before it (the spare) are the two kept.
+            var kept = List().Select(static entry => entry.Number).Distinct().OrderDescending()
+                .Select(number => Read(number)).OfType<(byte[] Metadata, long BeginAddress)>().Take(2).ToList();
+            if (kept.Count > 0)
+            {
+                LastWritten = commitNum;
+                _newestBegin = kept[0].BeginAddress;
+                Volatile.Write(ref _durableBegin, kept.Count > 1 ? kept[1].BeginAddress : 0);
             }
         }
     }

@@ -312,6 +312,33 @@ internal sealed class FasterLogStore : IMessageStore
     public bool IsCommitted(long address) =>
         _commitMode == MiniQueueCommitMode.Interval ? !IsFaulted : address < _instance.Log.CommittedUntilAddress;
 
+    public long AppendPublish(LogRecord record, out ValueTask durable)
+    {
+        Interlocked.Increment(ref _users);
+        try
+        {
+            // The wait is tied to this opening of the log, taken while a reopening waits for appends to leave: a reopened
+            // log may write other records at the same address, which must not make this one look durable.
+            ThrowIfFaulted();
+            var log = _instance.Log;
+            var generation = Volatile.Read(ref _generation);
+            var address = log.Enqueue(new Entry(record));
+            RequestCommit();
+            durable = _commitMode == MiniQueueCommitMode.Interval || address < log.CommittedUntilAddress
+                ? ValueTask.CompletedTask
+                : WaitForCommitOfAsync(log, generation, address, CancellationToken.None);
+            return address;
+        }
+        catch (Exception exception) when (exception is not MiniQueueStoreException)
+        {
+            throw new MiniQueueStoreException($"The log did not take a {record.Kind} record: {exception.Message}", exception);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _users);
+        }
+    }
+
     public ValueTask WaitForCommitAsync(long address, CancellationToken cancellationToken = default)
     {
         if (IsCommitted(address))
@@ -321,20 +348,24 @@ internal sealed class FasterLogStore : IMessageStore
 
         ThrowIfFaulted();
         RequestCommit();
-        return WaitAsync(_instance.Log, address, cancellationToken);
+        return WaitForCommitOfAsync(_instance.Log, Volatile.Read(ref _generation), address, cancellationToken);
+    }
 
-        async ValueTask WaitAsync(FasterLog log, long address, CancellationToken cancellationToken)
+    private async ValueTask WaitForCommitOfAsync(FasterLog log, int generation, long address, CancellationToken cancellationToken)
+    {
+        try
         {
-            try
+            await log.WaitForCommitAsync(address + 1, token: cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception exception) when (exception is not OperationCanceledException)
+        {
+            // The committer notes the failure too, but this waiter may hear of it first (unless the log was reopened since).
+            if (generation == Volatile.Read(ref _generation))
             {
-                await log.WaitForCommitAsync(address + 1, token: cancellationToken).ConfigureAwait(false);
-            }
-            catch (Exception exception) when (exception is not OperationCanceledException)
-            {
-                // The committer notes the failure too, but this waiter may hear of it first.
                 Interlocked.CompareExchange(ref _fault, exception, null);
-                throw new MiniQueueStoreException($"The log could not commit: {exception.Message}", exception);
             }
+
+            throw new MiniQueueStoreException($"The log could not commit: {exception.Message}", exception);
         }
     }
 
@@ -523,6 +554,14 @@ internal sealed class FasterLogStore : IMessageStore
                 {
                     WriteWatermark(log.CommittedUntilAddress);
                 }
+
+                if (_instance.Commits.SpareLags && !IsFaulted)
+                {
+                    // The log's start moved: the new commit file says so, but the spare one does not yet, and segments are
+                    // let go only once both do. Commit once more (a record replay ignores) so that another file is written.
+                    log.Enqueue(new Entry(LogRecord.CheckpointEnd(0)));
+                    RequestCommit();
+                }
             }
             catch (Exception exception)
             {
@@ -659,7 +698,7 @@ internal sealed class FasterLogStore : IMessageStore
             var segments = ExistingSegments(directory);
             var path = Path.Combine(directory, "wal.log");
             LogDevice? device = null;
-            var commits = new CommitMetadataFiles(directory, files, MetadataEveryCommits, onMetadataWriteFailed, () => device?.DeleteReleasedSegments());
+            var commits = new CommitMetadataFiles(directory, files, MetadataEveryCommits, manifest.PageBytes, onMetadataWriteFailed, () => device?.DeleteReleasedSegments());
             device = new LogDevice(path, createDevice(path), files, () => commits.DurableBeginAddress, onWriteFailed);
             FasterLog? log = null;
             try

@@ -79,6 +79,13 @@ internal interface IMessageStore : IAsyncDisposable
     /// </summary>
     long Append(LogRecord record);
 
+    /// <summary>
+    /// Appends a publish record and returns its address. <paramref name="durable"/> completes once the record is on
+    /// stable storage, or fails if the store failed before it was: it is never confused with a record that the store,
+    /// reopened after a failure, writes at the same address.
+    /// </summary>
+    long AppendPublish(LogRecord record, out ValueTask durable);
+
     /// <summary>Whether the record at <paramref name="address"/> is on stable storage.</summary>
     bool IsCommitted(long address);
 

@@ -73,6 +73,13 @@ internal sealed class InMemoryStore : IMessageStore
 
     public bool IsFaulted => false;
 
+    public long AppendPublish(LogRecord record, out ValueTask durable)
+    {
+        var address = Append(record);
+        durable = IsCommitted(address) ? ValueTask.CompletedTask : WaitForCommitAsync(address);
+        return address;
+    }
+
     public ValueTask<bool> TryRecoverAsync(CancellationToken cancellationToken = default) => ValueTask.FromResult(true);
 
     /// <summary>The address the next record will get.</summary>

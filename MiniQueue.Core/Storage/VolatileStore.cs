@@ -46,6 +46,12 @@ internal sealed class VolatileStore : IMessageStore
 
     public long Append(LogRecord record) => 0;
 
+    public long AppendPublish(LogRecord record, out ValueTask durable)
+    {
+        durable = ValueTask.CompletedTask;
+        return 0;
+    }
+
     public bool IsCommitted(long address) => true;
 
     public ValueTask WaitForCommitAsync(long address, CancellationToken cancellationToken = default) => ValueTask.CompletedTask;

@@ -179,7 +179,18 @@ internal sealed class PublishHandler
         }
         catch (Exception exception) when (exception is MiniQueueStoreException or ObjectDisposedException)
         {
-            HttpLog.PublishFailed(_logger, topic, exception);
+            if (engine.IsDiskLow)
+            {
+                // Refused for lack of disk space: the engine logged the start of it once; a line per refused publish would
+                // flood the log. The client may try again shortly, once consumers have drained.
+                HttpLog.PublishRefusedForSpace(_logger, topic);
+                context.Response.Headers.RetryAfter = "1";
+            }
+            else
+            {
+                HttpLog.PublishFailed(_logger, topic, exception);
+            }
+
             await ProtocolErrors.WriteResponseAsync(context, StatusCodes.Status503ServiceUnavailable, ProtocolErrors.PublishFailed).ConfigureAwait(false);
             return;
         }

@@ -250,6 +250,14 @@ internal abstract class DelegatingStore(IMessageStore inner) : IMessageStore
 
     public virtual long Append(LogRecord record) => inner.Append(record);
 
+    /// <summary>In terms of the overridable members, so that a test store that changes them changes publishes too.</summary>
+    public virtual long AppendPublish(LogRecord record, out ValueTask durable)
+    {
+        var address = Append(record);
+        durable = IsCommitted(address) ? ValueTask.CompletedTask : WaitForCommitAsync(address);
+        return address;
+    }
+
     public virtual bool IsCommitted(long address) => inner.IsCommitted(address);
 
     public virtual ValueTask WaitForCommitAsync(long address, CancellationToken cancellationToken = default) => inner.WaitForCommitAsync(address, cancellationToken);

@@ -17,7 +17,8 @@ public sealed class StoreSeamTests
     {
         var store = new Mock<IMessageStore>();
         store.Setup(s => s.ReplayAsync(It.IsAny<CancellationToken>())).Returns(AsyncEnumerable.Empty<StoredRecord>());
-        store.Setup(s => s.Append(It.IsAny<LogRecord>())).Throws(new IOException("No space left on device"));
+        var durable = ValueTask.CompletedTask;
+        store.Setup(s => s.AppendPublish(It.IsAny<LogRecord>(), out durable)).Throws(new IOException("No space left on device"));
         await using var queue = await MiniQueueEngine.OpenAsync(s_options, store.Object, default);
         await using var consumer = queue.Subscribe("t");
         var waiting = consumer.ReceiveAsync().AsTask();
@@ -46,9 +47,15 @@ public sealed class StoreSeamTests
             appended.Add(record);
             return appended.Count - 1;
         });
+
+        // The record is taken, but its commit fails.
+        var failing = ValueTask.FromException(new IOException("device failed"));
+        store.Setup(s => s.AppendPublish(It.IsAny<LogRecord>(), out failing)).Returns((LogRecord record, ValueTask _) =>
+        {
+            appended.Add(record);
+            return appended.Count - 1;
+        });
         store.Setup(s => s.IsCommitted(It.IsAny<long>())).Returns(false);
-        store.Setup(s => s.WaitForCommitAsync(It.IsAny<long>(), It.IsAny<CancellationToken>()))
-            .Returns(() => ValueTask.FromException(new IOException("device failed")));
         await using var queue = await MiniQueueEngine.OpenAsync(s_options, store.Object, default);
         await using var consumer = queue.Subscribe("t");
         var waiting = consumer.ReceiveAsync().AsTask();
@@ -71,8 +78,9 @@ public sealed class StoreSeamTests
         store.Setup(s => s.ReplayAsync(It.IsAny<CancellationToken>())).Returns(AsyncEnumerable.Empty<StoredRecord>());
         store.Setup(s => s.CanRead).Returns(false);
         store.Setup(s => s.IsCommitted(It.IsAny<long>())).Returns(true);
-        store.Setup(s => s.Append(It.Is<LogRecord>(r => r.Kind == LogRecordKind.Publish))).Returns(1);
-        store.Setup(s => s.Append(It.Is<LogRecord>(r => r.Kind != LogRecordKind.Publish))).Throws(new IOException("disk full"));
+        var durable = ValueTask.CompletedTask;
+        store.Setup(s => s.AppendPublish(It.IsAny<LogRecord>(), out durable)).Returns(1);
+        store.Setup(s => s.Append(It.IsAny<LogRecord>())).Throws(new IOException("disk full"));
         await using var queue = await MiniQueueEngine.OpenAsync(s_options, store.Object, default);
         await queue.PublishAsync("t", "a");
         await queue.PublishAsync("t", "b");
@@ -92,7 +100,8 @@ public sealed class StoreSeamTests
         store.Setup(s => s.ReplayAsync(It.IsAny<CancellationToken>())).Returns(AsyncEnumerable.Empty<StoredRecord>());
         store.Setup(s => s.CanRead).Returns(false);
         store.Setup(s => s.IsCommitted(It.IsAny<long>())).Returns(true);
-        store.Setup(s => s.Append(It.Is<LogRecord>(r => r.Kind == LogRecordKind.Publish))).Returns(1);
+        var durable = ValueTask.CompletedTask;
+        store.Setup(s => s.AppendPublish(It.IsAny<LogRecord>(), out durable)).Returns(1);
         store.Setup(s => s.Append(It.Is<LogRecord>(r => r.Kind == LogRecordKind.Purge))).Throws(new IOException("disk full"));
         await using var queue = await MiniQueueEngine.OpenAsync(s_options, store.Object, default);
         await queue.PublishAsync("t", "a");
@@ -135,6 +144,8 @@ public sealed class StoreSeamTests
         store.Setup(s => s.CanRead).Returns(true);
         store.Setup(s => s.IsCommitted(It.IsAny<long>())).Returns(true);
         store.Setup(s => s.Append(It.IsAny<LogRecord>())).Returns((LogRecord record) => inner.Append(record));
+        var durable = ValueTask.CompletedTask;
+        store.Setup(s => s.AppendPublish(It.IsAny<LogRecord>(), out durable)).Returns((LogRecord record, ValueTask _) => inner.Append(record));
         var reads = 0;
         store.Setup(s => s.ReadAsync(It.IsAny<long>(), It.IsAny<int>(), It.IsAny<CancellationToken>()))
             .Returns((long address, int hint, CancellationToken token) => ++reads == 1

@@ -28,7 +28,8 @@ public sealed class StoreFaultTests
     public async Task Publish_WhenTheStoreCannotTakeIt_Is503_AndNothingIsPublished()
     {
         var store = NewStore();
-        store.Setup(s => s.Append(It.IsAny<LogRecord>())).Throws(new IOException("No space left on device"));
+        var durable = ValueTask.CompletedTask;
+        store.Setup(s => s.AppendPublish(It.IsAny<LogRecord>(), out durable)).Throws(new IOException("No space left on device"));
         await using var host = await StartOverAsync(store);
         using var client = host.CreateHttpClient();
 
@@ -46,7 +47,8 @@ public sealed class StoreFaultTests
     public async Task Purge_WhenTheStoreCannotRecordIt_Is503()
     {
         var store = NewStore();
-        store.Setup(s => s.Append(It.Is<LogRecord>(r => r.Kind == LogRecordKind.Publish))).Returns(1);
+        var durable = ValueTask.CompletedTask;
+        store.Setup(s => s.AppendPublish(It.IsAny<LogRecord>(), out durable)).Returns(1);
         store.Setup(s => s.Append(It.Is<LogRecord>(r => r.Kind == LogRecordKind.Purge))).Throws(new IOException("disk full"));
         await using var host = await MiniQueueTestHost.StartAsync(
             builder => builder.Services.AddSingleton(
@@ -71,6 +73,8 @@ public sealed class StoreFaultTests
         var store = NewStore();
         store.Setup(s => s.CanRead).Returns(true);
         store.Setup(s => s.Append(It.IsAny<LogRecord>())).Returns(1);
+        var durable = ValueTask.CompletedTask;
+        store.Setup(s => s.AppendPublish(It.IsAny<LogRecord>(), out durable)).Returns(1);
         store.Setup(s => s.ReadAsync(It.IsAny<long>(), It.IsAny<int>(), It.IsAny<CancellationToken>()))
             .Returns(() => ValueTask.FromException<ReadOnlyMemory<byte>>(new IOException("bad sector")));
 

@@ -78,11 +78,9 @@ public sealed class CrashTests
         var drained = new List<long>();
         await using (var queue = await MiniQueueEngine.OpenAsync(new MiniQueueOptions { DataDirectory = directory.Path, TimeProvider = clock, MaxMessageBytes = 16 * 1024 }))
         {
-            await using var consumer = queue.Subscribe("crash");
-            while (consumer.TryReceive(out var delivery))
+            foreach (var (text, _) in await DurableTestSupport.DrainAsync(queue, "crash"))
             {
-                drained.Add(long.Parse(delivery.Text().TrimEnd('.'), CultureInfo.InvariantCulture));
-                await consumer.AckAsync();
+                drained.Add(long.Parse(text.TrimEnd('.'), CultureInfo.InvariantCulture));
             }
         }
 

@@ -38,8 +38,31 @@ internal static class DurableTestSupport
         MaxMessageBytes = 32 * 1024,
     };
 
-    public static async Task<MiniQueueEngine> OpenAsync(MiniQueueOptions options, Func<string, IDevice>? createDevice = null) =>
-        await MiniQueueEngine.OpenAsync(options, FasterLogStore.Open(options, NullLogger.Instance, createDevice: createDevice), default);
+    public static async Task<MiniQueueEngine> OpenAsync(MiniQueueOptions options, Func<string, IDevice>? createDevice = null, DataFiles? files = null) =>
+        await MiniQueueEngine.OpenAsync(options, FasterLogStore.Open(options, NullLogger.Instance, createDevice: createDevice, files: files), default);
+
+    /// <summary>Publishes until it works (the store may be coming back from a fault); false if it never did within the bound.</summary>
+    public static async Task<bool> PublishEventuallyAsync(MiniQueueEngine queue, string topic, string text)
+    {
+        var deadline = DateTime.UtcNow + TestSupport.Bound;
+        while (true)
+        {
+            try
+            {
+                await queue.PublishAsync(topic, text);
+                return true;
+            }
+            catch (MiniQueueStoreException)
+            {
+                if (DateTime.UtcNow > deadline)
+                {
+                    return false;
+                }
+
+                await Task.Delay(50);
+            }
+        }
+    }
 
     /// <summary>Polls a condition until it holds or the bound passes; returns whether it held.</summary>
     public static async Task<bool> EventuallyAsync(Func<bool> condition)
@@ -58,12 +81,26 @@ internal static class DurableTestSupport
         return true;
     }
 
+    /// <summary>Receives and ACKs every message ready now.</summary>
     public static async Task<List<(string Text, int DackCount)>> DrainAsync(MiniQueueEngine queue, string topic)
     {
         var drained = new List<(string, int)>();
         await using var consumer = queue.Subscribe(topic);
-        while (consumer.TryReceive(out var delivery))
+        while (true)
         {
+            if (!consumer.TryReceive(out var delivery))
+            {
+                // TryReceive also says no while the log's write buffer has no room for the delivery's record (a drain of
+                // many messages writes faster than the buffer flushes): wait for it then, if a message is there.
+                if (queue.GetStats(topic).Ready == 0)
+                {
+                    break;
+                }
+
+                using var timeout = new CancellationTokenSource(TestSupport.Bound);
+                delivery = await consumer.ReceiveAsync(timeout.Token);
+            }
+
             drained.Add((delivery.Text(), delivery.DackCount));
             await consumer.AckAsync();
         }

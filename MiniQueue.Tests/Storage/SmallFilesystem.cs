@@ -132,7 +132,9 @@ internal sealed class SmallFilesystem : IDisposable
     /// <summary>Runs a command; null when it succeeded, else what went wrong.</summary>
     private static string? Run(string program, params string[] arguments)
     {
-        var start = new ProcessStartInfo(program) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        // mkfs and mount live in /sbin or /usr/sbin, which a non-login PATH may lack.
+        var found = new[] { "/usr/sbin", "/sbin", "/usr/bin", "/bin" }.Select(folder => Path.Combine(folder, program)).FirstOrDefault(File.Exists);
+        var start = new ProcessStartInfo(found ?? program) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
         foreach (var argument in arguments)
         {
             start.ArgumentList.Add(argument);
