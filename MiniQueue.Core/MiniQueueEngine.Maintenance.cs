@@ -251,8 +251,7 @@ public sealed partial class MiniQueueEngine
             var bodies = new Dictionary<long, ReadOnlyMemory<byte>>();
             foreach (var entry in topic.CollectBodiesToRead(relocateBelow))
             {
-                var record = LogRecord.Read(await _store.ReadAsync(entry.Address, LogRecord.PublishLength(topic.NameUtf8.Length, entry.Length), cancellationToken).ConfigureAwait(false));
-                bodies[entry.Id] = record.Payload;
+                bodies[entry.Id] = await MessageBodies.ReadAsync(_store, entry.Address, entry.Id, topic.NameUtf8.Length, entry.Length, cancellationToken).ConfigureAwait(false);
             }
 
             // A checkpoint can be larger than the log's write buffer; no commit may wait for room in it meanwhile.

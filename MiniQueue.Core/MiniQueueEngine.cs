@@ -171,7 +171,7 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
         foreach (var recovered in recovery.Topics())
         {
             var topic = NewTopic(recovered.Name);
-            topic.Restore(recovered.Front, recovered.Delayed, recovered.Ready, recovered.LastId, recovered.DackSequence);
+            topic.Restore(recovered.Front, recovered.Delayed, recovered.Ready, recovered.FirstParts, recovered.LastId, recovered.DackSequence);
             _topics[recovered.Name] = topic;
             topics++;
 
@@ -214,6 +214,11 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
         }
 
         var started = Stopwatch.GetTimestamp();
+        if (_store.RecordLimit > 0 && LogRecord.PublishLength(TopicName.MaxUtf8Bytes, payload.Length) > _store.RecordLimit)
+        {
+            return PublishLargeAsync(topic, payload, started, cancellationToken);
+        }
+
         if (!_store.HasRoom)
         {
             return PublishWhenRoomAsync(topic, payload, started, cancellationToken);
@@ -227,6 +232,23 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
 
         _metrics.Published(topic, started);
         return ValueTask.CompletedTask;
+    }
+
+    /// <summary>
+    /// A body written as several records (it is larger than one log page): no commit may be issued while its parts fill
+    /// the log's write buffer (FasterLog cannot take that; see FasterLogStore), so commits wait while they are appended.
+    /// </summary>
+    private async ValueTask PublishLargeAsync(string topic, ReadOnlyMemory<byte> payload, long started, CancellationToken cancellationToken)
+    {
+        await _store.WaitForRoomAsync(cancellationToken).ConfigureAwait(false);
+        ValueTask publish;
+        using (await _store.HoldCommitsAsync(cancellationToken).ConfigureAwait(false))
+        {
+            publish = PublishNow(topic, payload);
+        }
+
+        await publish.ConfigureAwait(false);
+        _metrics.Published(topic, started);
     }
 
     private async ValueTask PublishWhenRoomAsync(string topic, ReadOnlyMemory<byte> payload, long started, CancellationToken cancellationToken)

@@ -65,9 +65,9 @@ public sealed class MiniQueueOptions
     public TimeSpan CommitInterval { get; set; } = TimeSpan.FromMilliseconds(10);
 
     /// <summary>
-    /// The durable log's page size in bytes, a power of two of at least 64 KiB that holds the largest message with room to
-    /// spare. Default: <see langword="null"/>: what the data directory was created with, or 8 MiB for a new one.
-    /// A value that differs from the directory's is refused.
+    /// The durable log's page size in bytes, a power of two of at least 64 KiB. A message larger than a page is written
+    /// as several records. Default: <see langword="null"/>: what the data directory was created with, or 1 MiB for a
+    /// new one. A value that differs from the directory's is refused.
     /// </summary>
     public int? LogPageBytes { get; set; }
 
@@ -93,8 +93,8 @@ public sealed class MiniQueueOptions
     /// filesystem has less available than this (or, with <see cref="MaxDiskBytes"/>, the cap leaves less), publishes fail
     /// with <see cref="MiniQueueStoreException"/> (HTTP 503), while consumers go on: their ACK, NACK, BACK and DACK
     /// records, commits, checkpoints and compaction still fit, and compaction gives whole segments back as consumers
-    /// drain, after which publishes are taken again by themselves. Default: <see langword="null"/>, four log pages
-    /// (32 MiB with the default 8 MiB pages). 0 turns the reserve off: the store then meets a full disk as a failing
+    /// drain, after which publishes are taken again by themselves. Default: <see langword="null"/>, 32 MiB (or four
+    /// log pages, if they are larger). 0 turns the reserve off: the store then meets a full disk as a failing
     /// device (nothing acknowledged is lost, but it takes publishes again only once something else frees space).
     /// </summary>
     public long? DiskReserveBytes { get; set; }

@@ -16,6 +16,9 @@ internal sealed class Recovery
     private readonly Dictionary<long, Node> _live = [];
     private readonly Dictionary<string, TopicState> _topics = new(StringComparer.Ordinal);
     private readonly Dictionary<long, (TopicState Topic, List<CheckpointEntry> Entries)> _checkpoints = [];
+
+    /// <summary>The first part of each body written in parts, by the address of the record that publishes it.</summary>
+    private readonly Dictionary<long, long> _firstParts = [];
     private TopicState? _lastTopic;
 
     /// <summary>How many records were applied.</summary>
@@ -31,15 +34,20 @@ internal sealed class Recovery
         var record = LogRecord.Read(stored.Data);
         var order = ++Records;
         MaxMessageId = Math.Max(MaxMessageId, record.MessageId);
+        if (record.Kind == LogRecordKind.PublishLarge)
+        {
+            _firstParts[stored.Address] = MessageBodies.FirstPart(record);
+        }
+
         switch (record.Kind)
         {
-            case LogRecordKind.Publish when _live.TryGetValue(record.MessageId, out var copied):
+            case LogRecordKind.Publish or LogRecordKind.PublishLarge when _live.TryGetValue(record.MessageId, out var copied):
                 // A copy written before a truncation: the body moved, the message stays where it is.
                 copied.Address = stored.Address;
                 return;
-            case LogRecordKind.Publish:
+            case LogRecordKind.Publish or LogRecordKind.PublishLarge:
                 var topic = GetTopic(record.Topic.Span);
-                var node = new Node(record.MessageId, topic, stored.Address, record.Payload.Length);
+                var node = new Node(record.MessageId, topic, stored.Address, record.BodyLength);
                 _live[record.MessageId] = node;
                 topic.LastId = Math.Max(topic.LastId, record.MessageId);
                 node.MoveTo(topic.Ready, atFront: false);
@@ -180,7 +188,19 @@ internal sealed class Recovery
                 .Select(node => (node.ToEntry(), new DueKey(node.DueTicks, node.Order)))
                 .OrderBy(pair => pair.Item2)
                 .ToList();
-            yield return new RecoveredTopic(topic.Name, front, held, delayed, topic.Ready.Select(node => node.ToEntry()).ToList(), topic.LastId, Records);
+            var firstParts = new Dictionary<long, long>();
+            if (_firstParts.Count > 0)
+            {
+                foreach (var node in topic.Held.Concat(topic.Front).Concat(topic.Delayed).Concat(topic.Ready))
+                {
+                    if (_firstParts.TryGetValue(node.Address, out var first))
+                    {
+                        firstParts[node.Id] = first;
+                    }
+                }
+            }
+
+            yield return new RecoveredTopic(topic.Name, front, held, delayed, topic.Ready.Select(node => node.ToEntry()).ToList(), firstParts, topic.LastId, Records);
         }
     }
 
@@ -254,5 +274,6 @@ internal sealed record RecoveredTopic(
     IReadOnlyList<MessageEntry> HeldAtCrash,
     IReadOnlyList<(MessageEntry Entry, DueKey Key)> Delayed,
     IReadOnlyList<MessageEntry> Ready,
+    IReadOnlyDictionary<long, long> FirstParts,
     long LastId,
     long DackSequence);

@@ -37,6 +37,14 @@ internal sealed class TopicQueue
     /// still waiting, must hear that they failed, even though the reopened log commits other records at those addresses.
     /// </summary>
     private readonly HashSet<long> _lostPublishes = [];
+
+    /// <summary>
+    /// Where the bodies of messages larger than one log record start: the address of their first part (by message id).
+    /// Their publish record, which <see cref="MessageEntry.Address"/> points to, comes after the parts; the log may be
+    /// truncated only before the first.
+    /// </summary>
+    private readonly Dictionary<long, long> _firstPart = [];
+    private readonly Func<LogRecord, long> _appendOrThrow;
     private Queue<(MiniQueueConsumer Consumer, long Wait)> _waiters = new();
     private readonly HashSet<MiniQueueConsumer> _consumers = [];
     private int _held;
@@ -58,6 +66,7 @@ internal sealed class TopicQueue
         _periodTicks = period.Ticks;
         Name = name;
         NameUtf8 = TopicName.ToUtf8(name);
+        _appendOrThrow = AppendOrThrow;
     }
 
     public Lock SyncRoot { get; } = new();
@@ -86,6 +95,7 @@ internal sealed class TopicQueue
         MiniQueueConsumer? toComplete = null;
         long id;
         long address;
+        long firstPart;
         ValueTask durable;
         var newSegment = false;
         lock (SyncRoot)
@@ -100,7 +110,8 @@ internal sealed class TopicQueue
 
                 ThrowIfClosedLocked();
                 id = _engine.NextMessageId();
-                address = AppendPublishOrThrow(LogRecord.Publish(id, NameUtf8, payload), out durable);
+                var record = MessageBodies.WriteParts(_store, _appendOrThrow, id, NameUtf8, payload, out firstPart);
+                address = AppendPublishOrThrow(record, out durable);
             }
             catch
             {
@@ -108,7 +119,12 @@ internal sealed class TopicQueue
                 throw;
             }
 
-            newSegment = _space.Track(address, Footprint(payload.Length));
+            if (firstPart >= 0)
+            {
+                _firstPart[id] = firstPart;
+            }
+
+            newSegment = _space.Track(firstPart >= 0 ? firstPart : address, Footprint(payload.Length));
             _created = true;
             var entry = new MessageEntry(id, address, body, payload.Length, 0);
             if (_pending.Count == 0 && durable.IsCompletedSuccessfully)
@@ -402,7 +418,7 @@ internal sealed class TopicQueue
 
     private async ValueTask<Delivery> ReadDeliveryAsync(MessageEntry entry)
     {
-        ReadOnlyMemory<byte> data;
+        ReadOnlyMemory<byte> body;
         try
         {
             // A body a checkpoint just copied forward is readable once that copy is committed.
@@ -411,20 +427,14 @@ internal sealed class TopicQueue
                 await _store.WaitForCommitAsync(entry.Address).ConfigureAwait(false);
             }
 
-            data = await _store.ReadAsync(entry.Address, LogRecord.PublishLength(NameUtf8.Length, entry.Length)).ConfigureAwait(false);
+            body = await MessageBodies.ReadAsync(_store, entry.Address, entry.Id, NameUtf8.Length, entry.Length).ConfigureAwait(false);
         }
         catch (Exception exception) when (exception is not MiniQueueStoreException)
         {
             throw new MiniQueueStoreException($"The body of message {entry.Id} could not be read: {exception.Message}", exception);
         }
 
-        var record = LogRecord.Read(data);
-        if (record.Kind != LogRecordKind.Publish || record.MessageId != entry.Id)
-        {
-            throw new MiniQueueStoreException($"The store returned a {record.Kind} record of message {record.MessageId} for message {entry.Id}.");
-        }
-
-        return new Delivery(record.Payload, entry.DackCount, entry.Id);
+        return new Delivery(body, entry.DackCount, entry.Id);
     }
 
     private void PromoteDueLocked(long now)
@@ -488,10 +498,15 @@ internal sealed class TopicQueue
     /// <summary>Rebuilds the topic from recovered state (entries without bodies: the store reads them back).</summary>
     public void Restore(
         IReadOnlyList<MessageEntry> front, IEnumerable<(MessageEntry Entry, DueKey Key)> delayed, IEnumerable<MessageEntry> ready,
-        long lastId, long dackSequence)
+        IReadOnlyDictionary<long, long> firstParts, long lastId, long dackSequence)
     {
         lock (SyncRoot)
         {
+            foreach (var (id, first) in firstParts)
+            {
+                _firstPart[id] = first;
+            }
+
             Debug.Assert(_front.Count + _delayed.Count + _ready.Count == 0, "Restore runs on a new topic.");
             for (var i = front.Count - 1; i >= 0; i--)
             {
@@ -510,7 +525,7 @@ internal sealed class TopicQueue
 
             foreach (var entry in _front.Concat(_delayed.UnorderedItems.Select(static item => item.Element)).Concat(_ready))
             {
-                _space.Track(entry.Address, Footprint(entry.Length));
+                _space.Track(FirstOf(entry), Footprint(entry.Length));
             }
 
             _lastVisibleId = lastId;
@@ -528,7 +543,7 @@ internal sealed class TopicQueue
     {
         lock (SyncRoot)
         {
-            return [.. AllEntriesLocked().Where(entry => entry.Body is null && entry.Address < relocateBelow)];
+            return [.. AllEntriesLocked().Where(entry => entry.Body is null && FirstOf(entry) < relocateBelow)];
         }
     }
 
@@ -537,7 +552,7 @@ internal sealed class TopicQueue
     {
         lock (SyncRoot)
         {
-            return AllEntriesLocked().Any(entry => entry.Address < address);
+            return AllEntriesLocked().Any(entry => FirstOf(entry) < address);
         }
     }
 
@@ -557,7 +572,7 @@ internal sealed class TopicQueue
         {
             endAddress = 0;
             dropped = 0;
-            if (_closed || AllEntriesLocked().Any(entry => entry.Address < relocateBelow && entry.Body is null && !readBodies.ContainsKey(entry.Id)))
+            if (_closed || AllEntriesLocked().Any(entry => FirstOf(entry) < relocateBelow && entry.Body is null && !readBodies.ContainsKey(entry.Id)))
             {
                 return false;
             }
@@ -572,6 +587,7 @@ internal sealed class TopicQueue
 
             // Append every copy first; memory changes only once all of them are in the log.
             var moved = new Dictionary<long, long>();
+            var movedFirst = new Dictionary<long, long>();
             var gone = new HashSet<long>();
             var visible = held.Select(static pair => pair.HeldLocked).Concat(front).Concat(due)
                 .Concat(delayed.Select(static item => item.Element)).Concat(ready);
@@ -587,12 +603,17 @@ internal sealed class TopicQueue
                     continue;
                 }
 
-                if (entry.Address < relocateBelow || lost.Contains(entry))
+                if (FirstOf(entry) < relocateBelow || lost.Contains(entry))
                 {
                     var body = entry.Body ?? (readBodies.TryGetValue(entry.Id, out var read) ? read : (ReadOnlyMemory<byte>?)null);
                     if (body is { } bytes)
                     {
-                        moved[entry.Id] = AppendOrThrow(LogRecord.Publish(entry.Id, NameUtf8, bytes));
+                        var record = MessageBodies.WriteParts(_store, _appendOrThrow, entry.Id, NameUtf8, bytes, out var firstPart);
+                        moved[entry.Id] = AppendOrThrow(record);
+                        if (firstPart >= 0)
+                        {
+                            movedFirst[entry.Id] = firstPart;
+                        }
                     }
                     else
                     {
@@ -658,8 +679,17 @@ internal sealed class TopicQueue
                 else if (moved.TryGetValue(entry.Id, out var address))
                 {
                     var footprint = Footprint(entry.Length);
-                    _space.Release(entry.Address, footprint);
-                    _space.Track(address, footprint);
+                    _space.Release(FirstOf(entry), footprint);
+                    if (movedFirst.TryGetValue(entry.Id, out var first))
+                    {
+                        _firstPart[entry.Id] = first;
+                        _space.Track(first, footprint);
+                    }
+                    else
+                    {
+                        _firstPart.Remove(entry.Id);
+                        _space.Track(address, footprint);
+                    }
                 }
             }
 
@@ -752,12 +782,17 @@ internal sealed class TopicQueue
     public void ThrowIfClosedLocked() => ObjectDisposedException.ThrowIf(_closed, typeof(MiniQueueEngine));
 
     /// <summary>The space the publish record of a body of <paramref name="length"/> bytes takes in the store.</summary>
-    private long Footprint(int length) => _store.FootprintOf(LogRecord.PublishLength(NameUtf8.Length, length));
+    private long Footprint(int length) => MessageBodies.Footprint(_store, NameUtf8.Length, length);
+
+    /// <summary>Where a message's body starts in the log: its first part, or its publish record.</summary>
+    private long FirstOf(in MessageEntry entry) =>
+        _firstPart.Count != 0 && _firstPart.TryGetValue(entry.Id, out var first) ? first : entry.Address;
 
     /// <summary>A message is gone for good: its body no longer keeps its log segment alive or its cache bytes taken.</summary>
     private void ForgetLocked(MessageEntry entry)
     {
-        _space.Release(entry.Address, Footprint(entry.Length));
+        _space.Release(FirstOf(entry), Footprint(entry.Length));
+        _firstPart.Remove(entry.Id);
         ReleaseBodyCache(entry.Body);
     }
 

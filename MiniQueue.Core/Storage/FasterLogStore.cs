@@ -39,12 +39,13 @@ internal sealed class FasterLogStore : IMessageStore
     private const int MetadataEveryCommits = 1000;
 
     /// <summary>
-    /// The default reserve of free disk space, in log pages: short of space, the log gives space back by pages, so a few
-    /// pages let consumers drain (their records), compaction copy a body forward and commits go on.
+    /// The default reserve of free disk space: 32 MiB, or four log pages if that is more. Short of space the log gives
+    /// space back by pages, so a few pages let consumers drain (their records) and commits go on; the rest is room for
+    /// compaction to copy a message forward and checkpoint its topic.
     /// </summary>
-    public const int DefaultReservePages = 4;
+    public static long DefaultReserveBytes(int pageBytes) => Math.Max(4L * pageBytes, 32L * 1024 * 1024);
 
-    private const int DefaultPageBytes = 8 * 1024 * 1024;
+    private const int DefaultPageBytes = 1024 * 1024;
     private static readonly TimeSpan s_watermarkEvery = TimeSpan.FromMilliseconds(100);
     private const long DefaultSegmentBytes = 16L * 1024 * 1024;
 
@@ -105,7 +106,7 @@ internal sealed class FasterLogStore : IMessageStore
         _logger = logger;
         _instance = OpenInstance();
         _space = new DiskSpace(
-            directory, options.DiskReserveBytes ?? DefaultReservePages * (long)manifest.PageBytes, options.MaxDiskBytes,
+            directory, options.DiskReserveBytes ?? DefaultReserveBytes(manifest.PageBytes), options.MaxDiskBytes,
             tail: () => _instance.Log.TailAddress, written: () => _instance.Log.FlushedUntilAddress, logger);
         _roomBytes = Math.Max(manifest.PageBytes, memoryBytes - (2L * manifest.PageBytes));
         _committer = Task.Run(CommitLoopAsync);
@@ -116,6 +117,9 @@ internal sealed class FasterLogStore : IMessageStore
     public long SegmentSize => _manifest.SegmentBytes;
 
     public long PageSize => _manifest.PageBytes;
+
+    /// <summary>A record and FASTER's header fit in a page, with room to spare.</summary>
+    public int RecordLimit => _manifest.PageBytes - RecordHeaderBytes - 64;
 
     public long BeginAddress => _instance.Log.BeginAddress;
 
@@ -131,9 +135,6 @@ internal sealed class FasterLogStore : IMessageStore
 
     /// <summary>The page size the data directory uses.</summary>
     public int PageBytes => _manifest.PageBytes;
-
-    /// <summary>The largest message body a record of this log can carry.</summary>
-    public int MaxPayloadBytes => _manifest.PageBytes - RecordHeaderBytes - LogRecord.MaxPublishOverhead;
 
     public bool IsLowOnSpace => _space.IsLow;
 
@@ -166,11 +167,11 @@ internal sealed class FasterLogStore : IMessageStore
         Directory.CreateDirectory(directory);
         var manifest = ResolveManifest(directory, options, files ?? DataFiles.Default);
         var memoryBytes = options.LogMemoryBytes ?? 4L * manifest.PageBytes;
-        var reserve = options.DiskReserveBytes ?? DefaultReservePages * (long)manifest.PageBytes;
+        var reserve = options.DiskReserveBytes ?? DefaultReserveBytes(manifest.PageBytes);
         if (options.MaxDiskBytes is { } cap && cap <= reserve)
         {
             throw new MiniQueueStoreException(
-                $"MaxDiskBytes ({cap}) must be more than the disk reserve ({reserve} bytes{(options.DiskReserveBytes is null ? $", {DefaultReservePages} of this data directory's pages" : "")}), " +
+                $"MaxDiskBytes ({cap}) must be more than the disk reserve ({reserve} bytes{(options.DiskReserveBytes is null ? ", the default" : "")}), " +
                 "or no publish would ever be taken.");
         }
 
@@ -178,14 +179,6 @@ internal sealed class FasterLogStore : IMessageStore
         {
             throw new MiniQueueStoreException(
                 $"LogMemoryBytes ({memoryBytes}) must hold at least two of this data directory's {manifest.PageBytes}-byte pages.");
-        }
-
-        var maxPayload = manifest.PageBytes - RecordHeaderBytes - LogRecord.MaxPublishOverhead;
-        if (options.MaxMessageBytes > maxPayload)
-        {
-            throw new MiniQueueStoreException(
-                $"MaxMessageBytes ({options.MaxMessageBytes}) does not fit this data directory's {manifest.PageBytes}-byte log pages " +
-                $"(at most {maxPayload}); create a new data directory with a larger LogPageBytes.");
         }
 
         createDevice ??= static path => Devices.CreateLogDevice(path, preallocateFile: false, deleteOnClose: false);

@@ -29,6 +29,12 @@ internal interface IMessageStore : IAsyncDisposable
     /// </summary>
     long PageSize { get; }
 
+    /// <summary>
+    /// The largest record the store takes, in bytes; 0 when there is no limit. A message body that does not fit one
+    /// record is written as parts (see <c>MessageBodies</c>).
+    /// </summary>
+    int RecordLimit { get; }
+
     /// <summary>How much of the store's address space a record of <paramref name="serializedLength"/> bytes takes.</summary>
     long FootprintOf(int serializedLength);
 

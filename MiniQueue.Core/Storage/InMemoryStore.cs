@@ -22,14 +22,16 @@ internal sealed class InMemoryStore : IMessageStore
     /// When positive, the store reclaims space in segments of this many records (each record takes one address), so the
     /// engine's space reclamation can be exercised; 0 keeps everything.
     /// </param>
-    public InMemoryStore(bool autoCommit = true, long segmentRecords = 0)
+    /// <param name="recordLimit">When positive, the largest record it takes (bodies beyond it are written in parts).</param>
+    public InMemoryStore(bool autoCommit = true, long segmentRecords = 0, int recordLimit = 0)
     {
         _autoCommit = autoCommit;
         SegmentSize = segmentRecords;
+        RecordLimit = recordLimit;
     }
 
-    private InMemoryStore(bool autoCommit, long segmentRecords, long firstAddress, IEnumerable<byte[]> records)
-        : this(autoCommit, segmentRecords)
+    private InMemoryStore(bool autoCommit, long segmentRecords, int recordLimit, long firstAddress, IEnumerable<byte[]> records)
+        : this(autoCommit, segmentRecords, recordLimit)
     {
         _firstAddress = firstAddress;
         _records.AddRange(records);
@@ -43,6 +45,8 @@ internal sealed class InMemoryStore : IMessageStore
     public bool IsLowOnSpace => false;
 
     public long PageSize => SegmentSize;
+
+    public int RecordLimit { get; }
 
     public bool LacksSpaceFor(long footprint) => false;
 
@@ -175,7 +179,7 @@ internal sealed class InMemoryStore : IMessageStore
         lock (_lock)
         {
             var committed = (int)(_committedUntil - _firstAddress);
-            return new InMemoryStore(_autoCommit, SegmentSize, _firstAddress, _records.Take(committed));
+            return new InMemoryStore(_autoCommit, SegmentSize, RecordLimit, _firstAddress, _records.Take(committed));
         }
     }
 

@@ -37,6 +37,18 @@ internal enum LogRecordKind : byte
 
     /// <summary>The end of a checkpoint: it is complete and takes effect.</summary>
     CheckpointEnd = 10,
+
+    /// <summary>
+    /// A part of a message body too large for one log page, written before the <see cref="PublishLarge"/> record that
+    /// ends it: its index among the parts and its bytes. Replay ignores parts; reading the body gathers them.
+    /// </summary>
+    PublishPart = 11,
+
+    /// <summary>
+    /// A message was published whose body is larger than a log page: like <see cref="Publish"/>, with the body's total
+    /// length, the addresses of its parts (in order) and the body's last bytes.
+    /// </summary>
+    PublishLarge = 12,
 }
 
 /// <summary>Where a message stands in a topic, as a checkpoint records it.</summary>
@@ -94,7 +106,8 @@ internal readonly record struct CheckpointEntry(long Id, long Address, int Lengt
 /// for Dack <c>[dueTicks:8][dackCount:4]</c>, for Purge <c>[topicLength:1][topic]</c>.
 /// Topics travel as UTF-8 of at most 255 bytes and are never parsed. CheckpointBegin is <c>[kind][checkpoint id][topicLength:1][topic]</c>,
 /// CheckpointEntries is <c>[kind][checkpoint id][entries of <see cref="CheckpointEntry.Size"/> bytes]</c> and CheckpointEnd is
-/// <c>[kind][checkpoint id]</c>.
+/// <c>[kind][checkpoint id]</c>. PublishPart is <c>[kind][id][index:2][bytes]</c>; PublishLarge is
+/// <c>[kind][id][topicLength:1][topic][totalLength:4][partCount:2][part addresses:8 each][last bytes]</c>.
 /// </summary>
 internal readonly struct LogRecord
 {
@@ -103,7 +116,11 @@ internal readonly struct LogRecord
     /// <summary>The most bytes a publish record adds to its payload: the header and the longest topic.</summary>
     public const int MaxPublishOverhead = HeaderLength + 1 + TopicName.MaxUtf8Bytes;
 
-    private LogRecord(LogRecordKind kind, long messageId, ReadOnlyMemory<byte> topic, ReadOnlyMemory<byte> payload, long dueTicks, int dackCount)
+    private const int PartHeaderLength = HeaderLength + sizeof(ushort);
+
+    private LogRecord(
+        LogRecordKind kind, long messageId, ReadOnlyMemory<byte> topic, ReadOnlyMemory<byte> payload, long dueTicks, int dackCount,
+        ReadOnlyMemory<byte> parts = default, int totalLength = 0)
     {
         Kind = kind;
         MessageId = messageId;
@@ -111,6 +128,8 @@ internal readonly struct LogRecord
         Payload = payload;
         DueTicks = dueTicks;
         DackCount = dackCount;
+        Parts = parts;
+        TotalLength = totalLength;
     }
 
     public LogRecordKind Kind { get; }
@@ -127,8 +146,23 @@ internal readonly struct LogRecord
     /// <summary>When a delayed message comes due, in UTC ticks (Dack).</summary>
     public long DueTicks { get; }
 
-    /// <summary>The message's dackCount after this delay (Dack).</summary>
+    /// <summary>The message's dackCount after this delay (Dack); the part's index (PublishPart).</summary>
     public int DackCount { get; }
+
+    /// <summary>The addresses of the body's parts, 8 bytes each, little-endian (PublishLarge).</summary>
+    public ReadOnlyMemory<byte> Parts { get; }
+
+    /// <summary>The whole body's length (PublishLarge).</summary>
+    public int TotalLength { get; }
+
+    /// <summary>How many parts precede a PublishLarge record.</summary>
+    public int PartCount => Parts.Length / sizeof(long);
+
+    /// <summary>The address of part <paramref name="index"/> (PublishLarge).</summary>
+    public long PartAddress(int index) => BinaryPrimitives.ReadInt64LittleEndian(Parts.Span[(index * sizeof(long))..]);
+
+    /// <summary>The body's length: the whole of it for PublishLarge, the payload otherwise.</summary>
+    public int BodyLength => Kind == LogRecordKind.PublishLarge ? TotalLength : Payload.Length;
 
     public int SerializedLength => Kind switch
     {
@@ -136,8 +170,16 @@ internal readonly struct LogRecord
         LogRecordKind.Dack => HeaderLength + sizeof(long) + sizeof(int),
         LogRecordKind.Purge or LogRecordKind.CheckpointBegin => HeaderLength + 1 + Topic.Length,
         LogRecordKind.CheckpointEntries => HeaderLength + Payload.Length,
+        LogRecordKind.PublishPart => PartHeaderLength + Payload.Length,
+        LogRecordKind.PublishLarge => LargeHeaderLength(Topic.Length, PartCount) + Payload.Length,
         _ => HeaderLength,
     };
+
+    /// <summary>The length of a part record with <paramref name="bytes"/> bytes of body.</summary>
+    public static int PartLength(int bytes) => PartHeaderLength + bytes;
+
+    /// <summary>The length of a PublishLarge record's header (all but its last bytes) for a topic and part count.</summary>
+    public static int LargeHeaderLength(int topicLength, int partCount) => HeaderLength + 1 + topicLength + sizeof(int) + sizeof(ushort) + (partCount * sizeof(long));
 
     /// <summary>The length of a publish record with a topic and payload of these lengths.</summary>
     public static int PublishLength(int topicLength, int payloadLength) => HeaderLength + 1 + topicLength + payloadLength;
@@ -168,6 +210,13 @@ internal readonly struct LogRecord
 
     public static LogRecord CheckpointEnd(long checkpointId) => new(LogRecordKind.CheckpointEnd, checkpointId, default, default, 0, 0);
 
+    public static LogRecord PublishPart(long messageId, int index, ReadOnlyMemory<byte> bytes) =>
+        new(LogRecordKind.PublishPart, messageId, default, bytes, 0, index);
+
+    /// <summary>The end of a large message; <paramref name="parts"/> holds the part addresses, 8 bytes each.</summary>
+    public static LogRecord PublishLarge(long messageId, ReadOnlyMemory<byte> topic, int totalLength, ReadOnlyMemory<byte> parts, ReadOnlyMemory<byte> lastBytes) =>
+        new(LogRecordKind.PublishLarge, messageId, topic, lastBytes, 0, 0, parts, totalLength);
+
     /// <summary>Writes the record into <paramref name="destination"/>, which holds at least <see cref="SerializedLength"/> bytes.</summary>
     public void WriteTo(Span<byte> destination)
     {
@@ -191,6 +240,19 @@ internal readonly struct LogRecord
                 break;
             case LogRecordKind.CheckpointEntries:
                 Payload.Span.CopyTo(rest);
+                break;
+            case LogRecordKind.PublishPart:
+                BinaryPrimitives.WriteUInt16LittleEndian(rest, checked((ushort)DackCount));
+                Payload.Span.CopyTo(rest[sizeof(ushort)..]);
+                break;
+            case LogRecordKind.PublishLarge:
+                rest[0] = checked((byte)Topic.Length);
+                Topic.Span.CopyTo(rest[1..]);
+                rest = rest[(1 + Topic.Length)..];
+                BinaryPrimitives.WriteInt32LittleEndian(rest, TotalLength);
+                BinaryPrimitives.WriteUInt16LittleEndian(rest[sizeof(int)..], checked((ushort)PartCount));
+                Parts.Span.CopyTo(rest[(sizeof(int) + sizeof(ushort))..]);
+                Payload.Span.CopyTo(rest[(sizeof(int) + sizeof(ushort) + Parts.Length)..]);
                 break;
         }
     }
@@ -233,6 +295,12 @@ internal readonly struct LogRecord
                 return rest.Length == 1 + topicLength ? new LogRecord(kind, id, topic, default, 0, 0) : throw Corrupt(data.Length);
             case LogRecordKind.CheckpointEntries:
                 return rest.Length % CheckpointEntry.Size == 0 ? CheckpointEntries(id, rest) : throw Corrupt(data.Length);
+            case LogRecordKind.PublishPart:
+                return rest.Length >= sizeof(ushort)
+                    ? PublishPart(id, BinaryPrimitives.ReadUInt16LittleEndian(rest.Span), rest[sizeof(ushort)..])
+                    : throw Corrupt(data.Length);
+            case LogRecordKind.PublishLarge:
+                return ReadLarge(id, rest, data.Length);
             case LogRecordKind.Dack:
                 return rest.Length == sizeof(long) + sizeof(int)
                     ? Dack(id, BinaryPrimitives.ReadInt64LittleEndian(rest.Span), BinaryPrimitives.ReadInt32LittleEndian(rest.Span[sizeof(long)..]))
@@ -242,6 +310,26 @@ internal readonly struct LogRecord
             default:
                 throw new InvalidDataException($"Unknown log record kind {(byte)kind}.");
         }
+    }
+
+    private static LogRecord ReadLarge(long id, ReadOnlyMemory<byte> rest, int recordLength)
+    {
+        if (rest.Length < 1 || rest.Length < 1 + rest.Span[0] + sizeof(int) + sizeof(ushort))
+        {
+            throw Corrupt(recordLength);
+        }
+
+        var topic = rest.Slice(1, rest.Span[0]);
+        rest = rest[(1 + topic.Length)..];
+        var total = BinaryPrimitives.ReadInt32LittleEndian(rest.Span);
+        var count = BinaryPrimitives.ReadUInt16LittleEndian(rest.Span[sizeof(int)..]);
+        rest = rest[(sizeof(int) + sizeof(ushort))..];
+        if (rest.Length < count * sizeof(long) || total < rest.Length - (count * sizeof(long)))
+        {
+            throw Corrupt(recordLength);
+        }
+
+        return PublishLarge(id, topic, total, rest[..(count * sizeof(long))], rest[(count * sizeof(long))..]);
     }
 
     private static InvalidDataException Corrupt(int length) => new($"A log record of {length} bytes is malformed.");

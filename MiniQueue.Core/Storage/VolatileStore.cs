@@ -21,6 +21,8 @@ internal sealed class VolatileStore : IMessageStore
 
     public long PageSize => 0;
 
+    public int RecordLimit => 0;
+
     public bool LacksSpaceFor(long footprint) => false;
 
     public bool RefreshSpace() => false;

@@ -23,14 +23,14 @@ void Report(string line)
 }
 
 // Small pages and segments so that compaction runs while the process is being killed; a small body cache so that
-// bodies are read back from the log.
+// bodies are read back from the log; now and then a message larger than a page, written in parts.
 await using var queue = await MiniQueueEngine.OpenAsync(new MiniQueueOptions
 {
     DataDirectory = directory,
     LogPageBytes = 64 * 1024,
     LogSegmentBytes = 256 * 1024,
     LogMemoryBytes = 256 * 1024,
-    MaxMessageBytes = 16 * 1024,
+    MaxMessageBytes = 256 * 1024,
     BodyCacheBytes = 4 * 1024,
 });
 Report("READY");
@@ -42,7 +42,8 @@ var publishers = Enumerable.Range(0, Publishers).Select(p => Task.Run(async () =
     for (var k = 0L; ; k++)
     {
         var id = firstId + (p * 1_000_000) + k;
-        await queue.PublishAsync("crash", System.Text.Encoding.ASCII.GetBytes(id.ToString(CultureInfo.InvariantCulture) + new string('.', (int)(id % 300))));
+        var padding = id % 97 == 0 ? 100_000 + (int)(id % 1000) : (int)(id % 300);
+        await queue.PublishAsync("crash", System.Text.Encoding.ASCII.GetBytes(id.ToString(CultureInfo.InvariantCulture) + new string('.', padding)));
         Report($"P {id}");
     }
 }));

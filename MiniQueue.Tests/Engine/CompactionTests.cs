@@ -228,6 +228,8 @@ internal abstract class DelegatingStore(IMessageStore inner) : IMessageStore
 
     public long PageSize => inner.PageSize;
 
+    public int RecordLimit => inner.RecordLimit;
+
     public long BeginAddress => inner.BeginAddress;
 
     public long TailAddress => inner.TailAddress;

@@ -17,6 +17,11 @@ public sealed class LogRecordTests
         yield return LogRecord.Back(5);
         yield return LogRecord.Dack(6, DateTimeOffset.MaxValue.UtcTicks, int.MaxValue);
         yield return LogRecord.Purge(s_topic, 7);
+        yield return LogRecord.PublishPart(8, 65535, TestSupport.Bytes("the first bytes of a large body"));
+        yield return LogRecord.PublishPart(8, 0, ReadOnlyMemory<byte>.Empty);
+        var parts = new byte[3 * sizeof(long)];
+        BitConverter.TryWriteBytes(parts.AsSpan(8), long.MaxValue);
+        yield return LogRecord.PublishLarge(9, s_topic, 1_000_000, parts, TestSupport.Bytes("its last bytes"));
     }
 
     [TestCaseSource(nameof(Records))]
@@ -35,6 +40,8 @@ public sealed class LogRecordTests
             Assert.That(read.Payload.ToArray(), Is.EqualTo(record.Payload.ToArray()));
             Assert.That(read.DueTicks, Is.EqualTo(record.DueTicks));
             Assert.That(read.DackCount, Is.EqualTo(record.DackCount));
+            Assert.That(read.TotalLength, Is.EqualTo(record.TotalLength));
+            Assert.That(read.Parts.ToArray(), Is.EqualTo(record.Parts.ToArray()));
         }
     }
 
@@ -44,6 +51,9 @@ public sealed class LogRecordTests
     [TestCase(new byte[] { 1, 1, 0, 0, 0, 0, 0, 0, 0, 5, (byte)'a' })]
     [TestCase(new byte[] { 6, 1, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3 })]
     [TestCase(new byte[] { 3, 1, 0, 0, 0, 0, 0, 0, 0, 9 })]
+    [TestCase(new byte[] { 11, 1, 0, 0, 0, 0, 0, 0, 0, 7 })]
+    [TestCase(new byte[] { 12, 1, 0, 0, 0, 0, 0, 0, 0, 1, (byte)'t', 10, 0, 0, 0, 2, 0, 1, 2, 3 })]
+    [TestCase(new byte[] { 12, 1, 0, 0, 0, 0, 0, 0, 0, 1, (byte)'t', 1, 0, 0, 0, 0, 0, 1, 2, 3 })]
     public void MalformedRecords_AreRejected(byte[] bytes) =>
         Assert.That(() => LogRecord.Read(bytes), Throws.TypeOf<InvalidDataException>());
 }

@@ -76,7 +76,7 @@ public sealed class CrashTests
         // Recover, with a clock a day ahead so that every delayed message is due, and drain.
         var clock = new FakeTimeProvider(DateTimeOffset.UtcNow.AddDays(1));
         var drained = new List<long>();
-        await using (var queue = await MiniQueueEngine.OpenAsync(new MiniQueueOptions { DataDirectory = directory.Path, TimeProvider = clock, MaxMessageBytes = 16 * 1024 }))
+        await using (var queue = await MiniQueueEngine.OpenAsync(new MiniQueueOptions { DataDirectory = directory.Path, TimeProvider = clock, MaxMessageBytes = 256 * 1024 }))
         {
             foreach (var (text, _) in await DurableTestSupport.DrainAsync(queue, "crash"))
             {

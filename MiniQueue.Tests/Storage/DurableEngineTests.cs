@@ -138,17 +138,6 @@ public sealed class DurableEngineTests
     }
 
     [Test]
-    public void AMaximumMessageSizeThePagesCannotHold_IsRefused()
-    {
-        using var directory = new TempDirectory();
-        var options = DurableTestSupport.SmallLog(directory.Path);
-        options.MaxMessageBytes = 64 * 1024;
-
-        var refused = Assert.ThrowsAsync<MiniQueueStoreException>(async () => await MiniQueueEngine.OpenAsync(options));
-        Assert.That(refused!.Message, Does.Contain("MaxMessageBytes"));
-    }
-
-    [Test]
     public async Task GarbageAfterTheLastCommit_IsIgnored_AndTheLogKeepsWorking()
     {
         using var directory = new TempDirectory();

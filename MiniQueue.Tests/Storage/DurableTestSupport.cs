@@ -36,6 +36,7 @@ internal static class DurableTestSupport
         LogSegmentBytes = 256 * 1024,
         LogMemoryBytes = 256 * 1024,
         MaxMessageBytes = 32 * 1024,
+        DiskReserveBytes = 4 * 64 * 1024,
     };
 
     public static async Task<MiniQueueEngine> OpenAsync(MiniQueueOptions options, Func<string, IDevice>? createDevice = null, DataFiles? files = null) =>
