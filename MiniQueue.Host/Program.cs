@@ -30,7 +30,9 @@ if (!flags.H2c)
     }
 }
 
-var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
+// Configuration (appsettings.json, the environment) is read once: reloading it on change would watch the working folder,
+// the data directory's usual parent, and every write of the log would wake the watcher.
+var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = ["--hostBuilder:reloadConfigOnChange=false"] });
 builder.WebHost.UseKestrelHttpsConfiguration();
 builder.WebHost.ConfigureKestrel(kestrel =>
 {
@@ -87,8 +89,15 @@ if (flags.Level != LogLevel.None)
     builder.Services.Configure<ConsoleLoggerOptions>(console => console.LogToStandardErrorThreshold = LogLevel.Trace);
     builder.Logging.SetMinimumLevel(flags.Level);
 
-    // ASP.NET Core's own debug messages (one per request, per stream frame) would drown MiniQueue's.
-    builder.Logging.AddFilter("Microsoft", flags.Level <= LogLevel.Information ? LogLevel.Information : flags.Level);
+    // ASP.NET Core logs every request at Information and below (a "Request starting" and a "Request finished" line, and
+    // more): a queue server under load would spend more on those lines than on the messages. Its warnings and errors
+    // stay, and so do the lines that say the server started and stopped. MiniQueue's own categories follow -level.
+    builder.Logging.AddFilter("Microsoft", flags.Level <= LogLevel.Warning ? LogLevel.Warning : flags.Level);
+    builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", flags.Level <= LogLevel.Information ? LogLevel.Information : flags.Level);
+
+    // This category only ever logs a request's start and end; while it is enabled at all, ASP.NET Core also gives every
+    // request an Activity and a log scope (several allocations each), which nothing here uses.
+    builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.None);
 }
 
 builder.Services.AddMiniQueue(
@@ -130,6 +139,12 @@ if (certificateMade)
     HostLog.SelfSignedCertificate(log, Flags.DefaultCert, Path.Combine(tls, "localhost.pem"), Path.Combine(tls, "localhost-key.pem"));
 }
 
+// Metrics come from .NET meters only: MiniQueue's, ASP.NET Core's and Kestrel's (http.server.request.duration and the
+// rest: what prometheus-net's own HTTP middleware would count a second time), and the runtime's (System.Runtime).
+// Its event-counter adapter is off: listening to event sources makes ASP.NET Core and Kestrel write an event for every
+// request, which cost more than the rest of a publish. prometheus-net's process metrics stay.
+Metrics.SuppressDefaultMetrics(new SuppressDefaultMetricOptions { SuppressEventCounters = true });
+
 // The engine's observable instruments (its per-topic series among them) are reported afresh at every scrape, and the
 // engine leaves out a topic that is gone or no longer among the busiest. prometheus-net keeps a series it is no longer
 // given until it expires, 5 minutes by default, which would show a gone topic beside the "/other" total that now
@@ -146,7 +161,6 @@ using var perScrapeAdapter = MeterAdapter.StartListening(new MeterAdapterOptions
 // prometheus-net starts listening to .NET meters at its first collection; collect once now, so counts from the
 // start on (not from the first scrape on) are kept.
 await Metrics.DefaultRegistry.CollectAndExportAsTextAsync(Stream.Null);
-app.UseHttpMetrics();
 app.MapMetrics("/metrics");
 app.MapHealthChecks("/healthz");
 app.MapMiniQueue();

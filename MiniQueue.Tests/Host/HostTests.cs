@@ -187,7 +187,8 @@ public sealed class HostTests
             Assert.That(text, Does.Contain("miniqueue_publish_duration"));
             Assert.That(text, Does.Contain("miniqueue_commit_duration"));
             Assert.That(text, Does.Match("miniqueue_log_size [1-9]"));
-            Assert.That(text, Does.Contain("http_request_duration_seconds_count"), "prometheus-net's HTTP metrics");
+            Assert.That(text, Does.Contain("microsoft_aspnetcore_hosting_http_server_request_duration_count"), "ASP.NET Core's own HTTP meters");
+            Assert.That(text, Does.Contain("system_runtime_dotnet_gc_collections"), "the runtime's meter");
             Assert.That(text, Does.Contain("microsoft_aspnetcore_server_kestrel_kestrel_active_connections"), "Kestrel's own meters");
         }
     }
