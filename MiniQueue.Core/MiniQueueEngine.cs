@@ -190,7 +190,8 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
 
     /// <summary>
     /// Publishes a message. The topic is created by its first publish. The returned task completes once the message
-    /// is durable (at once in memory); only then can a consumer receive it.
+    /// is durable (at once in memory); only then can a consumer receive it. The engine copies what it keeps: the caller
+    /// may reuse <paramref name="payload"/>'s memory as soon as this method returns.
     /// </summary>
     /// <exception cref="ArgumentException">The topic name is invalid, or the message is larger than <see cref="MaxMessageBytes"/>.</exception>
     /// <exception cref="MiniQueueStoreException">The store could not take the message; it was not published.</exception>
@@ -224,14 +225,7 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
             return PublishWhenRoomAsync(topic, payload, started, cancellationToken);
         }
 
-        var publish = PublishNow(topic, payload);
-        if (!publish.IsCompletedSuccessfully)
-        {
-            return RecordWhenDoneAsync(publish, topic, started);
-        }
-
-        _metrics.Published(topic, started);
-        return ValueTask.CompletedTask;
+        return PublishNow(topic, payload, started);
     }
 
     /// <summary>
@@ -240,22 +234,24 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
     /// </summary>
     private async ValueTask PublishLargeAsync(string topic, ReadOnlyMemory<byte> payload, long started, CancellationToken cancellationToken)
     {
+        // The caller may reuse its buffer once PublishAsync returns, and this waits before it appends.
+        payload = payload.ToArray();
         await _store.WaitForRoomAsync(cancellationToken).ConfigureAwait(false);
         ValueTask publish;
         using (await _store.HoldCommitsAsync(cancellationToken).ConfigureAwait(false))
         {
-            publish = PublishNow(topic, payload);
+            publish = PublishNow(topic, payload, started);
         }
 
         await publish.ConfigureAwait(false);
-        _metrics.Published(topic, started);
     }
 
     private async ValueTask PublishWhenRoomAsync(string topic, ReadOnlyMemory<byte> payload, long started, CancellationToken cancellationToken)
     {
+        // The caller may reuse its buffer once PublishAsync returns, and this waits before it appends.
+        payload = payload.ToArray();
         await _store.WaitForRoomAsync(cancellationToken).ConfigureAwait(false);
-        await PublishNow(topic, payload).ConfigureAwait(false);
-        _metrics.Published(topic, started);
+        await PublishNow(topic, payload, started).ConfigureAwait(false);
     }
 
     /// <summary>A publish refused because the disk is under its reserve; compaction is asked to look for space to free.</summary>
@@ -274,21 +270,15 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
             "Publishes are taken again once consumers have drained enough messages.");
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask RecordWhenDoneAsync(ValueTask publish, string topic, long started)
-    {
-        await publish.ConfigureAwait(false);
-        _metrics.Published(topic, started);
-    }
-
-    private ValueTask PublishNow(string topic, ReadOnlyMemory<byte> payload)
+    /// <summary>Publishes now; the returned task completes (and the publish is counted) once the message is durable.</summary>
+    private ValueTask PublishNow(string topic, ReadOnlyMemory<byte> payload, long started)
     {
         while (true)
         {
             var queue = GetOrAddTopic(topic);
             try
             {
-                if (queue.TryPublish(payload, out var completion))
+                if (queue.TryPublish(payload, started, out var completion))
                 {
                     return completion;
                 }

@@ -88,7 +88,8 @@ internal sealed class TopicQueue
     }
 
     /// <summary>Appends a message; it is delivered once the store says it is durable. Returns false if the topic was retired.</summary>
-    public bool TryPublish(ReadOnlyMemory<byte> payload, out ValueTask completion)
+    /// <remarks>The publish is counted in the metrics (with its duration from <paramref name="started"/>) once it is durable.</remarks>
+    public bool TryPublish(ReadOnlyMemory<byte> payload, long started, out ValueTask completion)
     {
         // The body stays in memory when the store cannot read it back, or while the engine's body cache has room.
         var body = !_store.CanRead || _engine.TryReserveBodyCache(payload.Length) ? payload.ToArray() : null;
@@ -145,12 +146,21 @@ internal sealed class TopicQueue
         }
 
         CompleteAll(toComplete);
-        completion = id == 0 ? default : CompletePublishAsync(id, durable);
+        if (id == 0)
+        {
+            _engine.Metrics.Published(Name, started);
+            completion = default;
+        }
+        else
+        {
+            completion = CompletePublishAsync(id, durable, started);
+        }
+
         return true;
     }
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask CompletePublishAsync(long id, ValueTask durable)
+    private async ValueTask CompletePublishAsync(long id, ValueTask durable, long started)
     {
         try
         {
@@ -195,6 +205,7 @@ internal sealed class TopicQueue
         }
 
         CompleteAll(toComplete);
+        _engine.Metrics.Published(Name, started);
     }
 
     private MessageEntry? RemovePendingLocked(long id)

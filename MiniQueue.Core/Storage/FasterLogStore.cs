@@ -75,6 +75,9 @@ internal sealed class FasterLogStore : IMessageStore
 
     /// <summary>Held by the committer around each commit, and by a caller of <see cref="HoldCommitsAsync"/>.</summary>
     private readonly SemaphoreSlim _commitGate = new(1, 1);
+
+    /// <summary>Publishers waiting for their commit (Fsync mode).</summary>
+    private readonly CommitWaiters _waiters = new();
     private readonly long _roomBytes;
     private readonly Histogram<double>? _commitDuration;
     private Instance _instance;
@@ -316,10 +319,10 @@ internal sealed class FasterLogStore : IMessageStore
             var log = _instance.Log;
             var generation = Volatile.Read(ref _generation);
             var address = log.Enqueue(new Entry(record));
+
+            // The wait is registered before the commit is asked for, so the commit that covers the record completes it.
+            durable = _commitMode == MiniQueueCommitMode.Interval ? ValueTask.CompletedTask : _waiters.Add(address, generation);
             RequestCommit();
-            durable = _commitMode == MiniQueueCommitMode.Interval || address < log.CommittedUntilAddress
-                ? ValueTask.CompletedTask
-                : WaitForCommitOfAsync(log, generation, address, CancellationToken.None);
             return address;
         }
         catch (Exception exception) when (exception is not MiniQueueStoreException)
@@ -442,6 +445,9 @@ internal sealed class FasterLogStore : IMessageStore
             spin.SpinOnce();
         }
 
+        // Publishers still waiting on the failed log hear that their records will not be durable.
+        _waiters.FailAll(Volatile.Read(ref _fault) ?? new IOException("The log failed."));
+
         Instance reopened;
         try
         {
@@ -493,6 +499,7 @@ internal sealed class FasterLogStore : IMessageStore
             try
             {
                 await _instance.Log.CommitAsync().ConfigureAwait(false);
+                _waiters.Complete(_instance.Log.CommittedUntilAddress, Volatile.Read(ref _generation));
                 WriteWatermark(_instance.Log.CommittedUntilAddress);
             }
             catch (Exception exception)
@@ -500,6 +507,8 @@ internal sealed class FasterLogStore : IMessageStore
                 StoreLog.FinalCommitFailed(_logger, _directory, exception);
             }
         }
+
+        _waiters.FailAll(new ObjectDisposedException(nameof(FasterLogStore), "The store was closed before the record was durable."));
 
         _instance.Dispose();
         _watermark.Dispose();
@@ -529,13 +538,16 @@ internal sealed class FasterLogStore : IMessageStore
                 await Task.Delay(_commitInterval).ConfigureAwait(false);
             }
 
-            if (IsFaulted)
+            if (Volatile.Read(ref _fault) is { } fault)
             {
+                // Nothing will commit until the log is reopened (and not the records these publishers wait for).
+                _waiters.FailAll(fault);
                 continue;
             }
 
             await _commitGate.WaitAsync().ConfigureAwait(false);
             var log = _instance.Log;
+            var generation = Volatile.Read(ref _generation);
             try
             {
                 await PollForRoomAsync(CancellationToken.None).ConfigureAwait(false);
@@ -543,6 +555,7 @@ internal sealed class FasterLogStore : IMessageStore
                 await log.CommitAsync().ConfigureAwait(false);
                 _commitDuration?.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
                 Commits++;
+                _waiters.Complete(log.CommittedUntilAddress, generation);
                 if (_watermark.Age >= s_watermarkEvery)
                 {
                     WriteWatermark(log.CommittedUntilAddress);
@@ -560,6 +573,7 @@ internal sealed class FasterLogStore : IMessageStore
             {
                 Interlocked.CompareExchange(ref _fault, exception, null);
                 StoreLog.CommitFailed(_logger, _directory, exception);
+                _waiters.FailAll(exception);
             }
             finally
             {
