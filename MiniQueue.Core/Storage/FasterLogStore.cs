@@ -78,6 +78,15 @@ internal sealed class FasterLogStore : IMessageStore
 
     /// <summary>Publishers waiting for their commit (Fsync mode).</summary>
     private readonly CommitWaiters _waiters = new();
+
+    /// <summary>
+    /// The longest a record nobody waits for (a delivery or a settle) stays out of a commit: consumers' records share
+    /// commits instead of asking for one each. It is also the most a crash can undo of their ACKs.
+    /// </summary>
+    private static readonly TimeSpan s_lazyCommitDelay = TimeSpan.FromMilliseconds(5);
+
+    private readonly Timer _lazyCommit;
+    private int _lazyCommitArmed;
     private readonly long _roomBytes;
     private readonly Histogram<double>? _commitDuration;
     private Instance _instance;
@@ -112,6 +121,7 @@ internal sealed class FasterLogStore : IMessageStore
             directory, options.DiskReserveBytes ?? DefaultReserveBytes(manifest.PageBytes), options.MaxDiskBytes,
             tail: () => _instance.Log.TailAddress, written: () => _instance.Log.FlushedUntilAddress, logger);
         _roomBytes = Math.Max(manifest.PageBytes, memoryBytes - (2L * manifest.PageBytes));
+        _lazyCommit = new Timer(static state => ((FasterLogStore)state!).OnLazyCommitDue(), this, Timeout.Infinite, Timeout.Infinite);
         _committer = Task.Run(CommitLoopAsync);
     }
 
@@ -292,7 +302,10 @@ internal sealed class FasterLogStore : IMessageStore
         {
             ThrowIfFaulted();
             var address = _instance.Log.Enqueue(new Entry(record));
-            RequestCommit();
+
+            // Nobody waits for this record (a delivery, a settle, part of a checkpoint): it goes into the next commit a
+            // publish asks for, or into one a few milliseconds from now. Who needs it durable waits for it and asks.
+            RequestLazyCommit();
             return address;
         }
         catch (Exception exception) when (exception is not MiniQueueStoreException)
@@ -492,6 +505,7 @@ internal sealed class FasterLogStore : IMessageStore
             return;
         }
 
+        await _lazyCommit.DisposeAsync().ConfigureAwait(false);
         _commitRequests.Writer.TryComplete();
         await _committer.ConfigureAwait(false);
         if (!IsFaulted)
@@ -514,6 +528,24 @@ internal sealed class FasterLogStore : IMessageStore
         _watermark.Dispose();
         _readSlots.Dispose();
         _commitGate.Dispose();
+    }
+
+    /// <summary>Asks for a commit within <see cref="s_lazyCommitDelay"/>, unless one is asked for before.</summary>
+    private void RequestLazyCommit()
+    {
+        if (Volatile.Read(ref _lazyCommitArmed) == 0 && Interlocked.Exchange(ref _lazyCommitArmed, 1) == 0)
+        {
+            _lazyCommit.Change(s_lazyCommitDelay, Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    private void OnLazyCommitDue()
+    {
+        Volatile.Write(ref _lazyCommitArmed, 0);
+        if (Volatile.Read(ref _disposed) == 0)
+        {
+            RequestCommit();
+        }
     }
 
     private void RequestCommit()
