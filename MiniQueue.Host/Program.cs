@@ -151,7 +151,9 @@ Metrics.SuppressDefaultMetrics(new SuppressDefaultMetricOptions { SuppressEventC
 // counts it. So those instruments get an adapter of their own whose series expire a second after their last report;
 // every other instrument (counters and histograms that count on between scrapes) stays with the default adapter.
 static bool IsReportedPerScrape(Instrument instrument) => instrument.IsObservable && instrument.Meter.Name == "MiniQueue";
-Metrics.ConfigureMeterAdapter(adapter => adapter.InstrumentFilterPredicate = instrument => !IsReportedPerScrape(instrument));
+Metrics.ConfigureMeterAdapter(adapter => adapter.InstrumentFilterPredicate =
+    instrument => !IsReportedPerScrape(instrument) && !HotMetrics.IsExcludedFromAdapter(instrument));
+using var hotMetrics = new HotMetrics(Metrics.DefaultRegistry);
 using var perScrapeAdapter = MeterAdapter.StartListening(new MeterAdapterOptions
 {
     InstrumentFilterPredicate = IsReportedPerScrape,

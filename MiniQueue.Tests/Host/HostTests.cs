@@ -184,10 +184,13 @@ public sealed class HostTests
             Assert.That(text, Does.Contain("miniqueue_messages_nacked{topic=\"metered\"} 2"), "a NACK and the held message returned at the end");
             Assert.That(text, Does.Contain("miniqueue_messages_delivered{topic=\"metered\"} 3"));
             Assert.That(text, Does.Match("miniqueue_messages_ready\\{topic=\"metered\"\\} 2"));
-            Assert.That(text, Does.Contain("miniqueue_publish_duration"));
+            Assert.That(text, Does.Match("miniqueue_publish_duration_bucket\\{le=\"0.0001\"\\} [0-9]"), "sub-millisecond buckets");
+            Assert.That(text, Does.Contain("miniqueue_publish_duration_count 3"));
             Assert.That(text, Does.Contain("miniqueue_commit_duration"));
             Assert.That(text, Does.Match("miniqueue_log_size [1-9]"));
-            Assert.That(text, Does.Contain("microsoft_aspnetcore_hosting_http_server_request_duration_count"), "ASP.NET Core's own HTTP meters");
+            Assert.That(text, Does.Match("microsoft_aspnetcore_hosting_http_server_request_duration_count\\{[^}]*http_route=\"/publish/\\{topic\\}\"[^}]*http_response_status_code=\"201\"[^}]*\\} 3"),
+                "ASP.NET Core's own HTTP meter, by route and status");
+            Assert.That(text, Does.Not.Contain("aspnetcore_memory_pool"), "instruments recorded per buffer are not exported");
             Assert.That(text, Does.Contain("system_runtime_dotnet_gc_collections"), "the runtime's meter");
             Assert.That(text, Does.Contain("microsoft_aspnetcore_server_kestrel_kestrel_active_connections"), "Kestrel's own meters");
         }
