@@ -8,6 +8,8 @@ namespace MiniQueue.HttpBench;
 /// Consume+ACK load: S subscriptions over C connections, each looping receive → ACK as fast as the server answers.
 /// The latency of a message is the time from the command that asked for it (INIT or the previous ACK) to its arrival.
 /// Uses <see cref="MiniQueueClient"/>, so the bare echo server and MiniQueue are measured with the same client.
+/// The summary line also gives <c>received</c>, every message received and ACKed including the warm-up, so that the
+/// caller can top the topic up again; a receive still waiting when the run ends (the topic ran dry) is cancelled.
 /// </summary>
 internal static class ConsumeLoad
 {
@@ -35,20 +37,30 @@ internal static class ConsumeLoad
         }
 
         var measuring = 0;
-        var stop = 0;
+        using var stop = new CancellationTokenSource();
         var counts = new long[streams];
+        var received = new long[streams];
         var report = new LoadReport();
         var workers = subscriptions.Select((subscription, index) => Task.Run(async () =>
         {
             var latencies = new long[1 << 20];
             var recorded = 0;
             long count = 0;
-            while (Volatile.Read(ref stop) == 0)
+            while (!stop.IsCancellationRequested)
             {
                 var asked = Stopwatch.GetTimestamp();
-                await subscription.ReceiveAsync();
+                try
+                {
+                    await subscription.ReceiveAsync(stop.Token);
+                }
+                catch (OperationCanceledException) when (stop.IsCancellationRequested)
+                {
+                    break;
+                }
+
                 var latency = Stopwatch.GetTimestamp() - asked;
                 await subscription.AckAsync();
+                received[index]++;
                 if (Volatile.Read(ref measuring) == 1)
                 {
                     count++;
@@ -72,14 +84,14 @@ internal static class ConsumeLoad
         await Task.Delay(TimeSpan.FromSeconds(seconds));
         Volatile.Write(ref measuring, 0);
         var elapsed = clock.Elapsed;
-        Volatile.Write(ref stop, 1);
+        await stop.CancelAsync();
         await Task.WhenAll(workers).WaitAsync(TimeSpan.FromSeconds(30));
         foreach (var subscription in subscriptions)
         {
             await subscription.DisposeAsync();
         }
 
-        Console.WriteLine(report.Summarize(name, counts.Sum(), elapsed));
+        Console.WriteLine(report.Summarize(name, counts.Sum(), elapsed) + string.Create(CultureInfo.InvariantCulture, $" received={received.Sum()}"));
         return 0;
     }
 }
