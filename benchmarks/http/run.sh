@@ -23,8 +23,10 @@
 #   cons1   MiniQueue.HttpBench consume (MiniQueueClient), receive+ACK, 1 stream        -> msg/s
 #   cons12  the same, 12 streams over 4 connections                                     -> msg/s
 # While the publish loads run, the RSS of every server is sampled (every 0.2 s). Before the consume loads the publish
-# topics are purged, and every MiniQueue server's topic bench-consume is filled with PREFILL 100-byte messages (h2load
-# -n PREFILL -c 12 -m 100), checked on /metrics (miniqueue_messages_ready), and topped up to PREFILL after each run.
+# topics are purged; before each consume shape, every MiniQueue server's topic bench-consume is filled (topped up) with
+# 100-byte messages (h2load -n N -c 12 -m 100) to PREFILL (300,000), or to more if a run could drain that: 1.5 x the
+# fastest rate seen on that shape (an untimed 3 s run against bare included) x (WARMUP + DURATION). The count is checked
+# on the hosts' /metrics (miniqueue_messages_ready) before and after every run.
 # The table gives, per row, the median of the rounds and the median (min-max) of the per-round ratios to bare.
 # (The bare and in-memory servers have no /healthz: their 5 s count from the line they print once listening.)
 # Results, the exact commands, the servers' logs' sizes and warnings: RESULTS (default artifacts/bench-http/<time>).
@@ -311,8 +313,10 @@ check_ready() { # server topic expected: the hosts' /metrics must show the expec
   [ "$ready" = "$3" ] || problem "$1 round $round: $2 has $ready messages ready, expected $3"
 }
 
-run_consume() { # row server round streams connections top-up(1|0)
-  local row=$1 name=$2 round=$3 streams=$4 conns=$5 topup=$6 line
+declare -A queued # messages ready in each MiniQueue server's bench-consume
+
+run_consume() { # row server round streams connections target
+  local row=$1 name=$2 round=$3 streams=$4 conns=$5 target=$6 line
   local cmd=("${bench[@]}" consume --url "$(url "$name")" --trust "$cert" --streams "$streams" --connections "$conns"
              --seconds "$DURATION" --warmup "$WARMUP" --topic bench-consume --name "$row $name")
   show "${cmd[*]}"
@@ -325,17 +329,28 @@ run_consume() { # row server round streams connections top-up(1|0)
   local received
   received=$(echo "$line" | sed -n 's/.*received=\([0-9]*\).*/\1/p')
   if [ "${kind[$name]}" != bare ]; then
-    if [ "${received:-0}" -ge "$PREFILL" ]; then
-      problem "$row $name round $round drained the topic ($received received of $PREFILL): the rate is understated; raise PREFILL"
-    fi
-    if [ "$topup" = 1 ]; then
-      # Top the topic up again, so that the next run starts with PREFILL messages too.
-      fill "$name" bench-consume "${received:-0}" top-up
-      check_ready "$name" bench-consume "$PREFILL"
-    else
-      check_ready "$name" bench-consume $((PREFILL - ${received:-0}))
+    queued[$name]=$((${queued[$name]} - ${received:-0}))
+    check_ready "$name" bench-consume "${queued[$name]}"
+    if [ "${queued[$name]}" -le 0 ]; then
+      problem "$row $name round $round drained its topic ($received of $target messages): the rate is understated; raise PREFILL"
     fi
   fi
+}
+
+consume_target() { # row: how many messages a topic needs so that no server can drain it in one run: PREFILL, or
+  # 1.5 x the fastest rate any server reached on that shape so far (the bare server's untimed run included) x the
+  # run's length, whichever is more, rounded up to 10,000
+  awk -v row="$1" -v prefill="$PREFILL" -v seconds=$((DURATION + WARMUP)) '
+    $1 == row || $1 == "calibrate-" row { for (i = 3; i <= NF; i++) if ($i ~ /^rate=/) { v = substr($i, 6) + 0; if (v > max) max = v } }
+    END { n = 1.5 * max * seconds; n = int((n + 9999) / 10000) * 10000; print (n > prefill ? n : prefill) }' "$results"
+}
+
+top_up() { # server target: fills bench-consume up to target messages and checks the count
+  local name=$1 target=$2 purpose=top-up
+  [ "${queued[$name]:-0}" = 0 ] && purpose=initial
+  fill "$name" bench-consume $((target - ${queued[$name]:-0})) "$purpose"
+  queued[$name]=$target
+  check_ready "$name" bench-consume "$target"
 }
 
 order() { # round names...: as given in odd rounds, reversed in even ones
@@ -383,26 +398,41 @@ if [ "$PROFILE" = 1 ]; then
     load_pid=$!
     pids+=("$load_pid")
   }
+  check_drained() { # name
+    local received; received=$(sed -n 's/^RESULT .*received=\([0-9]*\).*/\1/p' "$work/profile-load-$1")
+    [ "${received:-0}" -lt "$fill_target" ] || problem "the $1 load drained the topic ($received of $fill_target): raise PREFILL"
+  }
   load_result() { # name
     if [ "${PROFILE_LOAD#cons}" != "$PROFILE_LOAD" ]; then
       sed -n 's/^RESULT //p' "$work/profile-load-$1"
-      local received; received=$(sed -n 's/^RESULT .*received=\([0-9]*\).*/\1/p' "$work/profile-load-$1")
-      [ "${received:-0}" -lt "$PREFILL" ] || problem "the $1 load drained the topic ($received of $PREFILL): raise PREFILL"
     else
       echo "$PROFILE_LOAD host $(h2load_fields <"$work/profile-load-$1")"
     fi
   }
-  refill() { # tops bench-consume up to PREFILL for the consume loads
+  fill_target=$PREFILL
+  refill() { # tops bench-consume up to fill_target for the consume loads
     if [ "${PROFILE_LOAD#cons}" != "$PROFILE_LOAD" ]; then
       local ready; ready=$(ready_count host bench-consume)
-      fill host bench-consume $((PREFILL - ready)) top-up
-      check_ready host bench-consume "$PREFILL"
+      fill host bench-consume $((fill_target - ready)) top-up
+      check_ready host bench-consume "$fill_target"
     fi
   }
   say "# warm-up (untimed)"
   refill
   if [ "${PROFILE_LOAD#cons}" = "$PROFILE_LOAD" ]; then
     h2load -c 12 -m 10 -D 3 -d "$work/body10" "$(url host)/publish/warm-up" >/dev/null 2>&1 || true
+  else
+    # The warm-up also tells how many messages a load of $seconds s needs: 1.5 x its rate x $seconds, at least PREFILL.
+    streams=1 conns=1
+    [ "$PROFILE_LOAD" = cons12 ] && streams=12 conns=4
+    line=$("${bench[@]}" consume --url "$(url host)" --trust "$cert" --streams "$streams" --connections "$conns" --seconds 3 --warmup 1 \
+      --topic bench-consume --name warm-up 2>/dev/null | sed -n 's/^RESULT //p') || true
+    rate=$(echo "$line" | sed -n 's/.* rate=\([0-9]*\).*/\1/p')
+    received=$(echo "$line" | sed -n 's/.* received=\([0-9]*\).*/\1/p')
+    [ "${received:-0}" -lt "$fill_target" ] || problem "the warm-up drained the topic ($received of $fill_target), so its rate is understated: raise PREFILL"
+    fill_target=$(awk -v r="${rate:-0}" -v s="$seconds" -v p="$PREFILL" 'BEGIN { n = int((1.5 * r * s + 9999) / 10000) * 10000; print (n > p ? n : p) }')
+    say "  warm-up: ${rate:-?} msg/s, so the topic is filled to $fill_target before each recording"
+    refill
   fi
   base="$RESULTS/host-$PROFILE_COMMIT-$PROFILE_LOAD"
 
@@ -414,6 +444,7 @@ if [ "$PROFILE" = 1 ]; then
     || problem "dotnet-trace collect failed: $(tail -3 "$work/trace.out")"
   wait "$load_pid" || true
   echo "while dotnet-trace collect: $(load_result trace)" | tee -a "$results" "$RESULTS/run.log"
+  check_drained trace
 
   if [ "$TRACE_CPU_SAMPLING" = 1 ]; then
     refill
@@ -436,6 +467,7 @@ if [ "$PROFILE" = 1 ]; then
     || problem "dotnet-counters collect failed: $(tail -3 "$work/counters.out")"
   wait "$load_pid" || true
   echo "while dotnet-counters collect: $(load_result counters)" | tee -a "$results" "$RESULTS/run.log"
+  check_drained counters
   echo "mem-after host $(mem "${pid_of[host]}")" | tee -a "$results" "$RESULTS/run.log"
   stop_server host 1
   if [ -s "$base.counters.csv" ]; then
@@ -494,15 +526,24 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "mem-publish $s round=$round peak_rss_kb=$(cat "$work/peak-$s") $(mem "${pid_of[$s]}")" >>"$results"
   done
 
-  # Consume+ACK: the publish topics purged, bench-consume filled with PREFILL messages on every MiniQueue server.
+  # Consume+ACK: the publish topics purged; before each shape, bench-consume on every MiniQueue server filled (topped
+  # up) to consume_target messages, so that no run can drain it.
   for s in "${queues[@]}"; do
     curl -s -o /dev/null --cacert "$cert" -X DELETE "$(url "$s")/bench-publish"
     curl -s -o /dev/null --cacert "$cert" -X DELETE "$(url "$s")/warm-up"
-    fill "$s" bench-consume "$PREFILL" initial
-    check_ready "$s" bench-consume "$PREFILL"
+    queued[$s]=0
   done
-  for s in $(order "$round" "${servers[@]}"); do run_consume cons1 "$s" "$round" 1 1 1; done
-  for s in $(order "$round" "${servers[@]}"); do run_consume cons12 "$s" "$round" 12 4 0; done
+  for shape in "cons1 1 1" "cons12 12 4"; do
+    set -- $shape
+    # Untimed: how fast the bare server goes on this shape (a warm-up too), so the topics can be filled for it.
+    line=$("${bench[@]}" consume --url "$(url bare)" --trust "$cert" --streams "$2" --connections "$3" --seconds 3 --warmup 1 \
+      --topic bench-consume --name "calibrate-$1 bare" 2>/dev/null | sed -n 's/^RESULT //p') || true
+    [ -n "$line" ] && echo "$line" | sed "s/^\(calibrate-$1 bare\) /\1 round=$round /" >>"$results"
+    target=$(consume_target "$1")
+    echo "consume-target $1 round=$round n=$target" >>"$results"
+    for s in "${queues[@]}"; do top_up "$s" "$target"; done
+    for s in $(order "$round" "${servers[@]}"); do run_consume "$1" "$s" "$round" "$2" "$3" "$target"; done
+  done
 
   for s in "${servers[@]}"; do stop_server "$s" "$round"; done
   say "# round $round done in $(($(date +%s) - round_started)) s; load average after: $(load)"
@@ -600,7 +641,9 @@ for v in variants:
     print(f"| {n}: publish latency, h2load `-c 1 -m 1` (one stream), 10-byte bodies | {latency(b50, b99, values('lat', 'bare', 'rate'), False)} | {latency(m50, m99, values('lat', v, 'rate'), True)} | {diff} |")
     for row, title in (("cons1", "consume+ACK, MiniQueueClient, 1 stream, msg/s"),
                        ("cons12", "consume+ACK, MiniQueueClient, 12 streams over 4 connections, msg/s")):
-        print(f"| {n}: {title} (topic of {prefill:,} × 100 B) | {cell(values(row, 'bare', 'rate'), k)} | {cell(values(row, v, 'rate'), k, True)} | {ratio_cell(values(row, v, 'rate'), values(row, 'bare', 'rate'))} |")
+        target = values("consume-target", row, "n")
+        size = f"topic of {statistics.median(target.values()):,.0f} × 100 B" if target else "100-byte messages"
+        print(f"| {n}: {title} ({size}) | {cell(values(row, 'bare', 'rate'), k)} | {cell(values(row, v, 'rate'), k, True)} | {ratio_cell(values(row, v, 'rate'), values(row, 'bare', 'rate'))} |")
     # Memory: medians in the table, every round's figures in the raw results.
     idle = lambda s, key: values("mem-idle", s, key)
     fmt_idle = lambda s, bold: f"{median(idle(s, 'rss_kb'), mb, bold)} = {median(idle(s, 'anon_kb'), mb)} + {median(idle(s, 'file_kb'), mb)}"
@@ -614,10 +657,9 @@ print("Load average (1, 5, 15 min) before → after each round: " + "; ".join(
 if fills:
     by_server = {}
     for s, f in fills:
-        if f.get("purpose") == "initial":
-            by_server.setdefault(s, []).append(f"{num(f['seconds']):.0f} s")
-    print(f"Filling the topic with {prefill:,} messages (h2load -n {prefill} -c 12 -m 100, untimed) took: " + "; ".join(
-        f"{s} {' / '.join(t)}" for s, t in by_server.items()) + f". {sum(int(f['n']) for s, f in fills):,} messages were published to fill and top up in all.")
+        by_server.setdefault(s, []).append(f"{int(f['n']):,} in {num(f['seconds']):.0f} s")
+    print(f"Fills and top-ups of the consume topics (h2load -n N -c 12 -m 100, untimed), in order: " + "; ".join(
+        f"{s}: {', '.join(t)}" for s, t in by_server.items()) + ".")
 logs = [(s, f) for (row, s), by_round in runs.items() if row == "log" for f in by_round.values()]
 for s in variants:
     sizes = [num(f["bytes"]) for srv, f in logs if srv == s]
