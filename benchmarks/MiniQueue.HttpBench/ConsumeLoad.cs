@@ -10,6 +10,8 @@ namespace MiniQueue.HttpBench;
 /// Uses <see cref="MiniQueueClient"/>, so the bare echo server and MiniQueue are measured with the same client.
 /// The summary line also gives <c>received</c>, every message received and ACKed including the warm-up, so that the
 /// caller can top the topic up again; a receive still waiting when the run ends (the topic ran dry) is cancelled.
+/// <c>--max-messages N</c> ends the run early, warm-up included, once N messages were received (<c>capped=1</c>), so
+/// that a topic filled with more than N never runs dry while measured; the rate is over the time actually measured.
 /// </summary>
 internal static class ConsumeLoad
 {
@@ -22,6 +24,7 @@ internal static class ConsumeLoad
         var seconds = double.Parse(BenchServer.Arg(args, "--seconds", "10"), CultureInfo.InvariantCulture);
         var warmup = double.Parse(BenchServer.Arg(args, "--warmup", "2"), CultureInfo.InvariantCulture);
         var name = BenchServer.Arg(args, "--name", "consume");
+        var maxMessages = long.Parse(BenchServer.Arg(args, "--max-messages", "0"), CultureInfo.InvariantCulture);
 
         using var client = new MiniQueueClient(new MiniQueueClientOptions
         {
@@ -40,13 +43,15 @@ internal static class ConsumeLoad
         using var stop = new CancellationTokenSource();
         var counts = new long[streams];
         var received = new long[streams];
+        long receivedInAll = 0;
+        var capped = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var report = new LoadReport();
         var workers = subscriptions.Select((subscription, index) => Task.Run(async () =>
         {
             var latencies = new long[1 << 20];
             var recorded = 0;
             long count = 0;
-            while (!stop.IsCancellationRequested)
+            while (!stop.IsCancellationRequested && !capped.Task.IsCompleted)
             {
                 var asked = Stopwatch.GetTimestamp();
                 try
@@ -61,6 +66,11 @@ internal static class ConsumeLoad
                 var latency = Stopwatch.GetTimestamp() - asked;
                 await subscription.AckAsync();
                 received[index]++;
+                if (maxMessages > 0 && Interlocked.Increment(ref receivedInAll) >= maxMessages)
+                {
+                    capped.TrySetResult();
+                }
+
                 if (Volatile.Read(ref measuring) == 1)
                 {
                     count++;
@@ -78,10 +88,10 @@ internal static class ConsumeLoad
             }
         })).ToArray();
 
-        await Task.Delay(TimeSpan.FromSeconds(warmup));
+        await Task.WhenAny(Task.Delay(TimeSpan.FromSeconds(warmup)), capped.Task);
         Volatile.Write(ref measuring, 1);
         var clock = Stopwatch.StartNew();
-        await Task.Delay(TimeSpan.FromSeconds(seconds));
+        await Task.WhenAny(Task.Delay(TimeSpan.FromSeconds(seconds)), capped.Task);
         Volatile.Write(ref measuring, 0);
         var elapsed = clock.Elapsed;
         await stop.CancelAsync();
@@ -91,7 +101,7 @@ internal static class ConsumeLoad
             await subscription.DisposeAsync();
         }
 
-        Console.WriteLine(report.Summarize(name, counts.Sum(), elapsed) + string.Create(CultureInfo.InvariantCulture, $" received={received.Sum()}"));
+        Console.WriteLine(report.Summarize(name, counts.Sum(), elapsed) + string.Create(CultureInfo.InvariantCulture, $" received={received.Sum()} capped={(capped.Task.IsCompleted ? 1 : 0)}"));
         return 0;
     }
 }

@@ -23,10 +23,11 @@
 #   cons1   MiniQueue.HttpBench consume (MiniQueueClient), receive+ACK, 1 stream        -> msg/s
 #   cons12  the same, 12 streams over 4 connections                                     -> msg/s
 # While the publish loads run, the RSS of every server is sampled (every 0.2 s). Before the consume loads the publish
-# topics are purged; before each consume shape, every MiniQueue server's topic bench-consume is filled (topped up) with
-# 100-byte messages (h2load -n N -c 12 -m 100) to PREFILL (300,000), or to more if a run could drain that: 1.5 x the
-# fastest rate seen on that shape (an untimed 3 s run against bare included) x (WARMUP + DURATION). The count is checked
-# on the hosts' /metrics (miniqueue_messages_ready) before and after every run.
+# topics are purged; before each consume shape, every MiniQueue server's topic bench-consume is filled (topped up) to
+# PREFILL (300,000) 100-byte messages (h2load -n N -c 12 -m 100), and each consume run against it ends early once it
+# has consumed 90 % of them (warm-up included; --max-messages), so no run measures an empty topic; a run that ends
+# before DURATION / 2 s is reported (raise PREFILL). The count is checked on the hosts' /metrics
+# (miniqueue_messages_ready) before and after every run.
 # The table gives, per row, the median of the rounds and the median (min-max) of the per-round ratios to bare.
 # (The bare and in-memory servers have no /healthz: their 5 s count from the line they print once listening.)
 # Results, the exact commands, the servers' logs' sizes and warnings: RESULTS (default artifacts/bench-http/<time>).
@@ -319,6 +320,8 @@ run_consume() { # row server round streams connections target
   local row=$1 name=$2 round=$3 streams=$4 conns=$5 target=$6 line
   local cmd=("${bench[@]}" consume --url "$(url "$name")" --trust "$cert" --streams "$streams" --connections "$conns"
              --seconds "$DURATION" --warmup "$WARMUP" --topic bench-consume --name "$row $name")
+  # A MiniQueue server's run ends early once 90 % of its topic is consumed, so it never measures an empty topic.
+  [ "${kind[$name]}" = bare ] || cmd+=(--max-messages $((target * 9 / 10)))
   show "${cmd[*]}"
   line=$("${cmd[@]}" 2>"$work/consume.err" | sed -n 's/^RESULT //p') || true
   if [ -z "$line" ]; then
@@ -334,15 +337,12 @@ run_consume() { # row server round streams connections target
     if [ "${queued[$name]}" -le 0 ]; then
       problem "$row $name round $round drained its topic ($received of $target messages): the rate is understated; raise PREFILL"
     fi
+    local measured
+    measured=$(echo "$line" | sed -n 's/.* seconds=\([0-9.]*\).*/\1/p')
+    if echo "$line" | grep -q 'capped=1' && awk -v m="${measured:-0}" -v d="$DURATION" 'BEGIN { exit !(m < d / 2) }'; then
+      problem "$row $name round $round consumed 90 % of its $target messages after only ${measured:-0} s measured (of $DURATION): a short window; raise PREFILL for a longer one"
+    fi
   fi
-}
-
-consume_target() { # row: how many messages a topic needs so that no server can drain it in one run: PREFILL, or
-  # 1.5 x the fastest rate any server reached on that shape so far (the bare server's untimed run included) x the
-  # run's length, whichever is more, rounded up to 10,000
-  awk -v row="$1" -v prefill="$PREFILL" -v seconds=$((DURATION + WARMUP)) '
-    $1 == row || $1 == "calibrate-" row { for (i = 3; i <= NF; i++) if ($i ~ /^rate=/) { v = substr($i, 6) + 0; if (v > max) max = v } }
-    END { n = 1.5 * max * seconds; n = int((n + 9999) / 10000) * 10000; print (n > prefill ? n : prefill) }' "$results"
 }
 
 top_up() { # server target: fills bench-consume up to target messages and checks the count
@@ -527,7 +527,7 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 
   # Consume+ACK: the publish topics purged; before each shape, bench-consume on every MiniQueue server filled (topped
-  # up) to consume_target messages, so that no run can drain it.
+  # up) to PREFILL messages; each run stops once it has consumed 90 % of them.
   for s in "${queues[@]}"; do
     curl -s -o /dev/null --cacert "$cert" -X DELETE "$(url "$s")/bench-publish"
     curl -s -o /dev/null --cacert "$cert" -X DELETE "$(url "$s")/warm-up"
@@ -535,11 +535,7 @@ for round in $(seq 1 "$ROUNDS"); do
   done
   for shape in "cons1 1 1" "cons12 12 4"; do
     set -- $shape
-    # Untimed: how fast the bare server goes on this shape (a warm-up too), so the topics can be filled for it.
-    line=$("${bench[@]}" consume --url "$(url bare)" --trust "$cert" --streams "$2" --connections "$3" --seconds 3 --warmup 1 \
-      --topic bench-consume --name "calibrate-$1 bare" 2>/dev/null | sed -n 's/^RESULT //p') || true
-    [ -n "$line" ] && echo "$line" | sed "s/^\(calibrate-$1 bare\) /\1 round=$round /" >>"$results"
-    target=$(consume_target "$1")
+    target=$PREFILL
     echo "consume-target $1 round=$round n=$target" >>"$results"
     for s in "${queues[@]}"; do top_up "$s" "$target"; done
     for s in $(order "$round" "${servers[@]}"); do run_consume "$1" "$s" "$round" "$2" "$3" "$target"; done
@@ -642,7 +638,7 @@ for v in variants:
     for row, title in (("cons1", "consume+ACK, MiniQueueClient, 1 stream, msg/s"),
                        ("cons12", "consume+ACK, MiniQueueClient, 12 streams over 4 connections, msg/s")):
         target = values("consume-target", row, "n")
-        size = f"topic of {statistics.median(target.values()):,.0f} × 100 B" if target else "100-byte messages"
+        size = f"topic of {statistics.median(target.values()):,.0f} × 100 B, a run ends at 90 % of it" if target else "100-byte messages"
         print(f"| {n}: {title} ({size}) | {cell(values(row, 'bare', 'rate'), k)} | {cell(values(row, v, 'rate'), k, True)} | {ratio_cell(values(row, v, 'rate'), values(row, 'bare', 'rate'))} |")
     # Memory: medians in the table, every round's figures in the raw results.
     idle = lambda s, key: values("mem-idle", s, key)
