@@ -8,8 +8,10 @@ namespace MiniQueue.HttpBench;
 
 /// <summary>
 /// The servers under test, with identical Kestrel, TLS and HTTP/2 settings: <c>miniqueue</c> (AddMiniQueue +
-/// MapMiniQueue) and <c>bare</c>, the ceiling, whose publish route only reads the body and answers 201 and whose
-/// subscribe route answers every command line with one fixed message line and a flush.
+/// MapMiniQueue, in memory, purge at the root as the host serves it) and <c>bare</c>, the ceiling, whose publish route
+/// only reads the body and answers 201 and whose subscribe route answers every command line with one fixed message
+/// line and a flush. <c>--cert</c>/<c>--key</c> (PEM) serve a given certificate, e.g. the one given to MiniQueue.Host,
+/// otherwise a self-signed one is made (and written with <c>--cert-out</c>).
 /// </summary>
 internal static class BenchServer
 {
@@ -24,7 +26,9 @@ internal static class BenchServer
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
         builder.WebHost.UseKestrelHttpsConfiguration();
         builder.Logging.ClearProviders();
-        var certificate = CreateCertificate();
+        var certificate = Arg(args, "--cert", "") is { Length: > 0 } pemCertificate
+            ? X509Certificate2.CreateFromPemFile(pemCertificate, Arg(args, "--key", ""))
+            : CreateCertificate();
         if (Arg(args, "--cert-out", "") is { Length: > 0 } certificatePath)
         {
             // The load tools pin exactly this certificate (--trust).
@@ -44,7 +48,7 @@ internal static class BenchServer
 
         if (mode == "miniqueue")
         {
-            builder.Services.AddMiniQueue();
+            builder.Services.AddMiniQueue(configureHttp: http => http.PurgeAtRoot = true);
         }
 
         var app = builder.Build();
@@ -93,7 +97,7 @@ internal static class BenchServer
         return 0;
     }
 
-    /// <summary>Trusts exactly the certificate in the file (DER), as written by <c>serve --cert-out</c>.</summary>
+    /// <summary>Trusts exactly the certificate in the file (DER, as written by <c>serve --cert-out</c>, or PEM).</summary>
     internal static RemoteCertificateValidationCallback TrustOnly(string path)
     {
         var thumbprint = X509CertificateLoader.LoadCertificateFromFile(path).GetCertHashString();
