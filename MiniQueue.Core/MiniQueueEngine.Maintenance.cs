@@ -142,12 +142,23 @@ public sealed partial class MiniQueueEngine
         // Normally the start moves by whole segments (their files are deleted). Short of space, it moves by pages too:
         // a queue smaller than a segment must give space back as well, or publishes would stay refused for good.
         var alignment = _store.IsLowOnSpace ? _space.PageSize : _space.SegmentSize;
-        var point = _space.ChooseTruncationPoint(begin, tail, MaxCopiedFraction, alignment);
-        if (point > begin && !_store.CanSpend(MaintenanceCost(point)))
+
+        // What needs no copying at all (the messages there are all gone), and how far copying a few could go. Copying
+        // costs the bodies and a checkpoint of every message of their topics (CheckpointEntry.Size bytes each, written
+        // while the topic waits): it is worth it only while that is a small part of what it frees, and while the disk's
+        // reserve can pay for it. A consumer draining a long topic in order frees its segments without any of this (a
+        // checkpoint of a topic of 600,000 messages is 20 MB, written while its consumers wait).
+        // Copying is for a start that something pins (a message held or delayed for long): while the start can move
+        // without it, it does.
+        var point = _space.ChooseTruncationPoint(begin, tail, maxCopiedFraction: 0, alignment);
+        var further = point > begin ? point : _space.ChooseTruncationPoint(begin, tail, MaxCopiedFraction, alignment);
+        if (further > point)
         {
-            // Copying bodies forward and checkpointing would eat the last of the disk's reserve: free only what needs
-            // neither (pages whose messages are all gone).
-            point = _space.ChooseTruncationPoint(begin, tail, maxCopiedFraction: 0, alignment);
+            var cost = MaintenanceCost(further);
+            if (cost <= MaxCopiedFraction * (further - begin) && _store.CanSpend(cost))
+            {
+                point = further;
+            }
         }
 
         if (point <= begin)
@@ -196,7 +207,7 @@ public sealed partial class MiniQueueEngine
         {
             if (topic.HasBodiesBefore(point))
             {
-                cost += 4096 + (topic.CountAll() * (long)(CheckpointEntry.Size + 1));
+                cost += TopicQueue.CheckpointFootprint(_store, topic.NameUtf8.Length, topic.CountAll());
             }
         }
 

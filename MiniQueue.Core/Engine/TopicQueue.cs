@@ -658,7 +658,6 @@ internal sealed class TopicQueue
             var newPending = pending.Select(entry => Rewrite(entry, CheckpointClass.Ready, 0)).ToArray();
 
             AppendOrThrow(LogRecord.CheckpointBegin(checkpointId, NameUtf8));
-            const int EntriesPerRecord = 1024;
             var buffer = new byte[EntriesPerRecord * CheckpointEntry.Size];
             for (var start = 0; start < entries.Count; start += EntriesPerRecord)
             {
@@ -752,6 +751,20 @@ internal sealed class TopicQueue
                 }
             }
         }
+    }
+
+    /// <summary>How many checkpoint entries one record carries.</summary>
+    private const int EntriesPerRecord = 1024;
+
+    /// <summary>How much of the store's address space a checkpoint of a topic with <paramref name="messages"/> messages takes.</summary>
+    public static long CheckpointFootprint(IMessageStore store, int topicLength, int messages)
+    {
+        var full = messages / EntriesPerRecord;
+        var rest = messages % EntriesPerRecord;
+        return store.FootprintOf(LogRecord.CheckpointBeginLength(topicLength))
+            + (full * store.FootprintOf(LogRecord.CheckpointEntriesLength(EntriesPerRecord)))
+            + (rest > 0 ? store.FootprintOf(LogRecord.CheckpointEntriesLength(rest)) : 0)
+            + store.FootprintOf(LogRecord.CheckpointEndLength);
     }
 
     /// <summary>How many messages the topic has, whatever their state (a checkpoint writes an entry for each).</summary>

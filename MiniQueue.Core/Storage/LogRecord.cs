@@ -175,6 +175,15 @@ internal readonly struct LogRecord
         _ => HeaderLength,
     };
 
+    /// <summary>The length of a CheckpointBegin record for a topic of <paramref name="topicLength"/> bytes.</summary>
+    public static int CheckpointBeginLength(int topicLength) => HeaderLength + 1 + topicLength;
+
+    /// <summary>The length of a CheckpointEntries record of <paramref name="entries"/> entries.</summary>
+    public static int CheckpointEntriesLength(int entries) => HeaderLength + (entries * CheckpointEntry.Size);
+
+    /// <summary>The length of a CheckpointEnd record.</summary>
+    public const int CheckpointEndLength = HeaderLength;
+
     /// <summary>The length of a part record with <paramref name="bytes"/> bytes of body.</summary>
     public static int PartLength(int bytes) => PartHeaderLength + bytes;
 
