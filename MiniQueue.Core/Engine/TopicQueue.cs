@@ -29,7 +29,7 @@ internal sealed class TopicQueue
     private readonly Stack<MessageEntry> _front = new();
     private readonly Queue<MessageEntry> _due = new();
     private readonly PriorityQueue<MessageEntry, DueKey> _delayed = new();
-    private readonly Queue<MessageEntry> _ready = new();
+    private readonly ChunkedQueue<MessageEntry> _ready = new();
     private readonly Queue<MessageEntry> _pending = new();
 
     /// <summary>
@@ -735,7 +735,15 @@ internal sealed class TopicQueue
                 }
             }
 
-            Refill(_ready, newReady);
+            _ready.Clear();
+            foreach (var entry in newReady)
+            {
+                if (entry is { } kept)
+                {
+                    _ready.Enqueue(kept);
+                }
+            }
+
             Refill(_pending, newPending);
             return true;
         }
