@@ -19,7 +19,9 @@ internal enum StreamError
     DackInvalidArgument,
 }
 
-/// <summary>The protocol's error lines, <c>{"error":"..."}</c> and a newline, exactly as PROTOCOL.md words them.</summary>
+/// <summary>
+/// The protocol's error lines, <c>{"error":"..."}</c> and a newline, exactly as docs/PROTOCOL.md words them.
+/// </summary>
 internal static class ProtocolErrors
 {
     public static ReadOnlySpan<byte> InvalidTopic => "{\"error\":\"invalid topic value\"}\n"u8;
@@ -69,7 +71,9 @@ internal static class ProtocolErrors
         _ => throw new ArgumentOutOfRangeException(nameof(error), error, "Not an error."),
     };
 
-    /// <summary>Whether the stream closes after the error line (PROTOCOL.md: "Errors that close the stream").</summary>
+    /// <summary>
+    /// Whether the stream closes after the error line (docs/PROTOCOL.md, "Errors that close the stream").
+    /// </summary>
     public static bool ClosesStream(StreamError error) =>
         error is StreamError.DecodingCommand or StreamError.DackTooFewArguments or StreamError.DackInvalidArgument;
 

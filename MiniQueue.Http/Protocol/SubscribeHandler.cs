@@ -36,8 +36,8 @@ internal sealed class SubscribeHandler
         var request = context.Request;
         if (!HttpProtocol.IsHttp2(request.Protocol) && !HttpProtocol.IsHttp3(request.Protocol))
         {
-            // HTTP/1.1 cannot be relied on for a full-duplex body (proxies and clients buffer it): PROTOCOL.md allows
-            // HTTP/1.1 for publish and purge only.
+            // HTTP/1.1 cannot be relied on for a full-duplex body (proxies and clients buffer it): docs/PROTOCOL.md
+            // ("Transport") allows HTTP/1.1 for publish and purge only.
             HttpLog.SubscribeNeedsHttp2(_logger, request.Protocol);
             await ProtocolErrors.WriteResponseAsync(context, StatusCodes.Status505HttpVersionNotsupported, ProtocolErrors.SubscribeNeedsHttp2).ConfigureAwait(false);
             return;

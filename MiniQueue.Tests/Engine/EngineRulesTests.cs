@@ -1,6 +1,6 @@
 namespace MiniQueue.Tests.Engine;
 
-/// <summary>The engine rules of PROTOCOL.md, one test each, against the in-memory engine.</summary>
+/// <summary>The engine rules of docs/PROTOCOL.md, one test each, against the in-memory engine.</summary>
 [CancelAfter(30_000)]
 public sealed class EngineRulesTests
 {

@@ -5,9 +5,9 @@ using Microsoft.Extensions.Time.Testing;
 namespace MiniQueue.Tests.Engine;
 
 /// <summary>
-/// Random operation sequences run against the engine and against a small reference model of PROTOCOL.md's rules,
-/// comparing every observable result: what each receive returns (body and dackCount), which operations fail,
-/// the stats of every topic and the list of topics.
+/// Random operation sequences run against the engine and against a small reference model of the rules in
+/// docs/PROTOCOL.md, comparing every observable result: what each receive returns (body and dackCount), which
+/// operations fail, the stats of every topic and the list of topics.
 /// </summary>
 [CancelAfter(120_000)]
 public sealed class ModelTests

@@ -179,9 +179,9 @@ public sealed class PublishPurgeTests
     [TestCase("POST", "publish/%00")]
     public async Task Topic_WithAnEncodedNul_IsResetByKestrel_OverHttp2_AndCreatesNothing(string method, string path)
     {
-        // PROTOCOL.md: "a NUL, %00, may instead be refused by the HTTP server itself: a stream reset on HTTP/2". Kestrel
-        // resets the stream (PROTOCOL_ERROR) before the request reaches MiniQueue. A host of its own, so that "nothing
-        // exists" means nothing at all.
+        // docs/PROTOCOL.md, "Topics": "a NUL, %00, may instead be refused by the HTTP server itself: a stream reset on
+        // HTTP/2". Kestrel resets the stream (PROTOCOL_ERROR) before the request reaches MiniQueue. A host of its own,
+        // so that "nothing exists" means nothing at all.
         await using var host = await MiniQueueTestHost.StartAsync(configureApp: static app => app.MapMiniQueue("/mq"));
         using var client = host.CreateHttpClient();
         using var request = new HttpRequestMessage(new HttpMethod(method), "mq/" + path) { Content = new StringContent("\"INIT\"\n"), Version = HttpVersion.Version20, VersionPolicy = HttpVersionPolicy.RequestVersionExact };

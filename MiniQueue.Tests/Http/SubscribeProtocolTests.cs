@@ -7,8 +7,9 @@ using Microsoft.Extensions.Time.Testing;
 namespace MiniQueue.Tests.Http;
 
 /// <summary>
-/// The consumer stream of PROTOCOL.md over a real Kestrel listener (TLS, HTTP/2), one test per rule, with the response
-/// lines checked byte for byte. One server for the fixture; every test uses its own topic.
+/// The consumer stream of docs/PROTOCOL.md ("POST /subscribe/{topic}: the consumer stream") over a real Kestrel
+/// listener (TLS, HTTP/2), one test per rule, with the response lines checked byte for byte. One server for the
+/// fixture; every test uses its own topic.
 /// </summary>
 [CancelAfter(60_000)]
 public sealed class SubscribeProtocolTests

@@ -7,7 +7,7 @@ namespace MiniQueue.Tests.Samples;
 
 // ---------------------------------------------------------------------------------------------------------------
 // The application's own code, as it would be in someone's app: a checkout that publishes invoices, and a mailer that
-// consumes them. The README's "MiniQueue in your unit tests" shows this pattern.
+// consumes them. docs/embedding.md, "MiniQueue in your unit tests", shows this pattern.
 // ---------------------------------------------------------------------------------------------------------------
 
 public sealed record Invoice(string Customer, decimal Amount);

@@ -1,7 +1,7 @@
 using BenchmarkDotNet.Running;
 using MiniQueue.Benchmarks;
 
-// `durable`, `recovery` and `memory` are load runs of the durable engine (see README.md, "Measure it");
+// `durable`, `recovery` and `memory` are load runs of the durable engine (docs/benchmarks.md, "The durable store");
 // anything else goes to BenchmarkDotNet (e.g. --filter '*InMemory*').
 return args.FirstOrDefault() switch
 {
