@@ -372,7 +372,14 @@ public sealed class CompactionRaceTests
 
         var firstAddress = store.LastPublishAddress;
         await TrafficAsync(50);
-        await queue.CompactAsync().AsTask().WaitAsync(TestSupport.Bound);
+
+        // A pass first frees what needs no copying (the segments before the record's), unless background maintenance did
+        // already; the next one copies the record forward. Two passes, whichever way the race with the background went.
+        for (var pass = 0; pass < 2 && inner.BeginAddress <= firstAddress; pass++)
+        {
+            await queue.CompactAsync().AsTask().WaitAsync(TestSupport.Bound);
+        }
+
         Assert.That(inner.BeginAddress, Is.GreaterThan(firstAddress), "the record's first place was freed");
         told.SetResult();
         await publishing.WaitAsync(TestSupport.Bound);
