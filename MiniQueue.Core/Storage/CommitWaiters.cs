@@ -6,8 +6,8 @@ namespace MiniQueue.Storage;
 /// <summary>
 /// Publishers waiting for their records to be durable. The committer completes the waits its commit covered right
 /// after it, or fails them all when the log fails. Each wait is a pooled <see cref="IValueTaskSource"/>, so waiting
-/// allocates nothing per publish (FasterLog's own commit wait allocated two state machines each), and continuations run
-/// on the thread pool, not on the committer.
+/// allocates nothing per publish (FasterLog's own commit wait allocated two state machines each). The continuations of
+/// the waits one commit covered run one after the other in one thread-pool work item, not on the committer.
 /// </summary>
 internal sealed class CommitWaiters
 {
@@ -15,8 +15,8 @@ internal sealed class CommitWaiters
     private readonly ConcurrentQueue<Waiter> _pool = new();
     private List<Waiter> _waiting = [];
 
-    /// <summary>The committer's list of the waits a commit covered (kept to save an allocation per commit).</summary>
-    private readonly List<Waiter> _done = [];
+    /// <summary>Lists of completed waits, reused (one is in use per commit that covered a wait).</summary>
+    private readonly ConcurrentQueue<List<Waiter>> _batches = new();
 
     /// <summary>How many publishers wait now.</summary>
     public int Count
@@ -50,11 +50,13 @@ internal sealed class CommitWaiters
     }
 
     /// <summary>
-    /// Completes the waits for records of <paramref name="generation"/> before <paramref name="committedUntil"/>. Called by
-    /// one thread at a time (the committer).
+    /// Completes the waits for records of <paramref name="generation"/> before <paramref name="committedUntil"/>: one
+    /// thread-pool work item runs their continuations one after the other (not one work item each, and not on the
+    /// committer, which goes on to the next commit).
     /// </summary>
     public void Complete(long committedUntil, int generation)
     {
+        List<Waiter>? done = null;
         lock (_lock)
         {
             var kept = 0;
@@ -63,7 +65,8 @@ internal sealed class CommitWaiters
                 var waiter = _waiting[i];
                 if (waiter.Generation == generation && waiter.Address < committedUntil)
                 {
-                    _done.Add(waiter);
+                    done ??= _batches.TryDequeue(out var reused) ? reused : [];
+                    done.Add(waiter);
                 }
                 else
                 {
@@ -74,12 +77,21 @@ internal sealed class CommitWaiters
             _waiting.RemoveRange(kept, _waiting.Count - kept);
         }
 
-        foreach (var waiter in _done)
+        if (done is not null)
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(static state => state.Owner.Succeed(state.Done), (Owner: this, Done: done), preferLocal: false);
+        }
+    }
+
+    private void Succeed(List<Waiter> done)
+    {
+        foreach (var waiter in done)
         {
             waiter.Succeed();
         }
 
-        _done.Clear();
+        done.Clear();
+        _batches.Enqueue(done);
     }
 
     /// <summary>Fails every wait: the log failed, and none of their records will be durable in it.</summary>
@@ -98,17 +110,23 @@ internal sealed class CommitWaiters
         }
 
         var error = exception as MiniQueueStoreException ?? new MiniQueueStoreException($"The log could not commit: {exception.Message}", exception);
-        foreach (var waiter in failed)
-        {
-            waiter.Fail(error);
-        }
+        ThreadPool.UnsafeQueueUserWorkItem(
+            static state =>
+            {
+                foreach (var waiter in state.Failed)
+                {
+                    waiter.Fail(state.Error);
+                }
+            },
+            (Failed: failed, Error: error),
+            preferLocal: false);
     }
 
     private void Return(Waiter waiter) => _pool.Enqueue(waiter);
 
     private sealed class Waiter(CommitWaiters owner) : IValueTaskSource
     {
-        private ManualResetValueTaskSourceCore<bool> _core = new() { RunContinuationsAsynchronously = true };
+        private ManualResetValueTaskSourceCore<bool> _core = new() { RunContinuationsAsynchronously = false };
 
         public long Address;
         public int Generation;

@@ -73,8 +73,22 @@ internal sealed class FasterLogStore : IMessageStore
     /// </summary>
     private readonly SemaphoreSlim _readSlots = new(Math.Max(2, Environment.ProcessorCount * 2));
 
-    /// <summary>Held by the committer around each commit, and by a caller of <see cref="HoldCommitsAsync"/>.</summary>
-    private readonly SemaphoreSlim _commitGate = new(1, 1);
+    /// <summary>
+    /// Commits in flight at once. A commit is a synchronous write of the log's tail (plus, now and then, a metadata file);
+    /// while one is on its way to the disk the next can already carry the appends made meanwhile, so publishers wait for
+    /// one write, not for the end of the one before theirs and then their own.
+    /// </summary>
+    private const int CommitsInFlight = 2;
+
+    /// <summary>One slot per commit in flight; a caller of <see cref="HoldCommitsAsync"/> takes them all.</summary>
+    private readonly SemaphoreSlim _commitSlots = new(CommitsInFlight, CommitsInFlight);
+
+    /// <summary>Lets one caller of <see cref="HoldCommitsAsync"/> at a time gather the slots (two gathering at once could deadlock).</summary>
+    private readonly SemaphoreSlim _holders = new(1, 1);
+
+    /// <summary>Serialises what follows a commit (the watermark file), as commits may end at the same time.</summary>
+    private readonly Lock _afterCommit = new();
+    private long _commits;
 
     /// <summary>Publishers waiting for their commit (Fsync mode).</summary>
     private readonly CommitWaiters _waiters = new();
@@ -167,7 +181,7 @@ internal sealed class FasterLogStore : IMessageStore
     public bool CanSpend(long bytes) => _space.CanSpend(bytes);
 
     /// <summary>How many commits the committer has made (each one shared by every append before it).</summary>
-    public long Commits { get; private set; }
+    public long Commits => Interlocked.Read(ref _commits);
 
     /// <summary>
     /// Opens (creating or recovering) the log in the options' data directory, refusing settings that differ from the
@@ -291,8 +305,27 @@ internal sealed class FasterLogStore : IMessageStore
 
     public async ValueTask<IDisposable> HoldCommitsAsync(CancellationToken cancellationToken = default)
     {
-        await _commitGate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        return new CommitHold(_commitGate);
+        await _holders.WaitAsync(cancellationToken).ConfigureAwait(false);
+        var taken = 0;
+        try
+        {
+            for (; taken < CommitsInFlight; taken++)
+            {
+                await _commitSlots.WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            return new CommitHold(this);
+        }
+        catch
+        {
+            if (taken > 0)
+            {
+                _commitSlots.Release(taken);
+            }
+
+            _holders.Release();
+            throw;
+        }
     }
 
     public long Append(LogRecord record)
@@ -508,6 +541,13 @@ internal sealed class FasterLogStore : IMessageStore
         await _lazyCommit.DisposeAsync().ConfigureAwait(false);
         _commitRequests.Writer.TryComplete();
         await _committer.ConfigureAwait(false);
+
+        // The commits still in flight end before the last one.
+        for (var slot = 0; slot < CommitsInFlight; slot++)
+        {
+            await _commitSlots.WaitAsync().ConfigureAwait(false);
+        }
+
         if (!IsFaulted)
         {
             try
@@ -527,7 +567,8 @@ internal sealed class FasterLogStore : IMessageStore
         _instance.Dispose();
         _watermark.Dispose();
         _readSlots.Dispose();
-        _commitGate.Dispose();
+        _commitSlots.Dispose();
+        _holders.Dispose();
     }
 
     /// <summary>Asks for a commit within <see cref="s_lazyCommitDelay"/>, unless one is asked for before.</summary>
@@ -577,44 +618,56 @@ internal sealed class FasterLogStore : IMessageStore
                 continue;
             }
 
-            await _commitGate.WaitAsync().ConfigureAwait(false);
-            var log = _instance.Log;
-            var generation = Volatile.Read(ref _generation);
-            try
-            {
-                await PollForRoomAsync(CancellationToken.None).ConfigureAwait(false);
-                var started = Stopwatch.GetTimestamp();
-                await log.CommitAsync().ConfigureAwait(false);
-                _commitDuration?.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
-                Commits++;
-                _waiters.Complete(log.CommittedUntilAddress, generation);
-                if (_watermark.Age >= s_watermarkEvery)
-                {
-                    WriteWatermark(log.CommittedUntilAddress);
-                }
-
-                if (_instance.Commits.SpareLags && !IsFaulted)
-                {
-                    // The log's start moved: the new commit file says so, but the spare one does not yet, and segments are
-                    // let go only once both do. Commit once more (a record replay ignores) so that another file is written.
-                    log.Enqueue(new Entry(LogRecord.CheckpointEnd(0)));
-                    RequestCommit();
-                }
-            }
-            catch (Exception exception)
-            {
-                Interlocked.CompareExchange(ref _fault, exception, null);
-                StoreLog.CommitFailed(_logger, _directory, exception);
-                _waiters.FailAll(exception);
-            }
-            finally
-            {
-                _commitGate.Release();
-            }
+            await _commitSlots.WaitAsync().ConfigureAwait(false);
+            _ = CommitOnceAsync();
         }
     }
 
-    private sealed class CommitHold(SemaphoreSlim gate) : IDisposable
+    /// <summary>One commit of everything appended so far; holds a commit slot, which it gives back when done.</summary>
+    private async Task CommitOnceAsync()
+    {
+        var log = _instance.Log;
+        var generation = Volatile.Read(ref _generation);
+        try
+        {
+            await PollForRoomAsync(CancellationToken.None).ConfigureAwait(false);
+            var started = Stopwatch.GetTimestamp();
+            await log.CommitAsync().ConfigureAwait(false);
+            _commitDuration?.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
+            Interlocked.Increment(ref _commits);
+            _waiters.Complete(log.CommittedUntilAddress, generation);
+            if (_watermark.Age >= s_watermarkEvery)
+            {
+                lock (_afterCommit)
+                {
+                    if (_watermark.Age >= s_watermarkEvery)
+                    {
+                        WriteWatermark(log.CommittedUntilAddress);
+                    }
+                }
+            }
+
+            if (_instance.Commits.SpareLags && !IsFaulted)
+            {
+                // The log's start moved: the new commit file says so, but the spare one does not yet, and segments are
+                // let go only once both do. Commit once more (a record replay ignores) so that another file is written.
+                log.Enqueue(new Entry(LogRecord.CheckpointEnd(0)));
+                RequestCommit();
+            }
+        }
+        catch (Exception exception)
+        {
+            Interlocked.CompareExchange(ref _fault, exception, null);
+            StoreLog.CommitFailed(_logger, _directory, exception);
+            _waiters.FailAll(exception);
+        }
+        finally
+        {
+            _commitSlots.Release();
+        }
+    }
+
+    private sealed class CommitHold(FasterLogStore store) : IDisposable
     {
         private int _released;
 
@@ -622,7 +675,8 @@ internal sealed class FasterLogStore : IMessageStore
         {
             if (Interlocked.Exchange(ref _released, 1) == 0)
             {
-                gate.Release();
+                store._commitSlots.Release(CommitsInFlight);
+                store._holders.Release();
             }
         }
     }

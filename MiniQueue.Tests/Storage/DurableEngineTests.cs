@@ -61,6 +61,35 @@ public sealed class DurableEngineTests
     }
 
     [Test]
+    public async Task HoldingCommits_KeepsEveryCommitOut_UntilReleased_OneHolderAtATime()
+    {
+        using var directory = new TempDirectory();
+        await using var queue = await DurableTestSupport.OpenAsync(DurableTestSupport.SmallLog(directory.Path));
+        var store = (FasterLogStore)queue.Store;
+
+        // Commits overlap (more than one may be in flight); a holder waits for all of them and lets none start.
+        var publishers = Enumerable.Range(0, 16).Select(i => queue.PublishAsync("t", $"before {i}").AsTask()).ToArray();
+        var hold = await store.HoldCommitsAsync().AsTask().WaitAsync(TestSupport.Bound);
+        var committed = store.CommittedUntilAddress;
+        var publishing = queue.PublishAsync("t", "waits for the holder").AsTask();
+        var second = store.HoldCommitsAsync().AsTask();
+
+        await Task.Delay(200);
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(publishing.IsCompleted, Is.False, "no commit while commits are held");
+            Assert.That(store.CommittedUntilAddress, Is.EqualTo(committed));
+            Assert.That(second.IsCompleted, Is.False, "a second holder waits for the first");
+        }
+
+        hold.Dispose();
+        (await second.WaitAsync(TestSupport.Bound)).Dispose();
+        await publishing.WaitAsync(TestSupport.Bound);
+        await Task.WhenAll(publishers).WaitAsync(TestSupport.Bound);
+        Assert.That(store.CommittedUntilAddress, Is.EqualTo(store.TailAddress));
+    }
+
+    [Test]
     public async Task ConcurrentPublishers_ShareCommits()
     {
         using var directory = new TempDirectory();
