@@ -82,7 +82,8 @@ public sealed class MiniQueueOptions
     public long? LogMemoryBytes { get; set; }
 
     /// <summary>
-    /// How many bytes of message bodies the durable engine keeps in memory so that delivering them needs no disk read.
+    /// How many bytes of message bodies the durable engine keeps in memory so that delivering them needs no disk read
+    /// (each body counted as the memory it takes: its length rounded up to 8 bytes, plus 24 bytes of array header).
     /// Beyond it, queued messages cost only a small index entry and their bodies are read back from the log.
     /// Default: 64 MiB. Ignored in memory, where every body is kept.
     /// </summary>

@@ -127,6 +127,42 @@ public sealed class DurableEngineTests
     }
 
     [Test]
+    public async Task TheBodyCache_CountsTheMemoryABodyTakes_NotOnlyItsBytes()
+    {
+        using var directory = new TempDirectory();
+        var options = DurableTestSupport.SmallLog(directory.Path);
+
+        // Room for 100 bodies of 10 bytes as they lie in memory (24 + 16 bytes each), not for 400.
+        options.BodyCacheBytes = 100 * 40;
+        await using var queue = await DurableTestSupport.OpenAsync(options);
+        for (var i = 0; i < 400; i++)
+        {
+            await queue.PublishAsync("t", $"body {i:D5}");
+        }
+
+        Assert.That(queue.CachedBodyBytes, Is.EqualTo(100 * 40));
+
+        // The first 100 were cached, the others not: once those are ACKed, the cache is empty.
+        var drained = new List<(string Text, int DackCount)>();
+        await using (var consumer = queue.Subscribe("t"))
+        {
+            for (var i = 0; i < 100; i++)
+            {
+                drained.Add(((await consumer.ReceiveAsync().AsTask().WaitAsync(TestSupport.Bound)).Text(), 0));
+                await consumer.AckAsync();
+            }
+        }
+
+        Assert.That(queue.CachedBodyBytes, Is.Zero, "only the first 100 bodies were kept in memory");
+        drained.AddRange(await DurableTestSupport.DrainAsync(queue, "t"));
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(drained.Select(m => m.Text), Is.EqualTo(Enumerable.Range(0, 400).Select(i => $"body {i:D5}")), "cached or read back, all in order");
+            Assert.That(queue.CachedBodyBytes, Is.Zero);
+        }
+    }
+
+    [Test]
     public async Task ChangedLogSettings_AreRefused_WithAClearError()
     {
         using var directory = new TempDirectory();
