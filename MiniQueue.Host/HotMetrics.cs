@@ -53,6 +53,9 @@ internal sealed class HotMetrics : IDisposable
     }
 
     /// <summary>Whether prometheus-net's meter adapter should leave <paramref name="instrument"/> out.</summary>
+    /// <summary>The route tag of a publish, which the host answers ahead of endpoint routing (see Program.cs).</summary>
+    public static readonly KeyValuePair<string, object?> PublishRoute = new("http.route", "/publish/{topic}");
+
     public static bool IsExcludedFromAdapter(Instrument instrument) =>
         IsHot(instrument)
         || instrument.Meter.Name is "Microsoft.AspNetCore.MemoryPool" or "Microsoft.AspNetCore.Routing"
