@@ -231,6 +231,7 @@ static (X509Certificate2? Certificate, bool Made, string? Problem) LoadCertifica
 }
 
 /// <summary>"/publish/" followed by one non-empty path segment.</summary>
+/// (Read from the string as it is: PathString.StartsWithSegments would allocate the rest of the path.)
 static bool IsPublishPath(PathString path) =>
-    path.StartsWithSegments("/publish", StringComparison.Ordinal, out var rest)
-    && rest.Value is { Length: > 1 } topic && topic.IndexOf('/', 1) < 0;
+    path.Value is { } value && value.Length > "/publish/".Length && value.StartsWith("/publish/", StringComparison.Ordinal)
+    && value.IndexOf('/', "/publish/".Length) < 0;

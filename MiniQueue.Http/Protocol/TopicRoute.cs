@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Text;
 using System.Text.Unicode;
 using Microsoft.AspNetCore.Http;
@@ -38,10 +39,10 @@ internal static class TopicRoute
                 return null;
             }
 
-            // Reuse the router's string when there is one: no allocation on the hot path.
+            // Reuse the router's string when there is one, or a name seen before: no allocation on the hot path.
             topic = request.RouteValues.TryGetValue("topic", out var value) && value is string routeValue && segment.SequenceEqual(routeValue)
                 ? routeValue
-                : segment.ToString();
+                : Recent(segment);
         }
         else
         {
@@ -56,6 +57,35 @@ internal static class TopicRoute
 
         return TopicName.IsValid(topic) ? topic : null;
     }
+
+    /// <summary>
+    /// The string of a topic name, from the valid names seen recently when it is one of them. At most
+    /// <see cref="RecentLimit"/> names are kept, then the set starts over.
+    /// </summary>
+    private static string Recent(ReadOnlySpan<char> segment)
+    {
+        var lookup = s_recent.GetAlternateLookup<ReadOnlySpan<char>>();
+        if (lookup.TryGetValue(segment, out var known))
+        {
+            return known;
+        }
+
+        var name = segment.ToString();
+        if (TopicName.IsValid(name))
+        {
+            if (s_recent.Count >= RecentLimit)
+            {
+                s_recent.Clear();
+            }
+
+            s_recent.TryAdd(name, name);
+        }
+
+        return name;
+    }
+
+    private const int RecentLimit = 1024;
+    private static readonly ConcurrentDictionary<string, string> s_recent = new(StringComparer.Ordinal);
 
     private static ReadOnlySpan<char> PathOf(string raw)
     {
