@@ -13,14 +13,15 @@ namespace MiniQueue;
 /// A consumer is meant for one caller at a time; only <see cref="DisposeAsync"/> may be called while a
 /// <see cref="ReceiveAsync"/> is waiting. Disposing returns the held message to the front of the topic.
 /// </remarks>
-public sealed class MiniQueueConsumer : IAsyncDisposable, IValueTaskSource<bool>
+public sealed class MiniQueueConsumer : IAsyncDisposable
 {
     private static readonly Action<object?, CancellationToken> s_cancelWait =
         static (state, token) => ((MiniQueueConsumer)state!).EndWait(new OperationCanceledException(token));
 
     private readonly MiniQueueEngine _engine;
     private readonly TopicQueue _topic;
-    private ManualResetValueTaskSourceCore<bool> _source = new() { RunContinuationsAsynchronously = true };
+    /// <summary>The wait for a message, completed by the topic (kept apart so that the consumer does not expose it).</summary>
+    private readonly WaitSignal _source = new();
     private CancellationTokenRegistration _cancellation;
 
     // Guarded by _topic.SyncRoot.
@@ -155,7 +156,7 @@ public sealed class MiniQueueConsumer : IAsyncDisposable, IValueTaskSource<bool>
 
         try
         {
-            await new ValueTask<bool>(this, version).ConfigureAwait(false);
+            await new ValueTask<bool>(_source, version).ConfigureAwait(false);
         }
         finally
         {
@@ -394,12 +395,26 @@ public sealed class MiniQueueConsumer : IAsyncDisposable, IValueTaskSource<bool>
         return entry;
     }
 
-    bool IValueTaskSource<bool>.GetResult(short token) => _source.GetResult(token);
+    /// <summary>A reusable wait, one at a time; its continuations run on the thread pool, not on whoever completes it.</summary>
+    private sealed class WaitSignal : IValueTaskSource<bool>
+    {
+        private ManualResetValueTaskSourceCore<bool> _core = new() { RunContinuationsAsynchronously = true };
 
-    ValueTaskSourceStatus IValueTaskSource<bool>.GetStatus(short token) => _source.GetStatus(token);
+        public short Version => _core.Version;
 
-    void IValueTaskSource<bool>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
-        _source.OnCompleted(continuation, state, token, flags);
+        public void Reset() => _core.Reset();
+
+        public void SetResult(bool result) => _core.SetResult(result);
+
+        public void SetException(Exception error) => _core.SetException(error);
+
+        public bool GetResult(short token) => _core.GetResult(token);
+
+        public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
+
+        public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+            _core.OnCompleted(continuation, state, token, flags);
+    }
 }
 
 /// <summary>The ways a consumer settles the message it holds.</summary>
