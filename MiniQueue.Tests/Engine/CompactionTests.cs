@@ -1,4 +1,5 @@
 using MiniQueue.Storage;
+using MiniQueue.Tests.Storage;
 
 namespace MiniQueue.Tests.Engine;
 

@@ -1,4 +1,5 @@
 using MiniQueue.Storage;
+using MiniQueue.Tests.Storage;
 using Moq;
 
 namespace MiniQueue.Tests.Engine;

@@ -1,9 +1,10 @@
 using System.Runtime.CompilerServices;
+using MiniQueue.Storage;
 
-namespace MiniQueue.Storage;
+namespace MiniQueue.Tests.Storage;
 
 /// <summary>
-/// A log kept in memory: records, commits, replay, reads and truncation, with no disk.
+/// A test store: a log kept in memory (records, commits, replay, reads and truncation), with no disk.
 /// It lets the engine's logging and recovery be exercised quickly and deterministically: reopen an engine
 /// over the same store to restart it, or take <see cref="CrashCopy"/> to lose what was not committed.
 /// By default every append is committed at once; with <c>autoCommit: false</c> records wait for <see cref="Commit"/>.
