@@ -230,8 +230,8 @@ static (X509Certificate2? Certificate, bool Made, string? Problem) LoadCertifica
     }
 }
 
-/// <summary>"/publish/" followed by one non-empty path segment.</summary>
-/// (Read from the string as it is: PathString.StartsWithSegments would allocate the rest of the path.)
+// "/publish/" followed by one non-empty path segment, read from the string as it is (PathString.StartsWithSegments
+// would allocate the rest of the path on every request).
 static bool IsPublishPath(PathString path) =>
     path.Value is { } value && value.Length > "/publish/".Length && value.StartsWith("/publish/", StringComparison.Ordinal)
     && value.IndexOf('/', "/publish/".Length) < 0;

@@ -542,11 +542,8 @@ internal sealed class FasterLogStore : IMessageStore
         _commitRequests.Writer.TryComplete();
         await _committer.ConfigureAwait(false);
 
-        // The commits still in flight end before the last one.
-        for (var slot = 0; slot < CommitsInFlight; slot++)
-        {
-            await _commitSlots.WaitAsync().ConfigureAwait(false);
-        }
+        // The commits still in flight end before the last one; the hold is never let go (the store is closing).
+        _ = await HoldCommitsAsync().ConfigureAwait(false);
 
         if (!IsFaulted)
         {
