@@ -30,6 +30,8 @@ public sealed class MiniQueueConsumer : IAsyncDisposable
     private bool _isWaiting;
     private long _wait;
     private bool _isDisposed;
+    private bool _leaseLapsed;
+    private CancellationTokenSource? _lease;
 
     internal MiniQueueConsumer(MiniQueueEngine engine, TopicQueue topic)
     {
@@ -83,6 +85,7 @@ public sealed class MiniQueueConsumer : IAsyncDisposable
     private ValueTask<Delivery> ReceiveNow(CancellationToken cancellationToken)
     {
         MessageEntry entry;
+        CancellationToken lease;
         lock (_topic.SyncRoot)
         {
             ObjectDisposedException.ThrowIf(_isDisposed, this);
@@ -106,9 +109,10 @@ public sealed class MiniQueueConsumer : IAsyncDisposable
             }
 
             _topic.HoldLocked(this, entry);
+            lease = LeaseTokenLocked;
         }
 
-        return ToDeliveryAsync(entry);
+        return ToDeliveryAsync(entry, lease);
     }
 
     /// <summary>Holds the next message if one is ready now, without waiting.</summary>
@@ -119,6 +123,7 @@ public sealed class MiniQueueConsumer : IAsyncDisposable
     public bool TryReceive(out Delivery delivery)
     {
         MessageEntry entry;
+        CancellationToken lease;
         delivery = default;
         if (!_engine.Store.HasRoom)
         {
@@ -139,9 +144,10 @@ public sealed class MiniQueueConsumer : IAsyncDisposable
             }
 
             _topic.HoldLocked(this, entry);
+            lease = LeaseTokenLocked;
         }
 
-        var pending = ToDeliveryAsync(entry);
+        var pending = ToDeliveryAsync(entry, lease);
         delivery = pending.IsCompletedSuccessfully ? pending.Result : pending.AsTask().GetAwaiter().GetResult();
         return true;
     }
@@ -165,33 +171,40 @@ public sealed class MiniQueueConsumer : IAsyncDisposable
         }
 
         MessageEntry entry;
+        CancellationToken lease;
         lock (_topic.SyncRoot)
         {
             ObjectDisposedException.ThrowIf(!_isHolding, this);
             entry = _held;
+            lease = LeaseTokenLocked;
         }
 
-        return await ToDeliveryAsync(entry).ConfigureAwait(false);
+        return await ToDeliveryAsync(entry, lease).ConfigureAwait(false);
     }
 
     /// <summary>The held message as a delivery: its body from memory, or read back from the store.</summary>
-    private ValueTask<Delivery> ToDeliveryAsync(MessageEntry entry)
+    private ValueTask<Delivery> ToDeliveryAsync(MessageEntry entry, CancellationToken lease)
     {
         var delivery = _topic.ToDeliveryAsync(entry);
-        return delivery.IsCompletedSuccessfully ? delivery : ReadAgainIfMovedAsync(delivery, entry);
+        if (delivery.IsCompletedSuccessfully)
+        {
+            return lease.CanBeCanceled ? ValueTask.FromResult(delivery.Result with { LeaseExpired = lease }) : delivery;
+        }
+
+        return ReadAgainIfMovedAsync(delivery, entry, lease);
     }
 
     /// <summary>
     /// Compaction may copy the held message's body forward and free its old place while the read is in flight; then
     /// the read fails and is made again at the new place.
     /// </summary>
-    private async ValueTask<Delivery> ReadAgainIfMovedAsync(ValueTask<Delivery> delivery, MessageEntry entry)
+    private async ValueTask<Delivery> ReadAgainIfMovedAsync(ValueTask<Delivery> delivery, MessageEntry entry, CancellationToken lease)
     {
         while (true)
         {
             try
             {
-                return await delivery.ConfigureAwait(false);
+                return await delivery.ConfigureAwait(false) with { LeaseExpired = lease };
             }
             catch (MiniQueueStoreException)
             {
@@ -214,37 +227,73 @@ public sealed class MiniQueueConsumer : IAsyncDisposable
 
     /// <summary>Done: removes the held message for good.</summary>
     /// <exception cref="InvalidOperationException">The consumer holds no message.</exception>
-    public ValueTask AckAsync() => SettleAsync(Settlement.Ack, TimeSpan.Zero);
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while the store had no room to log the ACK; the message is still held.</exception>
+    public ValueTask AckAsync(CancellationToken cancellationToken = default) => SettleAsync(Settlement.Ack, TimeSpan.Zero, cancellationToken);
 
     /// <summary>Returns the held message to the front of the topic; a consumer already waiting gets it at once.</summary>
     /// <exception cref="InvalidOperationException">The consumer holds no message.</exception>
-    public ValueTask NackAsync() => SettleAsync(Settlement.Nack, TimeSpan.Zero);
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while the store had no room; the message is still held.</exception>
+    public ValueTask NackAsync(CancellationToken cancellationToken = default) => SettleAsync(Settlement.Nack, TimeSpan.Zero, cancellationToken);
 
     /// <summary>Returns the held message to the back of the topic.</summary>
     /// <exception cref="InvalidOperationException">The consumer holds no message.</exception>
-    public ValueTask BackAsync() => SettleAsync(Settlement.Back, TimeSpan.Zero);
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while the store had no room; the message is still held.</exception>
+    public ValueTask BackAsync(CancellationToken cancellationToken = default) => SettleAsync(Settlement.Back, TimeSpan.Zero, cancellationToken);
 
     /// <summary>
     /// Delays the held message by <paramref name="delay"/> and counts the delay in its dackCount. When it comes due it
     /// returns ahead of the FIFO messages (after NACKed ones). A delay of zero or less makes it due at once.
     /// </summary>
     /// <exception cref="InvalidOperationException">The consumer holds no message.</exception>
-    public ValueTask DackAsync(TimeSpan delay) => SettleAsync(Settlement.Dack, delay);
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled while the store had no room; the message is still held.</exception>
+    public ValueTask DackAsync(TimeSpan delay, CancellationToken cancellationToken = default) => SettleAsync(Settlement.Dack, delay, cancellationToken);
 
-    private ValueTask SettleAsync(Settlement settlement, TimeSpan delay)
+    /// <summary>
+    /// TOUCH: renews the lease on the held message, so that it stays held for another full lease from now (see
+    /// <see cref="MiniQueueOptions.Lease"/>). On a topic without a lease it only checks that a message is held.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The consumer holds no message (or its lease passed already).</exception>
+    /// <exception cref="ObjectDisposedException">The consumer was disposed.</exception>
+    public ValueTask TouchAsync(CancellationToken cancellationToken = default)
     {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled(cancellationToken);
+        }
+
+        lock (_topic.SyncRoot)
+        {
+            ObjectDisposedException.ThrowIf(_isDisposed, this);
+            if (!_isHolding)
+            {
+                throw NotHolding("TOUCH");
+            }
+
+            _topic.TouchLocked(this);
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    private ValueTask SettleAsync(Settlement settlement, TimeSpan delay, CancellationToken cancellationToken)
+    {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled(cancellationToken);
+        }
+
         if (!_engine.Store.HasRoom)
         {
-            return SettleWhenRoomAsync(settlement, delay);
+            return SettleWhenRoomAsync(settlement, delay, cancellationToken);
         }
 
         Settle(settlement, delay);
         return ValueTask.CompletedTask;
     }
 
-    private async ValueTask SettleWhenRoomAsync(Settlement settlement, TimeSpan delay)
+    private async ValueTask SettleWhenRoomAsync(Settlement settlement, TimeSpan delay, CancellationToken cancellationToken)
     {
-        await _engine.Store.WaitForRoomAsync().ConfigureAwait(false);
+        await _engine.Store.WaitForRoomAsync(cancellationToken).ConfigureAwait(false);
         Settle(settlement, delay);
     }
 
@@ -314,6 +363,7 @@ public sealed class MiniQueueConsumer : IAsyncDisposable
                 _isHolding = false;
                 _topic.NackLocked(_held, ref toComplete);
                 _held = default;
+                _lease = null;
             }
 
             forget = _topic.RemoveConsumerLocked(this);
@@ -360,7 +410,30 @@ public sealed class MiniQueueConsumer : IAsyncDisposable
     {
         _isWaiting = false;
         _isHolding = true;
+        _leaseLapsed = false;
         _held = entry;
+        _lease = _topic.Policy.LeaseTicks > 0 ? new CancellationTokenSource() : null;
+    }
+
+    /// <summary>When the lease on the held message passes, in UTC ticks; set by the topic under its lock.</summary>
+    internal long LeaseDeadlineLocked { get; set; }
+
+    /// <summary>The token that is cancelled when the lease on the held message passes (none without a lease).</summary>
+    private CancellationToken LeaseTokenLocked => _lease?.Token ?? CancellationToken.None;
+
+    /// <summary>
+    /// The lease on the held message passed: the consumer lets go of it (the topic returns it to the front). Returns the
+    /// source of the delivery's lease token, to be cancelled outside the lock.
+    /// </summary>
+    internal MessageEntry LapseLocked(out CancellationTokenSource? lease)
+    {
+        var entry = _held;
+        _isHolding = false;
+        _held = default;
+        _leaseLapsed = true;
+        lease = _lease;
+        _lease = null;
+        return entry;
     }
 
     internal void CompleteWait() => _source.SetResult(true);
@@ -386,14 +459,19 @@ public sealed class MiniQueueConsumer : IAsyncDisposable
         ObjectDisposedException.ThrowIf(_isDisposed, this);
         if (!_isHolding)
         {
-            throw new InvalidOperationException($"The consumer holds no message to {settlement.ToString().ToUpperInvariant()}.");
+            throw NotHolding(settlement.ToString().ToUpperInvariant());
         }
 
         var entry = _held;
         _isHolding = false;
         _held = default;
+        _lease = null;
         return entry;
     }
+
+    private InvalidOperationException NotHolding(string command) => new(_leaseLapsed
+        ? $"The consumer holds no message to {command}: the lease on the message it held passed, and the message went back to the front of its topic."
+        : $"The consumer holds no message to {command}.");
 
     /// <summary>A reusable wait, one at a time; its continuations run on the thread pool, not on whoever completes it.</summary>
     private sealed class WaitSignal : IValueTaskSource<bool>

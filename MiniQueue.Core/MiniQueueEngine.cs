@@ -33,6 +33,7 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
     private readonly LogSpace _space;
     private readonly TimeProvider _time;
     private readonly TimeSpan _delayCheckPeriod;
+    private readonly Func<string, TopicPolicy> _policyOf;
     private readonly int _maxMessageBytes;
     private readonly long _bodyCacheBytes;
     private readonly ILogger _logger;
@@ -57,6 +58,7 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
         _space = new LogSpace(store.SegmentSize, store.PageSize);
         _time = options.TimeProvider;
         _delayCheckPeriod = options.DelayCheckPeriod;
+        _policyOf = TopicPolicy.Resolver(options);
         _maxMessageBytes = options.MaxMessageBytes;
         _bodyCacheBytes = options.BodyCacheBytes;
         _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("MiniQueue.Engine");
@@ -367,6 +369,8 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
         _maintenanceGate.Dispose();
     }
 
+    internal ILogger Logger => _logger;
+
     internal long NextMessageId() => Interlocked.Increment(ref _lastMessageId);
 
     internal MiniQueueMetrics Metrics => _metrics;
@@ -449,7 +453,7 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
         return _topics.GetOrAdd(topic, static (name, engine) => engine.NewTopic(name), this);
     }
 
-    private TopicQueue NewTopic(string name) => new(this, _store, _space, name, _time, _delayCheckPeriod);
+    private TopicQueue NewTopic(string name) => new(this, _store, _space, name, _time, _delayCheckPeriod, _policyOf(name));
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
 }

@@ -107,6 +107,28 @@ public sealed class MiniQueueOptions
     /// </summary>
     public long? MaxDiskBytes { get; set; }
 
+    /// <summary>
+    /// How long a consumer may hold a message before its lease passes: the message then returns to the front of its
+    /// topic, exactly as if NACKed, and the consumer holds nothing (its next ACK fails). <c>TOUCH</c>
+    /// (<see cref="MiniQueueConsumer.TouchAsync"/>) renews the lease. Default: <see langword="null"/>, no lease (a
+    /// consumer holds its message until it settles it or goes away, as in the original). Per topic:
+    /// <see cref="TopicPolicies"/>.
+    /// </summary>
+    public TimeSpan? Lease { get; set; }
+
+    /// <summary>
+    /// How many times a message is delivered at most: a message that would be delivered once more is moved instead,
+    /// with its body, to the topic's dead-letter topic (<c>&lt;topic&gt;.dead</c>), where it is an ordinary message.
+    /// Default: <see langword="null"/>, no limit. Per topic: <see cref="TopicPolicies"/>.
+    /// </summary>
+    public int? MaxDeliveries { get; set; }
+
+    /// <summary>
+    /// Settings for some topics (by name or prefix pattern) that override <see cref="Lease"/> and
+    /// <see cref="MaxDeliveries"/>; the first policy that matches a topic applies to it.
+    /// </summary>
+    public IList<MiniQueueTopicPolicy> TopicPolicies { get; } = new List<MiniQueueTopicPolicy>();
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first property whose value cannot work.</summary>
     public void Validate()
     {
@@ -176,9 +198,32 @@ public sealed class MiniQueueOptions
             throw new ArgumentException($"{nameof(MaxDiskBytes)} ({cap}) must be more than {nameof(DiskReserveBytes)} ({reserve}).", nameof(MaxDiskBytes));
         }
 
+        ValidateLease(Lease, nameof(Lease));
+        ValidateMaxDeliveries(MaxDeliveries, nameof(MaxDeliveries));
+        for (var i = 0; i < TopicPolicies.Count; i++)
+        {
+            (TopicPolicies[i] ?? throw new ArgumentException($"{nameof(TopicPolicies)}[{i}] is null.", nameof(TopicPolicies))).Validate(i, nameof(TopicPolicies));
+        }
+
         if (DataDirectory is { Length: 0 })
         {
             throw new ArgumentException($"{nameof(DataDirectory)} must be null (in memory) or a folder, not empty.", nameof(DataDirectory));
+        }
+    }
+
+    internal static void ValidateLease(TimeSpan? lease, string name)
+    {
+        if (lease is { } value && (value <= TimeSpan.Zero || value > TimeSpan.FromDays(365)))
+        {
+            throw new ArgumentException($"{name} must be positive and at most a year, not {value}.", name);
+        }
+    }
+
+    internal static void ValidateMaxDeliveries(int? maxDeliveries, string name)
+    {
+        if (maxDeliveries is < 1)
+        {
+            throw new ArgumentException($"{name} must be at least 1, not {maxDeliveries}.", name);
         }
     }
 }

@@ -29,7 +29,9 @@ internal sealed class Flags
             new("h2c", "bool", "serve cleartext HTTP/2 (prior knowledge) instead of TLS, e.g. behind a proxy that terminates TLS", "false", v => H2c = ParseBool(v)),
             new("human", "bool", "human readable logging output", "false", v => Human = ParseBool(v)),
             new("key", "string", "path to TLS key", DefaultKey, v => { Key = v; KeyGiven = true; }),
+            new("lease", "duration", "how long a consumer may hold a message before it returns to the front (TOUCH renews it; e.g. 30s; default: no lease)", "", v => Lease = ParsePositiveDuration(v)),
             new("level", "string", "(disabled|debug|info|warn|error)", "debug", v => Level = ParseLevel(v)),
+            new("max-deliveries", "int", "how many times a message is delivered at most; then it moves to the topic <topic>.dead (default: no limit)", "", v => MaxDeliveries = ParseInt(v, minimum: 1)),
             new("max-disk", "size", "the most disk space the data directory may take (e.g. 10GiB; default: no cap)", "", v => MaxDisk = ParseSize(v)),
             new("max-message-bytes", "int", "largest message body accepted, in bytes", MiniQueueOptions.DefaultMaxMessageBytes.ToString(CultureInfo.InvariantCulture), v => MaxMessageBytes = ParseInt(v, minimum: 0)),
             new("metrics-topic-limit", "int", "how many of the busiest topics get their own topic label in /metrics; the others are summed under topic=\"/other\"", MiniQueueOptions.DefaultMetricsTopicLimit.ToString(CultureInfo.InvariantCulture), v => MetricsTopicLimit = ParseInt(v, minimum: 0)),
@@ -72,6 +74,12 @@ internal sealed class Flags
     public long? DiskReserve { get; private set; }
 
     public long? MaxDisk { get; private set; }
+
+    /// <summary>The <c>-lease</c> given, if any (otherwise the option keeps its configured value).</summary>
+    public TimeSpan? Lease { get; private set; }
+
+    /// <summary>The <c>-max-deliveries</c> given, if any (otherwise the option keeps its configured value).</summary>
+    public int? MaxDeliveries { get; private set; }
 
     /// <summary>
     /// Parses <paramref name="args"/>. On <c>-h</c>, <c>-help</c> or an error it writes what Go's flag package writes to

@@ -119,6 +119,16 @@ builder.Services.AddMiniQueue(
             queue.MaxDiskBytes = maxDisk;
         }
 
+        if (flags.Lease is { } lease)
+        {
+            queue.Lease = lease;
+        }
+
+        if (flags.MaxDeliveries is { } maxDeliveries)
+        {
+            queue.MaxDeliveries = maxDeliveries;
+        }
+
         if (flags.MetricsTopicLimit is { } limit)
         {
             queue.MetricsTopicLimit = limit;

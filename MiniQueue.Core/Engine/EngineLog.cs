@@ -26,4 +26,11 @@ internal static partial class EngineLog
     [LoggerMessage(EventId = 1005, Level = LogLevel.Error,
         Message = "{Count} messages of topic {Topic} were lost: a commit failed before they were durable and their bodies were not in memory")]
     public static partial void MessagesLost(ILogger logger, int count, string topic);
+
+    [LoggerMessage(EventId = 1006, Level = LogLevel.Information,
+        Message = "The lease on message {MessageId} of topic {Topic} passed before its consumer settled it; it returned to the front")]
+    public static partial void LeaseExpired(ILogger logger, string topic, long messageId);
+
+    [LoggerMessage(EventId = 1007, Level = LogLevel.Warning, Message = "A callback on the lease token of a delivery of topic {Topic} failed")]
+    public static partial void LeaseCallbackFailed(ILogger logger, string topic, Exception exception);
 }

@@ -38,6 +38,14 @@ internal sealed class MiniQueueMetrics : IDisposable
         _counters[(int)TopicCounter.Nacked] = CreateCounter(TopicCounter.Nacked, "messages.nacked", "Messages returned to the front (NACK, or a consumer that ended).");
         _counters[(int)TopicCounter.Backed] = CreateCounter(TopicCounter.Backed, "messages.backed", "Messages returned to the back (BACK).");
         _counters[(int)TopicCounter.Dacked] = CreateCounter(TopicCounter.Dacked, "messages.dacked", "Messages delayed (DACK).");
+        _counters[(int)TopicCounter.LeaseExpired] = CreateCounter(
+            TopicCounter.LeaseExpired, "messages.lease_expired", "Held messages returned to the front because their lease passed.");
+        _counters[(int)TopicCounter.DeadLettered] = CreateCounter(
+            TopicCounter.DeadLettered, "messages.dead_lettered", "Messages moved to the dead-letter topic after their last allowed delivery.");
+        _counters[(int)TopicCounter.Redriven] = CreateCounter(
+            TopicCounter.Redriven, "messages.redriven", "Messages moved back from the dead-letter topic (redrive); counted on the topic they return to.");
+        _counters[(int)TopicCounter.Duplicates] = CreateCounter(
+            TopicCounter.Duplicates, "messages.duplicates", "Publishes that repeated an idempotency key within its window and enqueued nothing.");
         CreateGauge(TopicMetrics.CounterCount + 0, "messages.ready", static totals => totals.Ready, "{message}", "Messages waiting to be delivered.");
         CreateGauge(TopicMetrics.CounterCount + 1, "messages.held", static totals => totals.Held, "{message}", "Messages consumers hold.");
         CreateGauge(TopicMetrics.CounterCount + 2, "messages.delayed", static totals => totals.Delayed, "{message}", "DACKed messages not yet due.");
@@ -74,6 +82,14 @@ internal sealed class MiniQueueMetrics : IDisposable
         }
     }
 
+    public void LeaseExpired(string topic) => Count(topic, TopicCounter.LeaseExpired);
+
+    public void DeadLettered(string topic) => Count(topic, TopicCounter.DeadLettered);
+
+    public void Redriven(string topic, int count) => Count(topic, TopicCounter.Redriven, count);
+
+    public void Duplicate(string topic) => Count(topic, TopicCounter.Duplicates);
+
     public void RefusedForSpace() => _refusedForSpace.Add(1);
 
     public void Delivered(string topic) => Count(topic, TopicCounter.Delivered);
@@ -95,11 +111,11 @@ internal sealed class MiniQueueMetrics : IDisposable
     }
 
     /// <summary>Counts an operation, unless nobody listens to its counter.</summary>
-    private void Count(string topic, TopicCounter counter)
+    private void Count(string topic, TopicCounter counter, long amount = 1)
     {
         if (_counters[(int)counter].Enabled)
         {
-            _topics.Count(topic, counter, traffic: counter is TopicCounter.Published or TopicCounter.Delivered);
+            _topics.Count(topic, counter, traffic: counter is TopicCounter.Published or TopicCounter.Delivered, amount);
         }
     }
 

@@ -12,6 +12,10 @@ internal enum TopicCounter
     Nacked,
     Backed,
     Dacked,
+    LeaseExpired,
+    DeadLettered,
+    Redriven,
+    Duplicates,
 }
 
 /// <summary>
@@ -43,7 +47,7 @@ internal sealed class TopicMetrics
     /// <summary>The <c>topic</c> tag value of the topics without their own: no topic has it, since a topic name has no <c>/</c>.</summary>
     public const string OtherTopics = "/other";
 
-    public const int CounterCount = 6;
+    public const int CounterCount = 10;
 
     /// <summary>How fast past traffic stops counting towards a topic's place.</summary>
     public static readonly TimeSpan TrafficHalfLife = TimeSpan.FromMinutes(1);
@@ -76,10 +80,10 @@ internal sealed class TopicMetrics
     }
 
     /// <summary>Counts one operation of a topic; <paramref name="traffic"/> when it counts towards the topic's place.</summary>
-    public void Count(string topic, TopicCounter counter, bool traffic)
+    public void Count(string topic, TopicCounter counter, bool traffic, long amount = 1)
     {
         var entry = _entries.GetOrAdd(topic, s_newEntry);
-        Interlocked.Increment(ref entry.Counts[(int)counter]);
+        Interlocked.Add(ref entry.Counts[(int)counter], amount);
         if (traffic)
         {
             Interlocked.Increment(ref entry.Traffic);

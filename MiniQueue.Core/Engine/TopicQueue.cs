@@ -25,6 +25,13 @@ internal sealed class TopicQueue
     private readonly LogSpace _space;
     private readonly TimeProvider _time;
     private readonly long _periodTicks;
+    private readonly TopicPolicy _policy;
+
+    /// <summary>
+    /// Consumers by the deadline of the lease on the message they hold. Entries go stale when the consumer settles or
+    /// renews (TOUCH); a stale entry is dropped when it comes up (see <see cref="ExpireLeasesLocked"/>).
+    /// </summary>
+    private readonly PriorityQueue<MiniQueueConsumer, long> _leases = new();
 
     private readonly Stack<MessageEntry> _front = new();
     private readonly Queue<MessageEntry> _due = new();
@@ -57,8 +64,9 @@ internal sealed class TopicQueue
     private bool _retired;
     private bool _closed;
 
-    public TopicQueue(MiniQueueEngine engine, IMessageStore store, LogSpace space, string name, TimeProvider time, TimeSpan period)
+    public TopicQueue(MiniQueueEngine engine, IMessageStore store, LogSpace space, string name, TimeProvider time, TimeSpan period, TopicPolicy policy)
     {
+        _policy = policy;
         _engine = engine;
         _store = store;
         _space = space;
@@ -72,6 +80,9 @@ internal sealed class TopicQueue
     public Lock SyncRoot { get; } = new();
 
     public string Name { get; }
+
+    /// <summary>The topic's policy (lease, max deliveries).</summary>
+    public TopicPolicy Policy => _policy;
 
     public byte[] NameUtf8 { get; }
 
@@ -331,6 +342,63 @@ internal sealed class TopicQueue
         _held++;
         _engine.Metrics.Delivered(Name);
         AppendBestEffort(LogRecord.Deliver(entry.Id));
+        if (_policy.LeaseTicks > 0)
+        {
+            StartLeaseLocked(consumer);
+        }
+    }
+
+    /// <summary>Starts (or renews) the lease of the message <paramref name="consumer"/> holds.</summary>
+    private void StartLeaseLocked(MiniQueueConsumer consumer)
+    {
+        var now = _time.GetUtcNow().UtcTicks;
+        var deadline = now + Math.Min(_policy.LeaseTicks, DateTimeOffset.MaxValue.UtcTicks - now);
+        consumer.LeaseDeadlineLocked = deadline;
+        _leases.Enqueue(consumer, deadline);
+        ArmTimerLocked(now);
+    }
+
+    /// <summary>TOUCH: renews the lease of the message <paramref name="consumer"/> holds (nothing to do without a lease).</summary>
+    public void TouchLocked(MiniQueueConsumer consumer)
+    {
+        if (_policy.LeaseTicks > 0)
+        {
+            StartLeaseLocked(consumer);
+        }
+    }
+
+    /// <summary>
+    /// Returns the messages whose lease has passed to the front, as NACK does (waiting consumers get them at once), and
+    /// adds the sources of their deliveries' lease tokens to <paramref name="lapsed"/>, to be cancelled outside the lock.
+    /// </summary>
+    private void ExpireLeasesLocked(long now, ref MiniQueueConsumer? toComplete, ref List<CancellationTokenSource>? lapsed)
+    {
+        while (_leases.TryPeek(out var consumer, out var deadline) && deadline <= now)
+        {
+            _leases.Dequeue();
+            if (!consumer.IsHoldingLocked || consumer.LeaseDeadlineLocked != deadline)
+            {
+                // Settled, renewed or gone since.
+                continue;
+            }
+
+            var entry = consumer.LapseLocked(out var lease);
+            _held--;
+            _front.Push(entry);
+            AppendBestEffort(LogRecord.Nack(entry.Id));
+            _engine.Metrics.LeaseExpired(Name);
+            EngineLog.LeaseExpired(_engine.Logger, Name, entry.Id);
+            lapsed ??= [];
+            if (lease is not null)
+            {
+                lapsed.Add(lease);
+            }
+        }
+
+        if (lapsed is not null)
+        {
+            DispatchLocked(ref toComplete);
+        }
     }
 
     public void AddWaiterLocked(MiniQueueConsumer consumer, long wait) => _waiters.Enqueue((consumer, wait));
@@ -457,15 +525,21 @@ internal sealed class TopicQueue
         }
     }
 
-    /// <summary>Arms the timer for the earliest due time, capped at one period from now.</summary>
+    /// <summary>Arms the timer for the earliest due time or lease deadline, capped at one period from now.</summary>
     private void ArmTimerLocked(long now)
     {
-        if (_closed || !_delayed.TryPeek(out _, out var key))
+        var next = _delayed.TryPeek(out _, out var key) ? key.DueTicks : long.MaxValue;
+        if (_leases.TryPeek(out _, out var deadline))
+        {
+            next = Math.Min(next, deadline);
+        }
+
+        if (_closed || next == long.MaxValue)
         {
             return;
         }
 
-        var firesAt = Math.Min(key.DueTicks, now + _periodTicks);
+        var firesAt = Math.Min(next, now + _periodTicks);
         if (firesAt >= _timerFiresAt)
         {
             return;
@@ -489,6 +563,7 @@ internal sealed class TopicQueue
     private void OnTimer()
     {
         MiniQueueConsumer? toComplete = null;
+        List<CancellationTokenSource>? lapsed = null;
         lock (SyncRoot)
         {
             _timerFiresAt = long.MaxValue;
@@ -498,9 +573,27 @@ internal sealed class TopicQueue
             }
 
             var now = _time.GetUtcNow().UtcTicks;
+            ExpireLeasesLocked(now, ref toComplete, ref lapsed);
             PromoteDueLocked(now);
             DispatchLocked(ref toComplete);
             ArmTimerLocked(now);
+        }
+
+        if (lapsed is not null)
+        {
+            // Whoever watches a lapsed delivery's token hears it now (its consumer already holds nothing).
+            foreach (var lease in lapsed)
+            {
+                try
+                {
+                    lease.Cancel();
+                }
+                catch (AggregateException exception)
+                {
+                    // A watcher's callback failed; the timer thread must go on.
+                    EngineLog.LeaseCallbackFailed(_engine.Logger, Name, exception);
+                }
+            }
         }
 
         CompleteAll(toComplete);

@@ -18,6 +18,12 @@ internal enum CommandKind
     Back,
     Dack,
 
+    /// <summary>"TOUCH": renew the lease of the held message (an extension, docs/PROTOCOL.md "Leases").</summary>
+    Touch,
+
+    /// <summary>Not a command: the read was interrupted (<see cref="PipeReader.CancelPendingRead"/>) so the stream can write something first.</summary>
+    Interrupted,
+
     /// <summary>A JSON string with an unknown first word, or JSON <c>null</c>: the stream goes on.</summary>
     Unrecognised,
 
@@ -78,6 +84,13 @@ internal sealed class CommandReader
         {
             var result = await _reader.ReadAsync(cancellationToken).ConfigureAwait(false);
             var buffer = result.Buffer;
+            if (result.IsCanceled)
+            {
+                // Nothing is consumed or examined: the next read sees the same bytes at once.
+                _reader.AdvanceTo(buffer.Start);
+                return new(CommandKind.Interrupted);
+            }
+
             if (TryParse(buffer, result.IsCompleted, out var command, out var consumed))
             {
                 _reader.AdvanceTo(consumed);
@@ -184,6 +197,11 @@ internal sealed class CommandReader
         if (word.SequenceEqual("BACK"u8))
         {
             return new(CommandKind.Back);
+        }
+
+        if (word.SequenceEqual("TOUCH"u8))
+        {
+            return new(CommandKind.Touch);
         }
 
         if (!word.SequenceEqual("DACK"u8))

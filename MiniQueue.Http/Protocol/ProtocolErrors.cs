@@ -13,6 +13,8 @@ internal enum StreamError
     Nack,
     Back,
     Dack,
+    Touch,
+    LeaseExpired,
     Unrecognised,
     DecodingCommand,
     DackTooFewArguments,
@@ -48,6 +50,12 @@ internal static class ProtocolErrors
 
     public static ReadOnlySpan<byte> Dack => "{\"error\":\"error DACKing message\"}\n"u8;
 
+    /// <summary>TOUCH without a held message (an extension, docs/PROTOCOL.md "Leases").</summary>
+    public static ReadOnlySpan<byte> Touch => "{\"error\":\"error TOUCHing message\"}\n"u8;
+
+    /// <summary>The lease on the held message passed; the stream stays open (an extension, docs/PROTOCOL.md "Leases").</summary>
+    public static ReadOnlySpan<byte> LeaseExpired => "{\"error\":\"lease expired\"}\n"u8;
+
     public static ReadOnlySpan<byte> Unrecognised => "{\"error\":\"unrecognised command received\"}\n"u8;
 
     public static ReadOnlySpan<byte> DecodingCommand => "{\"error\":\"error decoding command\"}\n"u8;
@@ -64,6 +72,8 @@ internal static class ProtocolErrors
         StreamError.Nack => Nack,
         StreamError.Back => Back,
         StreamError.Dack => Dack,
+        StreamError.Touch => Touch,
+        StreamError.LeaseExpired => LeaseExpired,
         StreamError.Unrecognised => Unrecognised,
         StreamError.DackTooFewArguments => DackTooFewArguments,
         StreamError.DackInvalidArgument => DackInvalidArgument,

@@ -136,12 +136,28 @@ internal sealed class SubscribeHandler
         }
 
         var commands = new CommandReader(body);
+        var lease = new LeaseWatch(body);
         while (true)
         {
+            // A lease that passed is told before the next command is handled (docs/PROTOCOL.md "Leases").
+            if (lease.TakeLapse())
+            {
+                MessageWriter.WriteLine(output, ProtocolErrors.LineOf(StreamError.LeaseExpired));
+                if ((await output.FlushAsync(cancellationToken).ConfigureAwait(false)).IsCompleted)
+                {
+                    return "the client stopped reading";
+                }
+            }
+
             var command = await commands.ReadAsync(cancellationToken).ConfigureAwait(false);
             if (command.Kind == CommandKind.End)
             {
                 return "the request body ended";
+            }
+
+            if (command.Kind == CommandKind.Interrupted)
+            {
+                continue;
             }
 
             var error = await ApplyAsync(consumer, command).ConfigureAwait(false);
@@ -162,6 +178,19 @@ internal sealed class SubscribeHandler
                 continue;
             }
 
+            if (command.Kind == CommandKind.Touch)
+            {
+                // A renewed lease is not answered: the consumer still holds its message.
+                continue;
+            }
+
+            // The previous delivery's lease is no longer watched; if it passed meanwhile, that is told first.
+            await lease.StopAsync().ConfigureAwait(false);
+            if (lease.TakeLapse())
+            {
+                MessageWriter.WriteLine(output, ProtocolErrors.LineOf(StreamError.LeaseExpired));
+            }
+
             // The command leads to a delivery, and is finished only when it has happened.
             Delivery delivery;
             try
@@ -176,6 +205,7 @@ internal sealed class SubscribeHandler
                 return "the store could not read the next message";
             }
 
+            lease.Watch(delivery.LeaseExpired);
             MessageWriter.WriteMessage(output, delivery.Payload.Span, delivery.DackCount);
             if ((await output.FlushAsync(cancellationToken).ConfigureAwait(false)).IsCompleted)
             {
@@ -184,7 +214,10 @@ internal sealed class SubscribeHandler
         }
     }
 
-    /// <summary>Applies a command to the consumer; <see cref="StreamError.None"/> when a delivery is to follow.</summary>
+    /// <summary>
+    /// Applies a command to the consumer; <see cref="StreamError.None"/> when a delivery is to follow (or, for TOUCH,
+    /// when the lease was renewed).
+    /// </summary>
     private static async ValueTask<StreamError> ApplyAsync(MiniQueueConsumer consumer, Command command)
     {
         switch (command.Kind)
@@ -192,37 +225,16 @@ internal sealed class SubscribeHandler
             case CommandKind.Init:
                 return consumer.IsHoldingMessage ? StreamError.NextValue : StreamError.None;
             case CommandKind.Ack:
-                if (!consumer.IsHoldingMessage)
-                {
-                    return StreamError.Ack;
-                }
-
-                await consumer.AckAsync().ConfigureAwait(false);
-                return StreamError.None;
+                return await SettleAsync(consumer, static (c, _) => c.AckAsync(), 0, StreamError.Ack).ConfigureAwait(false);
             case CommandKind.Nack:
-                if (!consumer.IsHoldingMessage)
-                {
-                    return StreamError.Nack;
-                }
-
-                await consumer.NackAsync().ConfigureAwait(false);
-                return StreamError.None;
+                return await SettleAsync(consumer, static (c, _) => c.NackAsync(), 0, StreamError.Nack).ConfigureAwait(false);
             case CommandKind.Back:
-                if (!consumer.IsHoldingMessage)
-                {
-                    return StreamError.Back;
-                }
-
-                await consumer.BackAsync().ConfigureAwait(false);
-                return StreamError.None;
+                return await SettleAsync(consumer, static (c, _) => c.BackAsync(), 0, StreamError.Back).ConfigureAwait(false);
             case CommandKind.Dack:
-                if (!consumer.IsHoldingMessage)
-                {
-                    return StreamError.Dack;
-                }
-
-                await consumer.DackAsync(TimeSpan.FromSeconds(command.DackSeconds)).ConfigureAwait(false);
-                return StreamError.None;
+                return await SettleAsync(consumer, static (c, seconds) => c.DackAsync(TimeSpan.FromSeconds(seconds)), command.DackSeconds, StreamError.Dack)
+                    .ConfigureAwait(false);
+            case CommandKind.Touch:
+                return await SettleAsync(consumer, static (c, _) => c.TouchAsync(), 0, StreamError.Touch).ConfigureAwait(false);
             case CommandKind.Unrecognised:
                 return StreamError.Unrecognised;
             case CommandKind.DackTooFewArguments:
@@ -231,6 +243,74 @@ internal sealed class SubscribeHandler
                 return StreamError.DackInvalidArgument;
             default:
                 return StreamError.DecodingCommand;
+        }
+    }
+
+    /// <summary>
+    /// Settles (or touches) the held message; <paramref name="error"/> when the consumer holds none, also when its lease
+    /// passed between the check and the settlement.
+    /// </summary>
+    private static async ValueTask<StreamError> SettleAsync(
+        MiniQueueConsumer consumer, Func<MiniQueueConsumer, int, ValueTask> settle, int argument, StreamError error)
+    {
+        if (!consumer.IsHoldingMessage)
+        {
+            return error;
+        }
+
+        try
+        {
+            await settle(consumer, argument).ConfigureAwait(false);
+        }
+        catch (InvalidOperationException) when (!consumer.IsHoldingMessage)
+        {
+            return error;
+        }
+
+        return StreamError.None;
+    }
+
+    /// <summary>
+    /// Watches the lease on the stream's current delivery: when it passes, the pending read of commands is interrupted so
+    /// that the stream can say so at once (<c>{"error":"lease expired"}</c>).
+    /// </summary>
+    private sealed class LeaseWatch(PipeReader commands)
+    {
+        private static readonly Action<object?> s_onLapse = static state => ((LeaseWatch)state!).OnLapse();
+
+        private CancellationTokenRegistration _registration;
+        private int _lapsed;
+
+        public void Watch(CancellationToken lease)
+        {
+            if (lease.CanBeCanceled)
+            {
+                _registration = lease.UnsafeRegister(s_onLapse, this);
+            }
+        }
+
+        /// <summary>Stops watching; once this completes, a lapse that was being signalled has been noted.</summary>
+        public ValueTask StopAsync()
+        {
+            var registration = _registration;
+            _registration = default;
+            return registration.DisposeAsync();
+        }
+
+        /// <summary>Whether the watched lease passed since the last call.</summary>
+        public bool TakeLapse() => Interlocked.Exchange(ref _lapsed, 0) != 0;
+
+        private void OnLapse()
+        {
+            Volatile.Write(ref _lapsed, 1);
+            try
+            {
+                commands.CancelPendingRead();
+            }
+            catch (Exception exception) when (exception is ObjectDisposedException or InvalidOperationException)
+            {
+                // The stream ended meanwhile; there is nobody left to tell.
+            }
         }
     }
 }

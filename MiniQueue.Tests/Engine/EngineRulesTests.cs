@@ -171,9 +171,9 @@ public sealed class EngineRulesTests
 
         Func<ValueTask> settle = command switch
         {
-            "ack" => idle.AckAsync,
-            "nack" => idle.NackAsync,
-            "back" => idle.BackAsync,
+            "ack" => () => idle.AckAsync(),
+            "nack" => () => idle.NackAsync(),
+            "back" => () => idle.BackAsync(),
             _ => () => idle.DackAsync(TimeSpan.FromSeconds(1)),
         };
 

@@ -110,9 +110,9 @@ public sealed class ModelTests
                     history.AppendLine(CultureInfo.InvariantCulture, $"{command} c{m.Id} {(op == 6 ? seconds : "")}");
                     Func<ValueTask> settle = op switch
                     {
-                        3 => engine.AckAsync,
-                        4 => engine.NackAsync,
-                        5 => engine.BackAsync,
+                        3 => () => engine.AckAsync(),
+                        4 => () => engine.NackAsync(),
+                        5 => () => engine.BackAsync(),
                         _ => () => engine.DackAsync(TimeSpan.FromSeconds(seconds)),
                     };
                     if (m.Held is null)

@@ -402,7 +402,7 @@ public sealed class HostingTests
                 {
                     var delivery = await consumer.ReceiveAsync(stoppingToken);
                     await received.WriteAsync(delivery.Text(), stoppingToken);
-                    await consumer.AckAsync();
+                    await consumer.AckAsync(stoppingToken);
                 }
             }
             catch (Exception exception) when (exception is OperationCanceledException or ObjectDisposedException)

@@ -83,7 +83,7 @@ public sealed class InvoiceMailer(MiniQueueConsumer consumer, MiniQueueEngine qu
         }
         catch (TimeoutException) when (delivery.DackCount + 1 < MaxAttempts)
         {
-            await consumer.DackAsync(TimeSpan.FromSeconds(Math.Pow(2, delivery.DackCount)));
+            await consumer.DackAsync(TimeSpan.FromSeconds(Math.Pow(2, delivery.DackCount)), CancellationToken.None);
             return MailOutcome.RetryLater;
         }
         catch (TimeoutException)
@@ -92,11 +92,12 @@ public sealed class InvoiceMailer(MiniQueueConsumer consumer, MiniQueueEngine qu
         }
         catch (MailServerDownException)
         {
-            await consumer.NackAsync();
+            await consumer.NackAsync(CancellationToken.None);
             return MailOutcome.GaveBack;
         }
 
-        await consumer.AckAsync();
+        // The mail went out: the ACK is made even if the caller is stopping.
+        await consumer.AckAsync(CancellationToken.None);
         return MailOutcome.Sent;
     }
 

@@ -83,7 +83,7 @@ internal static class DurableLoad
             var result = await LoadResult.MeasureCountAsync(consumers, Prefill, async (consumer, done) =>
             {
                 await subscriptions[consumer].ReceiveAsync(done);
-                await subscriptions[consumer].AckAsync();
+                await subscriptions[consumer].AckAsync(done);
             });
             foreach (var subscription in subscriptions)
             {

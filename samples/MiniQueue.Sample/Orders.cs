@@ -59,13 +59,13 @@ public sealed partial class OrderWorker(MiniQueueEngine queue, ProcessedOrders p
             {
                 // A message that can never be handled is dropped, not retried for ever.
                 LogUnreadable(delivery.MessageId);
-                await consumer.AckAsync();
+                await consumer.AckAsync(CancellationToken.None);
                 continue;
             }
 
             processed.Add(order);
             LogProcessed(order.Quantity, order.Item);
-            await consumer.AckAsync();
+            await consumer.AckAsync(CancellationToken.None);
         }
     }
 

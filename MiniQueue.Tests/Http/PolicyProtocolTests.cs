@@ -1,0 +1,143 @@
+using System.Text;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+
+namespace MiniQueue.Tests.Http;
+
+/// <summary>
+/// The policy extensions of the consumer stream (docs/PROTOCOL.md "Leases") over a real Kestrel listener (TLS, HTTP/2),
+/// with a fake clock. Topics under <c>lease.</c> have a 30 s lease; others keep the original behaviour.
+/// </summary>
+[CancelAfter(60_000)]
+public sealed class PolicyProtocolTests
+{
+    private static readonly TimeSpan s_lease = TimeSpan.FromSeconds(30);
+
+    private MiniQueueTestHost _host = null!;
+    private HttpClient _client = null!;
+    private FakeTimeProvider _clock = null!;
+
+    [OneTimeSetUp]
+    public async Task StartServer()
+    {
+        _clock = TestSupport.NewClock();
+        _host = await MiniQueueTestHost.StartAsync(builder =>
+        {
+            builder.Services.AddSingleton<TimeProvider>(_clock);
+            builder.Services.Configure<MiniQueueOptions>(options =>
+                options.TopicPolicies.Add(new MiniQueueTopicPolicy { Topics = "lease.*", Lease = s_lease }));
+        });
+        _client = _host.CreateHttpClient();
+    }
+
+    [OneTimeTearDown]
+    public async Task StopServer()
+    {
+        _client.Dispose();
+        await _host.DisposeAsync();
+    }
+
+    private static string NewTopic(string prefix = "lease.") => prefix + Guid.NewGuid().ToString("N");
+
+    private MiniQueueEngine Engine => _host.Engine;
+
+    private Task<RawConsumerStream> SubscribeAsync(string topic) => RawConsumerStream.OpenAsync(_client, "subscribe/" + Uri.EscapeDataString(topic));
+
+    private static string MessageLine(string text) => $"{{\"msg\":\"{Convert.ToBase64String(Encoding.UTF8.GetBytes(text))}\"}}\n";
+
+    private const string LeaseExpiredLine = "{\"error\":\"lease expired\"}\n";
+
+    [Test]
+    public async Task LeasePasses_ConsumerIsToldAtOnce_StreamStaysOpen_AndTheMessageGoesToTheNextConsumer()
+    {
+        var topic = NewTopic();
+        await Engine.PublishAsync(topic, "job");
+        await using var slow = await SubscribeAsync(topic);
+        await slow.SendAsync("\"INIT\"\n");
+        Assert.That(await slow.ReadLineAsync(), Is.EqualTo(MessageLine("job")));
+        await using var next = await SubscribeAsync(topic);
+        await next.SendAsync("\"INIT\"\n");
+        await DurableTestSupportWait.UntilAsync(() => Engine.GetStats(topic).Consumers == 2);
+
+        _clock.Advance(s_lease);
+
+        // Told without sending anything; the waiting consumer gets the message at once, as after a NACK.
+        Assert.That(await slow.ReadLineAsync(), Is.EqualTo(LeaseExpiredLine));
+        Assert.That(await next.ReadLineAsync(), Is.EqualTo(MessageLine("job")));
+
+        // The slow consumer holds nothing: its ACK fails, its TOUCH fails, and the stream is still usable.
+        await slow.SendAsync("\"ACK\"\n");
+        Assert.That(await slow.ReadLineAsync(), Is.EqualTo("{\"error\":\"error ACKing message\"}\n"));
+        await slow.SendAsync("\"TOUCH\"\n");
+        Assert.That(await slow.ReadLineAsync(), Is.EqualTo("{\"error\":\"error TOUCHing message\"}\n"));
+        await Engine.PublishAsync(topic, "second");
+        await slow.SendAsync("\"INIT\"\n");
+        Assert.That(await slow.ReadLineAsync(), Is.EqualTo(MessageLine("second")));
+    }
+
+    [Test]
+    public async Task Touch_RenewsTheLease_WithoutAnAnswer()
+    {
+        var topic = NewTopic();
+        await Engine.PublishAsync(topic, "long job");
+        await Engine.PublishAsync(topic, "after");
+        await using var stream = await SubscribeAsync(topic);
+        await stream.SendAsync("\"INIT\"\n");
+        Assert.That(await stream.ReadLineAsync(), Is.EqualTo(MessageLine("long job")));
+
+        _clock.Advance(TimeSpan.FromSeconds(20));
+        await SendTouchAsync(stream);
+        _clock.Advance(TimeSpan.FromSeconds(20));
+
+        // 40 s after the delivery, 20 s after TOUCH: still held, so the ACK works and the next message follows.
+        await stream.SendAsync("\"ACK\"\n");
+        Assert.That(await stream.ReadLineAsync(), Is.EqualTo(MessageLine("after")));
+    }
+
+    /// <summary>
+    /// Sends TOUCH, which is not answered, then an unknown command, which is: commands are handled strictly in order,
+    /// so once that answer is in, the TOUCH has been handled.
+    /// </summary>
+    private static async Task SendTouchAsync(RawConsumerStream stream)
+    {
+        await stream.SendAsync("\"TOUCH\"\n\"PING\"\n");
+        Assert.That(await stream.ReadLineAsync(), Is.EqualTo("{\"error\":\"unrecognised command received\"}\n"));
+    }
+
+    [Test]
+    public async Task WithoutALease_TouchOnAHeldMessage_IsSilent_AndNothingExpires()
+    {
+        var topic = NewTopic("plain-");
+        await Engine.PublishAsync(topic, "m");
+        await using var stream = await SubscribeAsync(topic);
+        await stream.SendAsync("\"INIT\"\n");
+        Assert.That(await stream.ReadLineAsync(), Is.EqualTo(MessageLine("m")));
+
+        await SendTouchAsync(stream);
+        _clock.Advance(TimeSpan.FromDays(1));
+        await stream.SendAsync("\"ACK\"\n");
+        await Engine.PublishAsync(topic, "n");
+
+        // The first line after TOUCH and a day is the next message: nothing expired, TOUCH had no answer.
+        Assert.That(await stream.ReadLineAsync(), Is.EqualTo(MessageLine("n")));
+        Assert.That(Engine.GetStats(topic), Is.EqualTo(new TopicStats(0, 1, 0, 1)));
+    }
+}
+
+/// <summary>A bounded poll for a condition the test cannot await directly.</summary>
+internal static class DurableTestSupportWait
+{
+    public static async Task UntilAsync(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow + TestSupport.Bound;
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                Assert.Fail("The condition did not hold within the bound.");
+            }
+
+            await Task.Delay(10);
+        }
+    }
+}
