@@ -198,7 +198,17 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
     /// <exception cref="ArgumentException">The topic name is invalid, or the message is larger than <see cref="MaxMessageBytes"/>.</exception>
     /// <exception cref="MiniQueueStoreException">The store could not take the message; it was not published.</exception>
     /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
-    public ValueTask PublishAsync(string topic, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken = default)
+    public ValueTask PublishAsync(string topic, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken) =>
+        PublishAsync(topic, payload, null, cancellationToken);
+
+    /// <summary>
+    /// Publishes a message as <paramref name="options"/> say (for example with a delay); without options, as
+    /// <see cref="PublishAsync(string, ReadOnlyMemory{byte}, CancellationToken)"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">The topic name is invalid, or the message is larger than <see cref="MaxMessageBytes"/>.</exception>
+    /// <exception cref="MiniQueueStoreException">The store could not take the message; it was not published.</exception>
+    /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
+    public ValueTask PublishAsync(string topic, ReadOnlyMemory<byte> payload, PublishOptions? options = null, CancellationToken cancellationToken = default)
     {
         if (cancellationToken.IsCancellationRequested)
         {
@@ -219,22 +229,22 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
         var started = Stopwatch.GetTimestamp();
         if (_store.RecordLimit > 0 && LogRecord.PublishLength(TopicName.MaxUtf8Bytes, payload.Length) > _store.RecordLimit)
         {
-            return PublishLargeAsync(topic, payload, started, cancellationToken);
+            return PublishLargeAsync(topic, payload, options, started, cancellationToken);
         }
 
         if (!_store.HasRoom)
         {
-            return PublishWhenRoomAsync(topic, payload, started, cancellationToken);
+            return PublishWhenRoomAsync(topic, payload, options, started, cancellationToken);
         }
 
-        return PublishNow(topic, payload, started);
+        return PublishNow(topic, payload, options, started);
     }
 
     /// <summary>
     /// A body written as several records (it is larger than one log page): no commit may be issued while its parts fill
     /// the log's write buffer (FasterLog cannot take that; see FasterLogStore), so commits wait while they are appended.
     /// </summary>
-    private async ValueTask PublishLargeAsync(string topic, ReadOnlyMemory<byte> payload, long started, CancellationToken cancellationToken)
+    private async ValueTask PublishLargeAsync(string topic, ReadOnlyMemory<byte> payload, PublishOptions? options, long started, CancellationToken cancellationToken)
     {
         // The caller may reuse its buffer once PublishAsync returns, and this waits before it appends.
         payload = payload.ToArray();
@@ -242,18 +252,18 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
         ValueTask publish;
         using (await _store.HoldCommitsAsync(cancellationToken).ConfigureAwait(false))
         {
-            publish = PublishNow(topic, payload, started);
+            publish = PublishNow(topic, payload, options, started);
         }
 
         await publish.ConfigureAwait(false);
     }
 
-    private async ValueTask PublishWhenRoomAsync(string topic, ReadOnlyMemory<byte> payload, long started, CancellationToken cancellationToken)
+    private async ValueTask PublishWhenRoomAsync(string topic, ReadOnlyMemory<byte> payload, PublishOptions? options, long started, CancellationToken cancellationToken)
     {
         // The caller may reuse its buffer once PublishAsync returns, and this waits before it appends.
         payload = payload.ToArray();
         await _store.WaitForRoomAsync(cancellationToken).ConfigureAwait(false);
-        await PublishNow(topic, payload, started).ConfigureAwait(false);
+        await PublishNow(topic, payload, options, started).ConfigureAwait(false);
     }
 
     /// <summary>A publish refused because the disk is under its reserve; compaction is asked to look for space to free.</summary>
@@ -273,14 +283,14 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
     }
 
     /// <summary>Publishes now; the returned task completes (and the publish is counted) once the message is durable.</summary>
-    private ValueTask PublishNow(string topic, ReadOnlyMemory<byte> payload, long started)
+    private ValueTask PublishNow(string topic, ReadOnlyMemory<byte> payload, PublishOptions? options, long started)
     {
         while (true)
         {
             var queue = GetOrAddTopic(topic);
             try
             {
-                if (queue.TryPublish(payload, started, out var completion))
+                if (queue.TryPublish(payload, options, started, out var completion))
                 {
                     return completion;
                 }

@@ -50,4 +50,7 @@ internal static partial class HttpLog
 
     [LoggerMessage(EventId = 2012, Level = LogLevel.Debug, Message = "Request for topic {Topic} refused with {StatusCode}: its body could not be read")]
     public static partial void BodyReadFailed(ILogger logger, string topic, int statusCode, Exception exception);
+
+    [LoggerMessage(EventId = 2013, Level = LogLevel.Debug, Message = "Publish to topic {Topic} refused with 400: its delay is not whole seconds")]
+    public static partial void InvalidDelay(ILogger logger, string topic);
 }

@@ -19,6 +19,9 @@ internal sealed class Recovery
 
     /// <summary>The first part of each body written in parts, by the address of the record that publishes it.</summary>
     private readonly Dictionary<long, long> _firstParts = [];
+
+    /// <summary>Due times of delayed publishes whose publish record has not come yet, by message id.</summary>
+    private readonly Dictionary<long, long> _scheduled = [];
     private TopicState? _lastTopic;
 
     /// <summary>How many records were applied.</summary>
@@ -50,7 +53,20 @@ internal sealed class Recovery
                 var node = new Node(record.MessageId, topic, stored.Address, record.BodyLength);
                 _live[record.MessageId] = node;
                 topic.LastId = Math.Max(topic.LastId, record.MessageId);
-                node.MoveTo(topic.Ready, atFront: false);
+                if (_scheduled.Count != 0 && _scheduled.Remove(record.MessageId, out var due))
+                {
+                    node.Order = order;
+                    node.DueTicks = due;
+                    node.MoveTo(topic.Delayed, atFront: false);
+                }
+                else
+                {
+                    node.MoveTo(topic.Ready, atFront: false);
+                }
+
+                return;
+            case LogRecordKind.Schedule:
+                _scheduled[record.MessageId] = record.DueTicks;
                 return;
             case LogRecordKind.Purge:
                 Purge(GetTopic(record.Topic.Span), record.MessageId);

@@ -39,6 +39,9 @@ internal sealed class TopicQueue
     private readonly ChunkedQueue<MessageEntry> _ready = new();
     private readonly Queue<MessageEntry> _pending = new();
 
+    /// <summary>The due times of pending publishes made with a delay (by message id): they become delayed, not ready.</summary>
+    private readonly Dictionary<long, long> _pendingDue = [];
+
     /// <summary>
     /// Publishes whose record a reopened log lost before they were durable (a checkpoint dropped them): their publishers,
     /// still waiting, must hear that they failed, even though the reopened log commits other records at those addresses.
@@ -100,8 +103,9 @@ internal sealed class TopicQueue
 
     /// <summary>Appends a message; it is delivered once the store says it is durable. Returns false if the topic was retired.</summary>
     /// <remarks>The publish is counted in the metrics (with its duration from <paramref name="started"/>) once it is durable.</remarks>
-    public bool TryPublish(ReadOnlyMemory<byte> payload, long started, out ValueTask completion)
+    public bool TryPublish(ReadOnlyMemory<byte> payload, PublishOptions? options, long started, out ValueTask completion)
     {
+        var delayTicks = options is { Delay: var delay } && delay > TimeSpan.Zero ? delay.Ticks : 0;
         // The body stays in memory when the store cannot read it back, or while the engine's body cache has room.
         var body = !_store.CanRead || _engine.TryReserveBodyCache(payload.Length) ? payload.ToArray() : null;
         MiniQueueConsumer? toComplete = null;
@@ -109,6 +113,7 @@ internal sealed class TopicQueue
         long address;
         long firstPart;
         ValueTask durable;
+        long due = 0;
         var newSegment = false;
         lock (SyncRoot)
         {
@@ -122,6 +127,14 @@ internal sealed class TopicQueue
 
                 ThrowIfClosedLocked();
                 id = _engine.NextMessageId();
+                if (delayTicks > 0)
+                {
+                    // Before the publish record, so that a durable publish is always durable with its due time.
+                    var now = _time.GetUtcNow().UtcTicks;
+                    due = now + Math.Min(delayTicks, DateTimeOffset.MaxValue.UtcTicks - now);
+                    AppendOrThrow(LogRecord.Schedule(id, due));
+                }
+
                 var record = MessageBodies.WriteParts(_store, _appendOrThrow, id, NameUtf8, payload, out firstPart);
                 address = AppendPublishOrThrow(record, out durable);
             }
@@ -139,6 +152,11 @@ internal sealed class TopicQueue
             newSegment = _space.Track(firstPart >= 0 ? firstPart : address, Footprint(payload.Length));
             _created = true;
             var entry = new MessageEntry(id, address, body, payload.Length, 0);
+            if (due != 0)
+            {
+                _pendingDue[id] = due;
+            }
+
             if (_pending.Count == 0 && durable.IsCompletedSuccessfully)
             {
                 MakeVisibleLocked(entry);
@@ -182,6 +200,7 @@ internal sealed class TopicQueue
             lock (SyncRoot)
             {
                 _lostPublishes.Remove(id);
+                _pendingDue.Remove(id);
                 if (RemovePendingLocked(id) is { } entry)
                 {
                     // The record may still reach the disk; an ACK record keeps it from coming back after a restart.
@@ -200,6 +219,7 @@ internal sealed class TopicQueue
         {
             if (_lostPublishes.Remove(id))
             {
+                _pendingDue.Remove(id);
                 throw new MiniQueueStoreException(
                     $"The message to topic '{Name}' could not be made durable: a write failed, and the log was reopened without its record.");
             }
@@ -238,10 +258,18 @@ internal sealed class TopicQueue
         return found;
     }
 
+    /// <summary>A durable publish joins the ready messages, or the delayed ones when it was published with a delay.</summary>
     private void MakeVisibleLocked(MessageEntry entry)
     {
-        _ready.Enqueue(entry);
         _lastVisibleId = entry.Id;
+        if (_pendingDue.Count != 0 && _pendingDue.Remove(entry.Id, out var due))
+        {
+            _delayed.Enqueue(entry, new DueKey(due, ++_dackSequence));
+            ArmTimerLocked(_time.GetUtcNow().UtcTicks);
+            return;
+        }
+
+        _ready.Enqueue(entry);
     }
 
     /// <summary>Discards the ready and delayed messages; held ones stay with their consumers. Returns how many went.</summary>
@@ -748,7 +776,11 @@ internal sealed class TopicQueue
             var newDue = due.Select(entry => Rewrite(entry, CheckpointClass.Delayed, 0)).ToArray();
             var newDelayed = delayed.Select(item => (Entry: Rewrite(item.Element, CheckpointClass.Delayed, item.Priority.DueTicks), item.Priority)).ToArray();
             var newReady = ready.Select(entry => Rewrite(entry, CheckpointClass.Ready, 0)).ToArray();
-            var newPending = pending.Select(entry => Rewrite(entry, CheckpointClass.Ready, 0)).ToArray();
+            var newPending = pending
+                .Select(entry => _pendingDue.TryGetValue(entry.Id, out var dueTicks)
+                    ? Rewrite(entry, CheckpointClass.Delayed, dueTicks)
+                    : Rewrite(entry, CheckpointClass.Ready, 0))
+                .ToArray();
 
             AppendOrThrow(LogRecord.CheckpointBegin(checkpointId, NameUtf8));
             var buffer = new byte[EntriesPerRecord * CheckpointEntry.Size];
@@ -769,6 +801,7 @@ internal sealed class TopicQueue
             foreach (var entry in pending.Where(entry => gone.Contains(entry.Id)))
             {
                 _lostPublishes.Add(entry.Id);
+                _pendingDue.Remove(entry.Id);
             }
 
             foreach (var entry in held.Select(static pair => pair.HeldLocked).Concat(front).Concat(due)

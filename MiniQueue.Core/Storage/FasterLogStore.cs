@@ -244,9 +244,9 @@ internal sealed class FasterLogStore : IMessageStore
         }
 
         var problems = new List<string>();
-        if (existing.Format != StoreManifest.CurrentFormat)
+        if (existing.Format is < StoreManifest.OldestReadableFormat or > StoreManifest.CurrentFormat)
         {
-            problems.Add($"format {existing.Format} (this version reads format {StoreManifest.CurrentFormat})");
+            problems.Add($"format {existing.Format} (this version reads formats {StoreManifest.OldestReadableFormat} to {StoreManifest.CurrentFormat})");
         }
 
         if (options.LogPageBytes is { } page && page != existing.PageBytes)
@@ -274,6 +274,13 @@ internal sealed class FasterLogStore : IMessageStore
             throw new MiniQueueStoreException(
                 $"The data directory {directory} was created with other log settings than these: {string.Join("; ", problems)}. " +
                 "Opening it with them could silently lose data, so it is refused. Use the directory's settings or a new directory.");
+        }
+
+        if (existing.Format < StoreManifest.CurrentFormat)
+        {
+            // Newer formats only add record kinds: the log is read as it is, and from now on it may hold the new kinds.
+            existing = existing with { Format = StoreManifest.CurrentFormat };
+            existing.Write(directory, files);
         }
 
         return existing;

@@ -49,6 +49,12 @@ internal enum LogRecordKind : byte
     /// length, the addresses of its parts (in order) and the body's last bytes.
     /// </summary>
     PublishLarge = 12,
+
+    /// <summary>
+    /// The due time of a message published with a delay (format 2), written just before its publish record: replay makes
+    /// the message delayed until then, with a dackCount of 0. Without the publish record that follows, it means nothing.
+    /// </summary>
+    Schedule = 13,
 }
 
 /// <summary>Where a message stands in a topic, as a checkpoint records it.</summary>
@@ -103,7 +109,7 @@ internal readonly record struct CheckpointEntry(long Id, long Address, int Lengt
 /// <summary>
 /// One state change, as the engine writes it to its store and reads it back on recovery.
 /// The encoding is little-endian: <c>[kind:1][id:8]</c>, then for Publish <c>[topicLength:1][topic][payload]</c>,
-/// for Dack <c>[dueTicks:8][dackCount:4]</c>, for Purge <c>[topicLength:1][topic]</c>.
+/// for Dack <c>[dueTicks:8][dackCount:4]</c>, for Schedule <c>[dueTicks:8]</c>, for Purge <c>[topicLength:1][topic]</c>.
 /// Topics travel as UTF-8 of at most 255 bytes and are never parsed. CheckpointBegin is <c>[kind][checkpoint id][topicLength:1][topic]</c>,
 /// CheckpointEntries is <c>[kind][checkpoint id][entries of <see cref="CheckpointEntry.Size"/> bytes]</c> and CheckpointEnd is
 /// <c>[kind][checkpoint id]</c>. PublishPart is <c>[kind][id][index:2][bytes]</c>; PublishLarge is
@@ -168,6 +174,7 @@ internal readonly struct LogRecord
     {
         LogRecordKind.Publish => PublishLength(Topic.Length, Payload.Length),
         LogRecordKind.Dack => HeaderLength + sizeof(long) + sizeof(int),
+        LogRecordKind.Schedule => HeaderLength + sizeof(long),
         LogRecordKind.Purge or LogRecordKind.CheckpointBegin => HeaderLength + 1 + Topic.Length,
         LogRecordKind.CheckpointEntries => HeaderLength + Payload.Length,
         LogRecordKind.PublishPart => PartHeaderLength + Payload.Length,
@@ -207,6 +214,8 @@ internal readonly struct LogRecord
     public static LogRecord Dack(long messageId, long dueTicks, int dackCount) =>
         new(LogRecordKind.Dack, messageId, default, default, dueTicks, dackCount);
 
+    public static LogRecord Schedule(long messageId, long dueTicks) => new(LogRecordKind.Schedule, messageId, default, default, dueTicks, 0);
+
     public static LogRecord Purge(ReadOnlyMemory<byte> topic, long upToMessageId) =>
         new(LogRecordKind.Purge, upToMessageId, topic, default, 0, 0);
 
@@ -242,6 +251,9 @@ internal readonly struct LogRecord
             case LogRecordKind.Dack:
                 BinaryPrimitives.WriteInt64LittleEndian(rest, DueTicks);
                 BinaryPrimitives.WriteInt32LittleEndian(rest[sizeof(long)..], DackCount);
+                break;
+            case LogRecordKind.Schedule:
+                BinaryPrimitives.WriteInt64LittleEndian(rest, DueTicks);
                 break;
             case LogRecordKind.Purge or LogRecordKind.CheckpointBegin:
                 rest[0] = checked((byte)Topic.Length);
@@ -314,6 +326,8 @@ internal readonly struct LogRecord
                 return rest.Length == sizeof(long) + sizeof(int)
                     ? Dack(id, BinaryPrimitives.ReadInt64LittleEndian(rest.Span), BinaryPrimitives.ReadInt32LittleEndian(rest.Span[sizeof(long)..]))
                     : throw Corrupt(data.Length);
+            case LogRecordKind.Schedule:
+                return rest.Length == sizeof(long) ? Schedule(id, BinaryPrimitives.ReadInt64LittleEndian(rest.Span)) : throw Corrupt(data.Length);
             case LogRecordKind.Deliver or LogRecordKind.Ack or LogRecordKind.Nack or LogRecordKind.Back or LogRecordKind.CheckpointEnd:
                 return rest.Length == 0 ? new LogRecord(kind, id, default, default, 0, 0) : throw Corrupt(data.Length);
             default:

@@ -15,8 +15,15 @@ internal sealed record StoreManifest(
     [property: JsonPropertyName("checksum")] string Checksum,
     [property: JsonPropertyName("fastCommit")] bool FastCommit)
 {
-    /// <summary>The version of the record encoding and of this layout.</summary>
-    public const int CurrentFormat = 1;
+    /// <summary>
+    /// The version of the record encoding and of this layout. Format 2 added record kinds (Schedule) to format 1 and
+    /// changed nothing else, so a format-1 directory is upgraded in place when it is opened (its manifest says 2 from
+    /// then on, and versions that read only format 1 refuse it rather than misread it).
+    /// </summary>
+    public const int CurrentFormat = 2;
+
+    /// <summary>The oldest format this version opens (and upgrades).</summary>
+    public const int OldestReadableFormat = 1;
 
     public const string FileName = "manifest.json";
 

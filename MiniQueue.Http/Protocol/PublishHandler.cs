@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Globalization;
 using System.IO.Pipelines;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
@@ -37,8 +38,9 @@ internal sealed class PublishHandler
     /// </summary>
     private Task? TryPublishFast(HttpContext context)
     {
-        if (context.Request.ContentLength is not { } length || length > FastPathBytes)
+        if (context.Request.ContentLength is not { } length || length > FastPathBytes || context.Request.QueryString.HasValue)
         {
+            // A query may carry publish options (?delay=N): the general path reads them.
             return null;
         }
 
@@ -121,6 +123,13 @@ internal sealed class PublishHandler
             return;
         }
 
+        if (!TryReadOptions(context.Request, out var options))
+        {
+            HttpLog.InvalidDelay(_logger, topic);
+            await ProtocolErrors.WriteResponseAsync(context, StatusCodes.Status400BadRequest, ProtocolErrors.InvalidDelay).ConfigureAwait(false);
+            return;
+        }
+
         MiniQueueEngine engine;
         try
         {
@@ -194,7 +203,7 @@ internal sealed class PublishHandler
 
                 if (rented is not null)
                 {
-                    await PublishAsync(context, engine, topic, rented.AsMemory(0, length)).ConfigureAwait(false);
+                    await PublishAsync(context, engine, topic, rented.AsMemory(0, length), options).ConfigureAwait(false);
                     return;
                 }
 
@@ -205,13 +214,13 @@ internal sealed class PublishHandler
                 {
                     if (whole.IsSingleSegment)
                     {
-                        await PublishAsync(context, engine, topic, whole.First).ConfigureAwait(false);
+                        await PublishAsync(context, engine, topic, whole.First, options).ConfigureAwait(false);
                     }
                     else
                     {
                         rented = ArrayPool<byte>.Shared.Rent((int)whole.Length);
                         whole.CopyTo(rented);
-                        await PublishAsync(context, engine, topic, rented.AsMemory(0, (int)whole.Length)).ConfigureAwait(false);
+                        await PublishAsync(context, engine, topic, rented.AsMemory(0, (int)whole.Length), options).ConfigureAwait(false);
                     }
                 }
                 finally
@@ -250,12 +259,37 @@ internal sealed class PublishHandler
         return grown;
     }
 
-    private async Task PublishAsync(HttpContext context, MiniQueueEngine engine, string topic, ReadOnlyMemory<byte> message)
+    /// <summary>
+    /// Reads the publish options of the query string: <c>delay=N</c>, whole seconds from 0 to 2147483647 (docs/PROTOCOL.md
+    /// "Delayed publish"). Other parameters are ignored, as the original ignored them all. False when delay is malformed.
+    /// </summary>
+    private static bool TryReadOptions(HttpRequest request, out PublishOptions? options)
+    {
+        options = null;
+        if (!request.QueryString.HasValue || !request.Query.TryGetValue("delay", out var values))
+        {
+            return true;
+        }
+
+        if (values.Count != 1 || !int.TryParse(values[0], NumberStyles.None, CultureInfo.InvariantCulture, out var seconds))
+        {
+            return false;
+        }
+
+        if (seconds > 0)
+        {
+            options = new PublishOptions { Delay = TimeSpan.FromSeconds(seconds) };
+        }
+
+        return true;
+    }
+
+    private async Task PublishAsync(HttpContext context, MiniQueueEngine engine, string topic, ReadOnlyMemory<byte> message, PublishOptions? options)
     {
         try
         {
             // Not cancelled by the client leaving: once the engine has the message it is published either way.
-            await engine.PublishAsync(topic, message, CancellationToken.None).ConfigureAwait(false);
+            await engine.PublishAsync(topic, message, options, CancellationToken.None).ConfigureAwait(false);
         }
         catch (Exception exception) when (exception is ArgumentException or MiniQueueStoreException or ObjectDisposedException)
         {

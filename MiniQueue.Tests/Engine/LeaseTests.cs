@@ -167,6 +167,29 @@ public sealed class LeaseTests
         Assert.That((consumer.IsHoldingMessage, delivery.LeaseExpired.CanBeCanceled), Is.EqualTo((true, false)));
     }
 
+    [Test]
+    public async Task ExpiredLeases_AreCountedPerTopic()
+    {
+        var clock = TestSupport.NewClock();
+        using var meters = new TestMeterFactory();
+        using var listener = new TopicSeriesListener(meters);
+        await using var queue = await OpenAsync(clock, options => options.MeterFactory = meters);
+        await queue.PublishAsync("t", "m");
+        await using var consumer = queue.Subscribe("t");
+        await consumer.ReceiveAsync().Within();
+        clock.Advance(s_lease);
+        await consumer.ReceiveAsync().Within();
+        await consumer.AckAsync();
+
+        var collected = listener.Collect();
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(collected["messages.lease_expired"]["t"], Is.EqualTo(1));
+            Assert.That(collected["messages.delivered"]["t"], Is.EqualTo(2));
+            Assert.That(collected["messages.nacked"]["t"], Is.Zero, "an expiry is not counted as a NACK");
+        }
+    }
+
     [TestCase("")]
     [TestCase("a*b")]
     [TestCase("**")]

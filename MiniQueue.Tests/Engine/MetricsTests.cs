@@ -27,7 +27,7 @@ internal sealed class TestMeterFactory : IMeterFactory
 /// </summary>
 internal sealed class TopicSeriesListener : IDisposable
 {
-    public static readonly string[] Counters = ["messages.published", "messages.delivered", "messages.acked", "messages.nacked", "messages.backed", "messages.dacked"];
+    public static readonly string[] Counters = ["messages.published", "messages.delivered", "messages.acked", "messages.nacked", "messages.backed", "messages.dacked", "messages.lease_expired", "messages.dead_lettered", "messages.redriven", "messages.duplicates"];
     public static readonly string[] Gauges = ["messages.ready", "messages.held", "messages.delayed", "consumers"];
 
     private readonly MeterListener _listener = new();

@@ -209,6 +209,13 @@ internal sealed partial class HostProcess : IAsyncDisposable
     /// <summary>Sends SIGINT, as Ctrl+C does.</summary>
     public void Interrupt() => Signal(2);
 
+    /// <summary>SIGKILL: the host gets no chance to commit, close or say goodbye; waits until it is gone.</summary>
+    public async Task KillAsync()
+    {
+        Signal(9);
+        await _process.WaitForExitAsync().WaitAsync(TestSupport.Bound);
+    }
+
     public async Task<int> WaitForExitAsync()
     {
         await _process.WaitForExitAsync().WaitAsync(TestSupport.Bound);

@@ -227,7 +227,7 @@ public sealed class HostTests
 
         using (Assert.EnterMultipleScope())
         {
-            Assert.That(topicLines, Has.Length.LessThanOrEqualTo(10 * (limit + 1)), "10 per-topic instruments, each at most 20 topics and /other");
+            Assert.That(topicLines, Has.Length.LessThanOrEqualTo(14 * (limit + 1)), "14 per-topic instruments, each at most 20 topics and /other");
             Assert.That(text, Does.Not.Contain("miniqueue_publish_duration_bucket{topic="), "publish.duration has no topic");
             foreach (var topic in busy)
             {

@@ -57,7 +57,7 @@ public sealed class PolicyProtocolTests
         Assert.That(await slow.ReadLineAsync(), Is.EqualTo(MessageLine("job")));
         await using var next = await SubscribeAsync(topic);
         await next.SendAsync("\"INIT\"\n");
-        await DurableTestSupportWait.UntilAsync(() => Engine.GetStats(topic).Consumers == 2);
+        Assert.That(await Storage.DurableTestSupport.EventuallyAsync(() => Engine.GetStats(topic).Consumers == 2), Is.True);
 
         _clock.Advance(s_lease);
 
@@ -122,22 +122,48 @@ public sealed class PolicyProtocolTests
         Assert.That(await stream.ReadLineAsync(), Is.EqualTo(MessageLine("n")));
         Assert.That(Engine.GetStats(topic), Is.EqualTo(new TopicStats(0, 1, 0, 1)));
     }
-}
 
-/// <summary>A bounded poll for a condition the test cannot await directly.</summary>
-internal static class DurableTestSupportWait
-{
-    public static async Task UntilAsync(Func<bool> condition)
+    [Test]
+    public async Task PublishWithDelay_Is201AtOnce_AndDeliveredOnlyWhenDue()
     {
-        var deadline = DateTime.UtcNow + TestSupport.Bound;
-        while (!condition())
+        var topic = NewTopic("delay-");
+        using (var response = await _client.PostAsync($"publish/{topic}?delay=10", new StringContent("later")))
         {
-            if (DateTime.UtcNow > deadline)
-            {
-                Assert.Fail("The condition did not hold within the bound.");
-            }
-
-            await Task.Delay(10);
+            Assert.That(response.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.Created));
         }
+
+        Assert.That(Engine.GetStats(topic), Is.EqualTo(new TopicStats(0, 0, 1, 0)));
+        await using var stream = await SubscribeAsync(topic);
+        await stream.SendAsync("\"INIT\"\n");
+        var line = stream.ReadLineAsync();
+        Assert.That(await TestSupport.StaysPendingAsync(line), Is.True);
+
+        _clock.Advance(TimeSpan.FromSeconds(10));
+        Assert.That(await line, Is.EqualTo(MessageLine("later")), "due now, with no dackCount");
+    }
+
+    [TestCase("abc")]
+    [TestCase("-1")]
+    [TestCase("1.5")]
+    [TestCase("")]
+    [TestCase("2147483648")]
+    public async Task PublishWithAMalformedDelay_Is400_AndPublishesNothing(string delay)
+    {
+        var topic = NewTopic("delay-");
+        using var response = await _client.PostAsync($"publish/{topic}?delay={delay}", new StringContent("m"));
+
+        Assert.That(response.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.BadRequest));
+        Assert.That(await response.Content.ReadAsStringAsync(), Is.EqualTo("{\"error\":\"invalid delay value\"}\n"));
+        Assert.That(Engine.GetTopics(), Does.Not.Contain(topic));
+    }
+
+    [Test]
+    public async Task OtherQueryParameters_AreIgnored_AsInTheOriginal()
+    {
+        var topic = NewTopic("delay-");
+        using var response = await _client.PostAsync($"publish/{topic}?x=1&delay=0", new StringContent("m"));
+
+        Assert.That(response.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.Created));
+        Assert.That(Engine.GetStats(topic), Is.EqualTo(new TopicStats(1, 0, 0, 0)));
     }
 }

@@ -33,6 +33,7 @@ public sealed class FormatCompatibilityTests
         var clock = TestSupport.NewClock();
         clock.SetUtcNow(s_writtenAt + TimeSpan.FromSeconds(30));
         await using var queue = await MiniQueueEngine.OpenAsync(new MiniQueueOptions { DataDirectory = directory.Path, TimeProvider = clock });
+        Assert.That(StoreManifest.TryRead(directory.Path)?.Format, Is.EqualTo(StoreManifest.CurrentFormat), "opening upgrades the manifest");
 
         using (Assert.EnterMultipleScope())
         {
