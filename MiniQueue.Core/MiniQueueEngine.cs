@@ -34,6 +34,7 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly TimeSpan _delayCheckPeriod;
     private readonly Func<string, TopicPolicy> _policyOf;
+    private long _lastTopicRank;
     private readonly int _maxMessageBytes;
     private readonly long _bodyCacheBytes;
     private readonly ILogger _logger;
@@ -173,7 +174,7 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
         foreach (var recovered in recovery.Topics())
         {
             var topic = NewTopic(recovered.Name);
-            topic.Restore(recovered.Front, recovered.Delayed, recovered.Ready, recovered.FirstParts, recovered.LastId, recovered.DackSequence);
+            topic.Restore(recovered.Front, recovered.Delayed, recovered.Ready, recovered.FirstParts, recovered.Deliveries, recovered.LastId, recovered.DackSequence);
             _topics[recovered.Name] = topic;
             topics++;
 
@@ -463,7 +464,118 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
         return _topics.GetOrAdd(topic, static (name, engine) => engine.NewTopic(name), this);
     }
 
-    private TopicQueue NewTopic(string name) => new(this, _store, _space, name, _time, _delayCheckPeriod, _policyOf(name));
+    private TopicQueue NewTopic(string name) =>
+        new(this, _store, _space, name, _time, _delayCheckPeriod, _policyOf(name), Interlocked.Increment(ref _lastTopicRank));
+
+    /// <summary>
+    /// Moves the messages <paramref name="source"/> set aside after their last allowed delivery to its dead-letter topic,
+    /// holding both topics' locks (taken in rank order, so two moves in opposite directions cannot deadlock).
+    /// </summary>
+    internal void MoveDeadLetters(TopicQueue source)
+    {
+        MiniQueueConsumer? toComplete = null;
+        try
+        {
+            while (true)
+            {
+                var target = GetOrAddTopic(source.Policy.DeadLetterTopic!);
+                bool moved;
+                var (first, second) = source.Rank < target.Rank ? (source, target) : (target, source);
+                lock (first.SyncRoot)
+                {
+                    lock (second.SyncRoot)
+                    {
+                        moved = source.ShipOutgoingLocked(target, ref toComplete);
+                    }
+                }
+
+                if (moved)
+                {
+                    break;
+                }
+
+                Forget(target);
+            }
+        }
+        catch (Exception exception)
+        {
+            // A thread-pool work item: nothing may escape. The messages stay at the front of their topic, and the next
+            // take sets them aside (and schedules a move) again.
+            source.AbandonMove();
+            EngineLog.DeadLetterFailed(_logger, source.Name, exception);
+        }
+        finally
+        {
+            TopicQueue.CompleteAll(toComplete);
+        }
+    }
+
+    /// <summary>
+    /// Redrive: moves every message of <paramref name="topic"/>'s dead-letter topic (by default <c>&lt;topic&gt;.dead</c>)
+    /// that no consumer holds back to the end of <paramref name="topic"/>, in the dead-letter topic's delivery order,
+    /// each as a new message there (dackCount 0, no deliveries). Delayed ones move too, at once.
+    /// </summary>
+    /// <returns>How many messages moved (0 when the dead-letter topic does not exist).</returns>
+    /// <exception cref="ArgumentException">The topic name is invalid.</exception>
+    /// <exception cref="MiniQueueStoreException">The store could not take (or make durable) a move; the messages before it moved.</exception>
+    /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
+    public async ValueTask<int> RedriveAsync(string topic, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        ThrowIfDisposed();
+        TopicName.ThrowIfInvalid(topic, nameof(topic));
+        if ((_policyOf(topic).DeadLetterTopic ?? TopicPolicy.DeadLetterTopicOf(topic)) is not { } deadLetter || FindTopic(deadLetter) is not { } source)
+        {
+            return 0;
+        }
+
+        if (!_store.HasRoom)
+        {
+            await _store.WaitForRoomAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        MiniQueueConsumer? toComplete = null;
+        int moved;
+        long lastAddress;
+        try
+        {
+            while (true)
+            {
+                var target = GetOrAddTopic(topic);
+                var (first, second) = source.Rank < target.Rank ? (source, target) : (target, source);
+                lock (first.SyncRoot)
+                {
+                    lock (second.SyncRoot)
+                    {
+                        moved = source.RedriveLocked(target, ref toComplete, out lastAddress);
+                    }
+                }
+
+                if (moved >= 0)
+                {
+                    break;
+                }
+
+                Forget(target);
+            }
+        }
+        finally
+        {
+            TopicQueue.CompleteAll(toComplete);
+        }
+
+        if (moved > 0)
+        {
+            _metrics.Redriven(topic, moved);
+            EngineLog.Redriven(_logger, moved, source.Name, topic);
+            if (!_store.IsCommitted(lastAddress))
+            {
+                await _store.WaitForCommitAsync(lastAddress, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        return moved;
+    }
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
 }

@@ -53,4 +53,7 @@ internal static partial class HttpLog
 
     [LoggerMessage(EventId = 2013, Level = LogLevel.Debug, Message = "Publish to topic {Topic} refused with 400: its delay is not whole seconds")]
     public static partial void InvalidDelay(ILogger logger, string topic);
+
+    [LoggerMessage(EventId = 2014, Level = LogLevel.Error, Message = "Redrive of topic {Topic} failed")]
+    public static partial void RedriveFailed(ILogger logger, string topic, Exception exception);
 }

@@ -35,6 +35,8 @@ public static class MiniQueueEndpointRouteBuilderExtensions
         group.MapPost("/subscribe/{topic}", services.GetRequiredService<SubscribeHandler>().InvokeAsync)
             .WithDisplayName("MiniQueue subscribe")
             .DisableRequestTimeout();
+        group.MapPost("/redrive/{topic}", services.GetRequiredService<RedriveHandler>().InvokeAsync)
+            .WithDisplayName("MiniQueue redrive");
         if (!atRoot || services.GetRequiredService<IOptions<MiniQueueHttpOptions>>().Value.PurgeAtRoot)
         {
             group.MapDelete("/{topic}", services.GetRequiredService<PurgeHandler>().InvokeAsync)

@@ -17,6 +17,7 @@ internal sealed class MiniQueueMiddleware
     private readonly RequestDelegate _publish;
     private readonly RequestDelegate _subscribe;
     private readonly RequestDelegate _purge;
+    private readonly RequestDelegate _redrive;
 
     public MiniQueueMiddleware(
         RequestDelegate next,
@@ -24,19 +25,22 @@ internal sealed class MiniQueueMiddleware
         IOptions<MiniQueueHttpOptions> options,
         PublishHandler publish,
         SubscribeHandler subscribe,
-        PurgeHandler purge)
+        PurgeHandler purge,
+        RedriveHandler redrive)
     {
         ArgumentNullException.ThrowIfNull(next);
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(publish);
         ArgumentNullException.ThrowIfNull(subscribe);
         ArgumentNullException.ThrowIfNull(purge);
+        ArgumentNullException.ThrowIfNull(redrive);
         _next = next;
         _prefix = prefix.Value?.TrimEnd('/') is { Length: > 0 } trimmed ? new PathString(trimmed) : PathString.Empty;
         _servesPurge = _prefix.HasValue || options.Value.PurgeAtRoot;
         _publish = publish.InvokeAsync;
         _subscribe = subscribe.InvokeAsync;
         _purge = purge.InvokeAsync;
+        _redrive = redrive.InvokeAsync;
     }
 
     public Task InvokeAsync(HttpContext context)
@@ -46,7 +50,7 @@ internal sealed class MiniQueueMiddleware
             return _next(context);
         }
 
-        // path is "/x" (purge) or "/publish/x", "/subscribe/x".
+        // path is "/x" (purge) or "/publish/x", "/subscribe/x", "/redrive/x".
         var span = path.AsSpan(1);
         var slash = span.IndexOf('/');
         RequestDelegate handler;
@@ -76,6 +80,10 @@ internal sealed class MiniQueueMiddleware
             else if (route.SequenceEqual("subscribe"))
             {
                 (handler, method) = (_subscribe, HttpMethods.Post);
+            }
+            else if (route.SequenceEqual("redrive"))
+            {
+                (handler, method) = (_redrive, HttpMethods.Post);
             }
             else
             {

@@ -51,6 +51,7 @@ public static class MiniQueueServiceCollectionExtensions
             services.TryAddSingleton<PublishHandler>();
             services.TryAddSingleton<SubscribeHandler>();
             services.TryAddSingleton<PurgeHandler>();
+            services.TryAddSingleton<RedriveHandler>();
         }
 
         if (configure is not null)

@@ -33,4 +33,14 @@ internal static partial class EngineLog
 
     [LoggerMessage(EventId = 1007, Level = LogLevel.Warning, Message = "A callback on the lease token of a delivery of topic {Topic} failed")]
     public static partial void LeaseCallbackFailed(ILogger logger, string topic, Exception exception);
+
+    [LoggerMessage(EventId = 1008, Level = LogLevel.Warning,
+        Message = "Message {MessageId} of topic {Topic} was delivered {Deliveries} times, the most allowed; it moved to {DeadLetterTopic}")]
+    public static partial void DeadLettered(ILogger logger, string topic, long messageId, int deliveries, string deadLetterTopic);
+
+    [LoggerMessage(EventId = 1009, Level = LogLevel.Information, Message = "Redrive moved {Count} messages from {DeadLetterTopic} back to {Topic}")]
+    public static partial void Redriven(ILogger logger, int count, string deadLetterTopic, string topic);
+
+    [LoggerMessage(EventId = 1010, Level = LogLevel.Error, Message = "Moving messages of topic {Topic} to its dead-letter topic failed; they stay at its front")]
+    public static partial void DeadLetterFailed(ILogger logger, string topic, Exception exception);
 }

@@ -74,12 +74,13 @@ internal sealed class Recovery
             case LogRecordKind.CheckpointBegin:
                 _checkpoints[record.MessageId] = (GetTopic(record.Topic.Span), []);
                 return;
-            case LogRecordKind.CheckpointEntries:
+            case LogRecordKind.CheckpointEntries or LogRecordKind.CheckpointEntriesCounted:
                 if (_checkpoints.TryGetValue(record.MessageId, out var open))
                 {
-                    for (var offset = 0; offset < record.Payload.Length; offset += CheckpointEntry.Size)
+                    var size = CheckpointEntry.SizeIn(record.Kind);
+                    for (var offset = 0; offset < record.Payload.Length; offset += size)
                     {
-                        open.Entries.Add(CheckpointEntry.Read(record.Payload.Span[offset..]));
+                        open.Entries.Add(CheckpointEntry.Read(record.Payload.Span[offset..], record.Kind));
                     }
                 }
 
@@ -102,7 +103,15 @@ internal sealed class Recovery
         {
             case LogRecordKind.Deliver:
                 message.Order = order;
+                message.Deliveries++;
                 message.MoveTo(message.Topic.Held, atFront: false);
+                break;
+            case LogRecordKind.Move:
+                // To the end of another topic, as a new message there.
+                message.Topic = GetTopic(record.Topic.Span);
+                message.DackCount = 0;
+                message.Deliveries = 0;
+                message.MoveTo(message.Topic.Ready, atFront: false);
                 break;
             case LogRecordKind.Ack:
                 message.Detach();
@@ -140,7 +149,19 @@ internal sealed class Recovery
         var sequence = order - entries.Count - 1;
         foreach (var entry in entries)
         {
-            var node = new Node(entry.Id, topic, entry.Address, entry.Length) { DackCount = entry.DackCount, Order = ++sequence, DueTicks = entry.DueTicks };
+            // A checkpoint says where its messages are: one still listed elsewhere (it never should be) leaves that place.
+            if (_live.TryGetValue(entry.Id, out var elsewhere))
+            {
+                elsewhere.Detach();
+            }
+
+            var node = new Node(entry.Id, topic, entry.Address, entry.Length)
+            {
+                DackCount = entry.DackCount,
+                Order = ++sequence,
+                DueTicks = entry.DueTicks,
+                Deliveries = entry.Deliveries,
+            };
             _live[entry.Id] = node;
             MaxMessageId = Math.Max(MaxMessageId, entry.Id);
             topic.LastId = Math.Max(topic.LastId, entry.Id);
@@ -216,7 +237,11 @@ internal sealed class Recovery
                 }
             }
 
-            yield return new RecoveredTopic(topic.Name, front, held, delayed, topic.Ready.Select(node => node.ToEntry()).ToList(), firstParts, topic.LastId, Records);
+            var deliveries = topic.Held.Concat(topic.Front).Concat(topic.Delayed).Concat(topic.Ready)
+                .Where(static node => node.Deliveries > 0)
+                .ToDictionary(static node => node.Id, static node => node.Deliveries);
+            yield return new RecoveredTopic(
+                topic.Name, front, held, delayed, topic.Ready.Select(node => node.ToEntry()).ToList(), firstParts, deliveries, topic.LastId, Records);
         }
     }
 
@@ -252,7 +277,7 @@ internal sealed class Recovery
 
         public long Id { get; }
 
-        public TopicState Topic { get; }
+        public TopicState Topic { get; set; }
 
         public long Address { get; set; }
 
@@ -263,6 +288,9 @@ internal sealed class Recovery
         public long DueTicks { get; set; }
 
         public int DackCount { get; set; }
+
+        /// <summary>How many times the message was delivered (Deliver records, and the count a checkpoint carried).</summary>
+        public int Deliveries { get; set; }
 
         public void Detach() => _link.List?.Remove(_link);
 
@@ -291,5 +319,6 @@ internal sealed record RecoveredTopic(
     IReadOnlyList<(MessageEntry Entry, DueKey Key)> Delayed,
     IReadOnlyList<MessageEntry> Ready,
     IReadOnlyDictionary<long, long> FirstParts,
+    IReadOnlyDictionary<long, int> Deliveries,
     long LastId,
     long DackSequence);

@@ -54,6 +54,11 @@ internal sealed record TopicPolicy(long LeaseTicks, int MaxDeliveries, string? D
         }
 
         deadLetter ??= DeadLetterTopicOf(topic);
+        if (deadLetter == topic)
+        {
+            // A topic cannot be its own dead-letter topic: its messages are not limited.
+            deadLetter = null;
+        }
 
         // A topic whose default dead-letter name is too long cannot have one: its messages are not limited.
         return new TopicPolicy(lease?.Ticks ?? 0, deadLetter is null ? 0 : maxDeliveries ?? 0, deadLetter);

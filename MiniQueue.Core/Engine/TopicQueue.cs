@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using MiniQueue.Storage;
 
 namespace MiniQueue.Engine;
@@ -32,6 +33,17 @@ internal sealed class TopicQueue
     /// renews (TOUCH); a stale entry is dropped when it comes up (see <see cref="ExpireLeasesLocked"/>).
     /// </summary>
     private readonly PriorityQueue<MiniQueueConsumer, long> _leases = new();
+
+    /// <summary>How many times each message was delivered (by id), kept while the topic limits deliveries.</summary>
+    private readonly Dictionary<long, int> _deliveries = [];
+
+    /// <summary>
+    /// Messages taken for their dead-letter topic, not moved yet: the move takes this topic's lock and the dead-letter
+    /// topic's (in rank order), so it runs after the lock that took them is released (see <see cref="ShipOutgoingLocked"/>).
+    /// Until then they are still this topic's, at the front.
+    /// </summary>
+    private readonly List<MessageEntry> _outgoing = [];
+    private bool _moveScheduled;
 
     private readonly Stack<MessageEntry> _front = new();
     private readonly Queue<MessageEntry> _due = new();
@@ -67,8 +79,10 @@ internal sealed class TopicQueue
     private bool _retired;
     private bool _closed;
 
-    public TopicQueue(MiniQueueEngine engine, IMessageStore store, LogSpace space, string name, TimeProvider time, TimeSpan period, TopicPolicy policy)
+    public TopicQueue(
+        MiniQueueEngine engine, IMessageStore store, LogSpace space, string name, TimeProvider time, TimeSpan period, TopicPolicy policy, long rank)
     {
+        Rank = rank;
         _policy = policy;
         _engine = engine;
         _store = store;
@@ -86,6 +100,12 @@ internal sealed class TopicQueue
 
     /// <summary>The topic's policy (lease, max deliveries).</summary>
     public TopicPolicy Policy => _policy;
+
+    /// <summary>The order in which topic locks are taken when an operation needs two (lower rank first).</summary>
+    public long Rank { get; }
+
+    /// <summary>Whether the topic was retired (the engine forgot it); read under the lock.</summary>
+    public bool IsRetiredLocked => _retired;
 
     public byte[] NameUtf8 { get; }
 
@@ -280,18 +300,28 @@ internal sealed class TopicQueue
         lock (SyncRoot)
         {
             ThrowIfClosedLocked();
-            count = _front.Count + _due.Count + _delayed.Count + _ready.Count;
+            count = _outgoing.Count + _front.Count + _due.Count + _delayed.Count + _ready.Count;
             if (count == 0)
             {
                 return ValueTask.FromResult(0);
             }
 
+            var discarded = _outgoing.Concat(_front).Concat(_due).Concat(_delayed.UnorderedItems.Select(static item => item.Element)).Concat(_ready).ToArray();
+
+            // The purge record discards this topic's messages up to the last id published here; a message that moved in
+            // from another topic may have a higher id, and is discarded by a record of its own.
+            foreach (var entry in discarded.Where(entry => entry.Id > _lastVisibleId))
+            {
+                AppendOrThrow(LogRecord.Ack(entry.Id));
+            }
+
             address = AppendOrThrow(LogRecord.Purge(NameUtf8, _lastVisibleId));
-            foreach (var entry in _front.Concat(_due).Concat(_delayed.UnorderedItems.Select(static item => item.Element)).Concat(_ready))
+            foreach (var entry in discarded)
             {
                 ForgetLocked(entry);
             }
 
+            _outgoing.Clear();
             _front.Clear();
             _due.Clear();
             _delayed.Clear();
@@ -320,7 +350,7 @@ internal sealed class TopicQueue
         lock (SyncRoot)
         {
             PromoteDueLocked(_time.GetUtcNow().UtcTicks);
-            return new TopicStats(_front.Count + _due.Count + _ready.Count, _held, _delayed.Count, _consumers.Count);
+            return new TopicStats(_outgoing.Count + _front.Count + _due.Count + _ready.Count, _held, _delayed.Count, _consumers.Count);
         }
     }
 
@@ -352,8 +382,31 @@ internal sealed class TopicQueue
         return _retired;
     }
 
-    /// <summary>Takes the next message in delivery order, if there is one.</summary>
+    /// <summary>
+    /// Takes the next message in delivery order, if there is one. A message that has had its last allowed delivery is
+    /// not taken but set aside for the dead-letter topic, and the next one is looked at.
+    /// </summary>
     public bool TryTakeLocked(out MessageEntry entry)
+    {
+        while (TakeNextLocked(out entry))
+        {
+            if (_policy.MaxDeliveries == 0 || !_deliveries.TryGetValue(entry.Id, out var deliveries) || deliveries < _policy.MaxDeliveries)
+            {
+                return true;
+            }
+
+            _outgoing.Add(entry);
+            if (!_moveScheduled)
+            {
+                _moveScheduled = true;
+                ThreadPool.UnsafeQueueUserWorkItem(static topic => topic._engine.MoveDeadLetters(topic), this, preferLocal: false);
+            }
+        }
+
+        return false;
+    }
+
+    private bool TakeNextLocked(out MessageEntry entry)
     {
         if (_front.TryPop(out entry))
         {
@@ -364,10 +417,148 @@ internal sealed class TopicQueue
         return _due.TryDequeue(out entry) || _ready.TryDequeue(out entry);
     }
 
+    /// <summary>
+    /// Moves the messages set aside for the dead-letter topic <paramref name="deadLetter"/> there, one Move record each.
+    /// The caller holds both topics' locks. False, moving nothing, when <paramref name="deadLetter"/> was retired (the
+    /// caller looks it up again). A message the store does not take returns to the front of this topic.
+    /// </summary>
+    public bool ShipOutgoingLocked(TopicQueue deadLetter, ref MiniQueueConsumer? toComplete)
+    {
+        if (deadLetter.IsRetiredLocked)
+        {
+            return false;
+        }
+
+        _moveScheduled = false;
+        if (_closed || deadLetter._closed)
+        {
+            return true;
+        }
+
+        for (var i = 0; i < _outgoing.Count; i++)
+        {
+            var entry = _outgoing[i];
+            if (!TryMoveLocked(entry, deadLetter, ref toComplete))
+            {
+                // The store failed: the rest stays here, at the front in the order it was taken, for a later take to retry.
+                for (var j = _outgoing.Count - 1; j >= i; j--)
+                {
+                    _front.Push(_outgoing[j]);
+                }
+
+                break;
+            }
+
+            var deliveries = _deliveries.GetValueOrDefault(entry.Id);
+            _deliveries.Remove(entry.Id);
+            _engine.Metrics.DeadLettered(Name);
+            EngineLog.DeadLettered(_engine.Logger, Name, entry.Id, deliveries, deadLetter.Name);
+        }
+
+        _outgoing.Clear();
+        return true;
+    }
+
+    /// <summary>A move to the dead-letter topic failed: the messages set aside return to the front.</summary>
+    public void AbandonMove()
+    {
+        lock (SyncRoot)
+        {
+            for (var i = _outgoing.Count - 1; i >= 0; i--)
+            {
+                _front.Push(_outgoing[i]);
+            }
+
+            _outgoing.Clear();
+            _moveScheduled = false;
+        }
+    }
+
+    /// <summary>
+    /// Redrive: moves every message of this topic that is not held (in delivery order) to the end of
+    /// <paramref name="target"/>. The caller holds both topics' locks. Returns how many moved, or -1 when
+    /// <paramref name="target"/> was retired (the caller looks it up again); <paramref name="lastAddress"/> is the last
+    /// Move record's, for the caller to wait for its commit.
+    /// </summary>
+    public int RedriveLocked(TopicQueue target, ref MiniQueueConsumer? toComplete, out long lastAddress)
+    {
+        lastAddress = -1;
+        if (target.IsRetiredLocked)
+        {
+            return -1;
+        }
+
+        ThrowIfClosedLocked();
+        target.ThrowIfClosedLocked();
+        PromoteDueLocked(_time.GetUtcNow().UtcTicks);
+        var moved = 0;
+        while (TakeNextLocked(out var entry) || TakeDelayedLocked(out entry))
+        {
+            if (!TryMoveLocked(entry, target, ref toComplete, out lastAddress))
+            {
+                _front.Push(entry);
+                throw new MiniQueueStoreException($"The store did not take the move of message {entry.Id} from topic '{Name}' to '{target.Name}'; {moved} moved before it.");
+            }
+
+            _deliveries.Remove(entry.Id);
+            moved++;
+        }
+
+        return moved;
+    }
+
+    /// <summary>The delayed message due first, taken before it is due (for a redrive, which moves them all).</summary>
+    private bool TakeDelayedLocked(out MessageEntry entry) => _delayed.TryDequeue(out entry, out _);
+
+    private bool TryMoveLocked(MessageEntry entry, TopicQueue target, ref MiniQueueConsumer? toComplete) =>
+        TryMoveLocked(entry, target, ref toComplete, out _);
+
+    /// <summary>
+    /// Moves a message this topic no longer lists to the end of <paramref name="target"/> (both locks held): a Move
+    /// record, then its body's accounting and its place. False when the store did not take the record.
+    /// </summary>
+    private bool TryMoveLocked(MessageEntry entry, TopicQueue target, ref MiniQueueConsumer? toComplete, out long address)
+    {
+        try
+        {
+            address = AppendOrThrow(LogRecord.Move(entry.Id, target.NameUtf8));
+        }
+        catch (MiniQueueStoreException exception)
+        {
+            address = -1;
+            _engine.OnRecordNotLogged(LogRecord.Move(entry.Id, target.NameUtf8), Name, exception);
+            return false;
+        }
+
+        var first = _firstPart.Count != 0 && _firstPart.Remove(entry.Id, out var part) ? part : -1;
+        _space.Release(first >= 0 ? first : entry.Address, Footprint(entry.Length));
+        target.AcceptMovedLocked(entry with { DackCount = 0 }, first, ref toComplete);
+        return true;
+    }
+
+    /// <summary>A message moved in from another topic (both locks held): it joins the end of the FIFO messages.</summary>
+    private void AcceptMovedLocked(MessageEntry entry, long firstPart, ref MiniQueueConsumer? toComplete)
+    {
+        if (firstPart >= 0)
+        {
+            _firstPart[entry.Id] = firstPart;
+        }
+
+        _space.Track(FirstOf(entry), Footprint(entry.Length));
+        _created = true;
+        _ready.Enqueue(entry);
+        DispatchLocked(ref toComplete);
+    }
+
     public void HoldLocked(MiniQueueConsumer consumer, MessageEntry entry)
     {
         consumer.HoldLocked(entry);
         _held++;
+        if (_policy.MaxDeliveries > 0)
+        {
+            CollectionsMarshal.GetValueRefOrAddDefault(_deliveries, entry.Id, out _)++;
+        }
+
         _engine.Metrics.Delivered(Name);
         AppendBestEffort(LogRecord.Deliver(entry.Id));
         if (_policy.LeaseTicks > 0)
@@ -630,10 +821,15 @@ internal sealed class TopicQueue
     /// <summary>Rebuilds the topic from recovered state (entries without bodies: the store reads them back).</summary>
     public void Restore(
         IReadOnlyList<MessageEntry> front, IEnumerable<(MessageEntry Entry, DueKey Key)> delayed, IEnumerable<MessageEntry> ready,
-        IReadOnlyDictionary<long, long> firstParts, long lastId, long dackSequence)
+        IReadOnlyDictionary<long, long> firstParts, IReadOnlyDictionary<long, int> deliveries, long lastId, long dackSequence)
     {
         lock (SyncRoot)
         {
+            foreach (var (id, count) in deliveries)
+            {
+                _deliveries[id] = count;
+            }
+
             foreach (var (id, first) in firstParts)
             {
                 _firstPart[id] = first;
@@ -711,7 +907,9 @@ internal sealed class TopicQueue
 
             var held = _consumers.Where(static consumer => consumer.IsHoldingLocked).Select(static consumer => (consumer, consumer.HeldLocked))
                 .OrderBy(static pair => pair.HeldLocked.Id).ToArray();
-            var front = _front.ToArray();
+            // Messages set aside for the dead-letter topic stay this topic's until moved: the checkpoint puts them back at
+            // the front (a later take sets them aside again).
+            var front = _outgoing.Concat(_front).ToArray();
             var due = _due.ToArray();
             var delayed = _delayed.UnorderedItems.OrderBy(static item => item.Priority).ToArray();
             var ready = _ready.ToArray();
@@ -767,7 +965,7 @@ internal sealed class TopicQueue
                     entry.Address = address;
                 }
 
-                entries.Add(new CheckpointEntry(entry.Id, entry.Address, entry.Length, entry.DackCount, kind, dueTicks));
+                entries.Add(new CheckpointEntry(entry.Id, entry.Address, entry.Length, entry.DackCount, kind, dueTicks, _deliveries.GetValueOrDefault(entry.Id)));
                 return entry;
             }
 
@@ -842,6 +1040,7 @@ internal sealed class TopicQueue
                 }
             }
 
+            _outgoing.Clear();
             _front.Clear();
             foreach (var entry in newFront.Reverse())
             {
@@ -906,14 +1105,14 @@ internal sealed class TopicQueue
     {
         lock (SyncRoot)
         {
-            return _held + _front.Count + _due.Count + _delayed.Count + _ready.Count + _pending.Count;
+            return _held + _outgoing.Count + _front.Count + _due.Count + _delayed.Count + _ready.Count + _pending.Count;
         }
     }
 
     /// <summary>Every message of the topic: held, front, due, delayed, ready and not yet durable.</summary>
     private IEnumerable<MessageEntry> AllEntriesLocked() =>
         _consumers.Where(static consumer => consumer.IsHoldingLocked).Select(static consumer => consumer.HeldLocked)
-            .Concat(_front).Concat(_due).Concat(_delayed.UnorderedItems.Select(static item => item.Element)).Concat(_ready).Concat(_pending);
+            .Concat(_outgoing).Concat(_front).Concat(_due).Concat(_delayed.UnorderedItems.Select(static item => item.Element)).Concat(_ready).Concat(_pending);
 
     /// <summary>Ends every consumer (held messages return to the front), then refuses further work.</summary>
     public async ValueTask CloseAsync()
@@ -949,6 +1148,11 @@ internal sealed class TopicQueue
     /// <summary>A message is gone for good: its body no longer keeps its log segment alive or its cache bytes taken.</summary>
     private void ForgetLocked(MessageEntry entry)
     {
+        if (_deliveries.Count != 0)
+        {
+            _deliveries.Remove(entry.Id);
+        }
+
         _space.Release(FirstOf(entry), Footprint(entry.Length));
         _firstPart.Remove(entry.Id);
         ReleaseBodyCache(entry.Body);

@@ -855,7 +855,14 @@ internal sealed class FasterLogStore : IMessageStore
             {
                 if (int.TryParse(file.Name.AsSpan("wal.log.".Length), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var segment))
                 {
-                    segments[segment] = file.Length;
+                    try
+                    {
+                        segments[segment] = file.Length;
+                    }
+                    catch (FileNotFoundException)
+                    {
+                        // Deleted since it was listed: a segment the log had let go of.
+                    }
                 }
             }
 

@@ -55,6 +55,18 @@ internal enum LogRecordKind : byte
     /// the message delayed until then, with a dackCount of 0. Without the publish record that follows, it means nothing.
     /// </summary>
     Schedule = 13,
+
+    /// <summary>
+    /// A message moved, with its body, to the end of another topic (format 2): to its dead-letter topic after its last
+    /// allowed delivery, or back by a redrive. It arrives there as a new message: dackCount and delivery count 0.
+    /// </summary>
+    Move = 14,
+
+    /// <summary>
+    /// Some of a checkpoint's messages, in delivery order, with their delivery counts (format 2; see
+    /// <see cref="CheckpointEntry"/>). Format 1 wrote <see cref="CheckpointEntries"/>, without the counts.
+    /// </summary>
+    CheckpointEntriesCounted = 15,
 }
 
 /// <summary>Where a message stands in a topic, as a checkpoint records it.</summary>
@@ -73,10 +85,17 @@ internal enum CheckpointClass : byte
     Ready = 3,
 }
 
-/// <summary>One message in a checkpoint: where its body is and where it stands.</summary>
-internal readonly record struct CheckpointEntry(long Id, long Address, int Length, int DackCount, CheckpointClass Class, long DueTicks)
+/// <summary>One message in a checkpoint: where its body is, where it stands and how often it was delivered.</summary>
+internal readonly record struct CheckpointEntry(long Id, long Address, int Length, int DackCount, CheckpointClass Class, long DueTicks, int Deliveries = 0)
 {
-    public const int Size = sizeof(long) + sizeof(long) + sizeof(int) + sizeof(int) + 1 + sizeof(long);
+    /// <summary>The size of an entry of format 1 (<see cref="LogRecordKind.CheckpointEntries"/>), without the delivery count.</summary>
+    public const int Format1Size = sizeof(long) + sizeof(long) + sizeof(int) + sizeof(int) + 1 + sizeof(long);
+
+    /// <summary>The size of an entry as this version writes it (<see cref="LogRecordKind.CheckpointEntriesCounted"/>).</summary>
+    public const int Size = Format1Size + sizeof(int);
+
+    /// <summary>The size of an entry in a record of <paramref name="kind"/>.</summary>
+    public static int SizeIn(LogRecordKind kind) => kind == LogRecordKind.CheckpointEntries ? Format1Size : Size;
 
     public void WriteTo(Span<byte> destination)
     {
@@ -86,9 +105,11 @@ internal readonly record struct CheckpointEntry(long Id, long Address, int Lengt
         BinaryPrimitives.WriteInt32LittleEndian(destination[20..], DackCount);
         destination[24] = (byte)Class;
         BinaryPrimitives.WriteInt64LittleEndian(destination[25..], DueTicks);
+        BinaryPrimitives.WriteInt32LittleEndian(destination[Format1Size..], Deliveries);
     }
 
-    public static CheckpointEntry Read(ReadOnlySpan<byte> source)
+    /// <summary>Reads an entry of a record of <paramref name="kind"/> (format 1 entries have no delivery count).</summary>
+    public static CheckpointEntry Read(ReadOnlySpan<byte> source, LogRecordKind kind = LogRecordKind.CheckpointEntriesCounted)
     {
         var entryClass = (CheckpointClass)source[24];
         if (entryClass > CheckpointClass.Ready)
@@ -102,14 +123,15 @@ internal readonly record struct CheckpointEntry(long Id, long Address, int Lengt
             BinaryPrimitives.ReadInt32LittleEndian(source[16..]),
             BinaryPrimitives.ReadInt32LittleEndian(source[20..]),
             entryClass,
-            BinaryPrimitives.ReadInt64LittleEndian(source[25..]));
+            BinaryPrimitives.ReadInt64LittleEndian(source[25..]),
+            kind == LogRecordKind.CheckpointEntries ? 0 : BinaryPrimitives.ReadInt32LittleEndian(source[Format1Size..]));
     }
 }
 
 /// <summary>
 /// One state change, as the engine writes it to its store and reads it back on recovery.
 /// The encoding is little-endian: <c>[kind:1][id:8]</c>, then for Publish <c>[topicLength:1][topic][payload]</c>,
-/// for Dack <c>[dueTicks:8][dackCount:4]</c>, for Schedule <c>[dueTicks:8]</c>, for Purge <c>[topicLength:1][topic]</c>.
+/// for Dack <c>[dueTicks:8][dackCount:4]</c>, for Schedule <c>[dueTicks:8]</c>, for Purge and Move <c>[topicLength:1][topic]</c>.
 /// Topics travel as UTF-8 of at most 255 bytes and are never parsed. CheckpointBegin is <c>[kind][checkpoint id][topicLength:1][topic]</c>,
 /// CheckpointEntries is <c>[kind][checkpoint id][entries of <see cref="CheckpointEntry.Size"/> bytes]</c> and CheckpointEnd is
 /// <c>[kind][checkpoint id]</c>. PublishPart is <c>[kind][id][index:2][bytes]</c>; PublishLarge is
@@ -175,8 +197,8 @@ internal readonly struct LogRecord
         LogRecordKind.Publish => PublishLength(Topic.Length, Payload.Length),
         LogRecordKind.Dack => HeaderLength + sizeof(long) + sizeof(int),
         LogRecordKind.Schedule => HeaderLength + sizeof(long),
-        LogRecordKind.Purge or LogRecordKind.CheckpointBegin => HeaderLength + 1 + Topic.Length,
-        LogRecordKind.CheckpointEntries => HeaderLength + Payload.Length,
+        LogRecordKind.Purge or LogRecordKind.CheckpointBegin or LogRecordKind.Move => HeaderLength + 1 + Topic.Length,
+        LogRecordKind.CheckpointEntries or LogRecordKind.CheckpointEntriesCounted => HeaderLength + Payload.Length,
         LogRecordKind.PublishPart => PartHeaderLength + Payload.Length,
         LogRecordKind.PublishLarge => LargeHeaderLength(Topic.Length, PartCount) + Payload.Length,
         _ => HeaderLength,
@@ -216,15 +238,18 @@ internal readonly struct LogRecord
 
     public static LogRecord Schedule(long messageId, long dueTicks) => new(LogRecordKind.Schedule, messageId, default, default, dueTicks, 0);
 
+    /// <summary>Message <paramref name="messageId"/> moves to the end of <paramref name="topic"/>.</summary>
+    public static LogRecord Move(long messageId, ReadOnlyMemory<byte> topic) => new(LogRecordKind.Move, messageId, topic, default, 0, 0);
+
     public static LogRecord Purge(ReadOnlyMemory<byte> topic, long upToMessageId) =>
         new(LogRecordKind.Purge, upToMessageId, topic, default, 0, 0);
 
     public static LogRecord CheckpointBegin(long checkpointId, ReadOnlyMemory<byte> topic) =>
         new(LogRecordKind.CheckpointBegin, checkpointId, topic, default, 0, 0);
 
-    /// <summary>A record of checkpoint entries; <paramref name="entries"/> holds whole <see cref="CheckpointEntry"/>s.</summary>
+    /// <summary>A record of checkpoint entries; <paramref name="entries"/> holds whole <see cref="CheckpointEntry"/>s of <see cref="CheckpointEntry.Size"/> bytes.</summary>
     public static LogRecord CheckpointEntries(long checkpointId, ReadOnlyMemory<byte> entries) =>
-        new(LogRecordKind.CheckpointEntries, checkpointId, default, entries, 0, 0);
+        new(LogRecordKind.CheckpointEntriesCounted, checkpointId, default, entries, 0, 0);
 
     public static LogRecord CheckpointEnd(long checkpointId) => new(LogRecordKind.CheckpointEnd, checkpointId, default, default, 0, 0);
 
@@ -255,11 +280,11 @@ internal readonly struct LogRecord
             case LogRecordKind.Schedule:
                 BinaryPrimitives.WriteInt64LittleEndian(rest, DueTicks);
                 break;
-            case LogRecordKind.Purge or LogRecordKind.CheckpointBegin:
+            case LogRecordKind.Purge or LogRecordKind.CheckpointBegin or LogRecordKind.Move:
                 rest[0] = checked((byte)Topic.Length);
                 Topic.Span.CopyTo(rest[1..]);
                 break;
-            case LogRecordKind.CheckpointEntries:
+            case LogRecordKind.CheckpointEntries or LogRecordKind.CheckpointEntriesCounted:
                 Payload.Span.CopyTo(rest);
                 break;
             case LogRecordKind.PublishPart:
@@ -300,7 +325,7 @@ internal readonly struct LogRecord
         var rest = data[HeaderLength..];
         switch (kind)
         {
-            case LogRecordKind.Publish or LogRecordKind.Purge or LogRecordKind.CheckpointBegin:
+            case LogRecordKind.Publish or LogRecordKind.Purge or LogRecordKind.CheckpointBegin or LogRecordKind.Move:
                 if (rest.Length < 1 || rest.Length < 1 + rest.Span[0])
                 {
                     throw Corrupt(data.Length);
@@ -314,8 +339,8 @@ internal readonly struct LogRecord
                 }
 
                 return rest.Length == 1 + topicLength ? new LogRecord(kind, id, topic, default, 0, 0) : throw Corrupt(data.Length);
-            case LogRecordKind.CheckpointEntries:
-                return rest.Length % CheckpointEntry.Size == 0 ? CheckpointEntries(id, rest) : throw Corrupt(data.Length);
+            case LogRecordKind.CheckpointEntries or LogRecordKind.CheckpointEntriesCounted:
+                return rest.Length % CheckpointEntry.SizeIn(kind) == 0 ? new LogRecord(kind, id, default, rest, 0, 0) : throw Corrupt(data.Length);
             case LogRecordKind.PublishPart:
                 return rest.Length >= sizeof(ushort)
                     ? PublishPart(id, BinaryPrimitives.ReadUInt16LittleEndian(rest.Span), rest[sizeof(ushort)..])

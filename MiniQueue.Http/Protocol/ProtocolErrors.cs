@@ -39,6 +39,9 @@ internal static class ProtocolErrors
 
     public static ReadOnlySpan<byte> PurgeFailed => "{\"error\":\"failed to purge topic\"}\n"u8;
 
+    /// <summary>A redrive the store could not take (an extension, docs/PROTOCOL.md "Dead letters").</summary>
+    public static ReadOnlySpan<byte> RedriveFailed => "{\"error\":\"failed to redrive topic\"}\n"u8;
+
     public static ReadOnlySpan<byte> SubscribeNeedsHttp2 => "{\"error\":\"subscribe needs HTTP/2\"}\n"u8;
 
     public static ReadOnlySpan<byte> ShuttingDown => "{\"error\":\"server shutting down\"}\n"u8;

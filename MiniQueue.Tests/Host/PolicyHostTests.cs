@@ -93,4 +93,63 @@ public sealed class PolicyHostTests
             Assert.That(await TestSupport.StaysPendingAsync(nothing), Is.True, "the ACKed job is gone for good");
         }
     }
+
+    [Test]
+    public async Task DeadLetterAndRedrive_HoldAcrossASigkillAndARestart()
+    {
+        using var directory = new TempDirectory();
+        var port = HostProcess.FreePort().ToString(CultureInfo.InvariantCulture);
+        string[] arguments = ["-db", "data", "-max-deliveries", "2", "-level", "info", "-port", port];
+        await using (var host = HostProcess.Start(directory.Path, arguments))
+        {
+            await host.WaitUntilReadyAsync();
+            using var http = host.CreateHttpClient(host.GeneratedCertificate());
+            foreach (var text in new[] { "poison", "fine" })
+            {
+                using var response = await http.PostAsync("publish/jobs", new StringContent(text));
+                Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.Created));
+            }
+
+            await using var stream = await RawConsumerStream.OpenAsync(http, "subscribe/jobs");
+            await stream.SendAsync("\"INIT\"\n");
+            Assert.That(await stream.ReadLineAsync(), Is.EqualTo(MessageLine("poison")));
+            await stream.SendAsync("\"NACK\"\n");
+            Assert.That(await stream.ReadLineAsync(), Is.EqualTo(MessageLine("poison")));
+
+            // The NACK leads to the next delivery: not poison a third time, but the next message.
+            await stream.SendAsync("\"NACK\"\n");
+            Assert.That(await stream.ReadLineAsync(), Is.EqualTo(MessageLine("fine")));
+            await stream.SendAsync("\"ACK\"\n");
+            await using var dead = await RawConsumerStream.OpenAsync(http, "subscribe/jobs.dead");
+            await dead.SendAsync("\"INIT\"\n");
+            Assert.That(await dead.ReadLineAsync(), Is.EqualTo(MessageLine("poison")));
+
+            // A publish is answered once it is durable, and commits are prefixes of the log: after this 201 the ACK and
+            // the move before it are durable too. Then the host dies while a consumer of the dead-letter topic holds the message.
+            using (var response = await http.PostAsync("publish/marker", new StringContent("commit point")))
+            {
+                Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.Created));
+            }
+
+            await host.KillAsync();
+        }
+
+        await using var restarted = HostProcess.Start(directory.Path, arguments);
+        await restarted.WaitUntilReadyAsync();
+        using var again = restarted.CreateHttpClient(restarted.GeneratedCertificate());
+        using (var response = await again.PostAsync("redrive/jobs", null))
+        {
+            Assert.That(await response.Content.ReadAsStringAsync(), Is.EqualTo("{\"moved\":1}\n"), "the move survived, and the held message came back to jobs.dead");
+        }
+
+        // Back in jobs as a new message: two more deliveries before it would move again.
+        await using var consumer = await RawConsumerStream.OpenAsync(again, "subscribe/jobs");
+        await consumer.SendAsync("\"INIT\"\n");
+        Assert.That(await consumer.ReadLineAsync(), Is.EqualTo(MessageLine("poison")));
+        await consumer.SendAsync("\"NACK\"\n");
+        Assert.That(await consumer.ReadLineAsync(), Is.EqualTo(MessageLine("poison")));
+        await consumer.SendAsync("\"ACK\"\n");
+        var nothing = consumer.ReadLineAsync();
+        Assert.That(await TestSupport.StaysPendingAsync(nothing), Is.True, "\"fine\" was ACKed before the SIGKILL");
+    }
 }

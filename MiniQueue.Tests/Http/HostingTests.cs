@@ -67,6 +67,37 @@ public sealed class HostingTests
     }
 
     [Test]
+    public void TopicPolicies_AreBoundFromTheMiniQueueSection()
+    {
+        var services = new ServiceCollection();
+        services.AddSingleton<IConfiguration>(new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["MiniQueue:Lease"] = "00:00:30",
+            ["MiniQueue:MaxDeliveries"] = "5",
+            ["MiniQueue:TopicPolicies:0:Topics"] = "reports.*",
+            ["MiniQueue:TopicPolicies:0:Lease"] = "00:10:00",
+            ["MiniQueue:TopicPolicies:1:Topics"] = "orders",
+            ["MiniQueue:TopicPolicies:1:MaxDeliveries"] = "2",
+            ["MiniQueue:TopicPolicies:1:DeadLetterTopic"] = "orders-failed",
+        }).Build());
+        services.AddMiniQueue();
+        using var provider = services.BuildServiceProvider();
+
+        var options = provider.GetRequiredService<IOptions<MiniQueueOptions>>().Value;
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(options.Lease, Is.EqualTo(TimeSpan.FromSeconds(30)));
+            Assert.That(options.MaxDeliveries, Is.EqualTo(5));
+            Assert.That(options.TopicPolicies.Select(static p => (p.Topics, p.Lease, p.MaxDeliveries, p.DeadLetterTopic)), Is.EqualTo(new[]
+            {
+                ("reports.*", (TimeSpan?)TimeSpan.FromMinutes(10), (int?)null, (string?)null),
+                ("orders", null, 2, "orders-failed"),
+            }));
+        }
+    }
+
+    [Test]
     public void Options_TakeTheClockAndLoggingFromTheApplication_UnlessSet()
     {
         var clock = TestSupport.NewClock();
@@ -244,10 +275,13 @@ public sealed class HostingTests
         using var wrongMethod = await client.GetAsync($"{path}publish/{topic}");
         using var other = await client.GetAsync($"{path}publish/{topic}/more");
         using var purged = await client.DeleteAsync($"{path}{topic}");
+        using var redriven = await client.PostAsync($"{path}redrive/{topic}", null);
 
         using (Assert.EnterMultipleScope())
         {
             Assert.That(published.StatusCode, Is.EqualTo(HttpStatusCode.Created));
+            Assert.That(redriven.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+            Assert.That(await redriven.Content.ReadAsStringAsync(), Is.EqualTo("{\"moved\":0}\n"));
             Assert.That(invalid.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
             Assert.That(wrongMethod.StatusCode, Is.EqualTo(HttpStatusCode.MethodNotAllowed));
             Assert.That(wrongMethod.Content.Headers.Allow, Is.EquivalentTo(new[] { "POST" }));

@@ -6,7 +6,8 @@ namespace MiniQueue.Tests.Http;
 
 /// <summary>
 /// The policy extensions of the consumer stream (docs/PROTOCOL.md "Leases") over a real Kestrel listener (TLS, HTTP/2),
-/// with a fake clock. Topics under <c>lease.</c> have a 30 s lease; others keep the original behaviour.
+/// with a fake clock. Topics under <c>lease.</c> have a 30 s lease, topics under <c>limited.</c> at most 2 deliveries; others
+/// keep the original behaviour.
 /// </summary>
 [CancelAfter(60_000)]
 public sealed class PolicyProtocolTests
@@ -25,7 +26,10 @@ public sealed class PolicyProtocolTests
         {
             builder.Services.AddSingleton<TimeProvider>(_clock);
             builder.Services.Configure<MiniQueueOptions>(options =>
-                options.TopicPolicies.Add(new MiniQueueTopicPolicy { Topics = "lease.*", Lease = s_lease }));
+            {
+                options.TopicPolicies.Add(new MiniQueueTopicPolicy { Topics = "lease.*", Lease = s_lease });
+                options.TopicPolicies.Add(new MiniQueueTopicPolicy { Topics = "limited.*", MaxDeliveries = 2 });
+            });
         });
         _client = _host.CreateHttpClient();
     }
@@ -165,5 +169,54 @@ public sealed class PolicyProtocolTests
 
         Assert.That(response.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.Created));
         Assert.That(Engine.GetStats(topic), Is.EqualTo(new TopicStats(1, 0, 0, 0)));
+    }
+
+    [Test]
+    public async Task AfterItsLastAllowedDelivery_AMessageGoesToTheDeadTopic_AndRedriveBringsItBack()
+    {
+        var topic = NewTopic("limited.");
+        await Engine.PublishAsync(topic, "poison");
+        await using (var stream = await SubscribeAsync(topic))
+        {
+            await stream.SendAsync("\"INIT\"\n");
+            Assert.That(await stream.ReadLineAsync(), Is.EqualTo(MessageLine("poison")));
+            await stream.SendAsync("\"NACK\"\n");
+            Assert.That(await stream.ReadLineAsync(), Is.EqualTo(MessageLine("poison")), "the second and last delivery");
+            await stream.SendAsync("\"NACK\"\n");
+            Assert.That(await Storage.DurableTestSupport.EventuallyAsync(() => Engine.GetStats(topic + ".dead").Ready == 1), Is.True);
+            var nothing = stream.ReadLineAsync();
+            Assert.That(await TestSupport.StaysPendingAsync(nothing), Is.True, "not delivered a third time");
+        }
+
+        await using (var dead = await SubscribeAsync(topic + ".dead"))
+        {
+            await dead.SendAsync("\"INIT\"\n");
+            Assert.That(await dead.ReadLineAsync(), Is.EqualTo(MessageLine("poison")), "an ordinary message there");
+        }
+
+        using (var response = await _client.PostAsync($"redrive/{topic}", null))
+        {
+            Assert.That(response.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.OK));
+            Assert.That(response.Content.Headers.ContentType?.MediaType, Is.EqualTo("application/json"));
+            Assert.That(await response.Content.ReadAsStringAsync(), Is.EqualTo("{\"moved\":1}\n"));
+        }
+
+        Assert.That(Engine.GetStats(topic), Is.EqualTo(new TopicStats(1, 0, 0, 0)));
+        using (var again = await _client.PostAsync($"redrive/{topic}", null))
+        {
+            Assert.That(await again.Content.ReadAsStringAsync(), Is.EqualTo("{\"moved\":0}\n"));
+        }
+    }
+
+    [Test]
+    public async Task Redrive_OfAnInvalidTopic_Is400_AndOtherMethods405()
+    {
+        using (var response = await _client.PostAsync("redrive/a%2Fb", null))
+        {
+            Assert.That(response.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.BadRequest));
+        }
+
+        using var get = await _client.GetAsync("redrive/x");
+        Assert.That(get.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.MethodNotAllowed));
     }
 }

@@ -1,0 +1,67 @@
+using System.Globalization;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using MiniQueue.Http.Hosting;
+
+namespace MiniQueue.Http.Protocol;
+
+/// <summary>
+/// <c>POST /redrive/{topic}</c> (an extension, docs/PROTOCOL.md "Dead letters"): moves every message of the topic's
+/// dead-letter topic that no consumer holds back to the end of the topic; 200 with <c>{"moved":N}</c>. A body, if any,
+/// is read and ignored; one that cannot be read is 400 and nothing moves.
+/// </summary>
+internal sealed class RedriveHandler
+{
+    private readonly MiniQueueEngineHost _engineHost;
+    private readonly ILogger _logger;
+
+    public RedriveHandler(MiniQueueEngineHost engineHost, ILoggerFactory loggerFactory)
+    {
+        ArgumentNullException.ThrowIfNull(engineHost);
+        ArgumentNullException.ThrowIfNull(loggerFactory);
+        _engineHost = engineHost;
+        _logger = loggerFactory.CreateLogger(HttpLog.Category);
+    }
+
+    public async Task InvokeAsync(HttpContext context)
+    {
+        var topic = TopicRoute.GetTopic(context);
+        if (topic is null)
+        {
+            HttpLog.InvalidTopic(_logger, context.Request.Path);
+            await ProtocolErrors.WriteResponseAsync(context, StatusCodes.Status400BadRequest, ProtocolErrors.InvalidTopic).ConfigureAwait(false);
+            return;
+        }
+
+        try
+        {
+            await RequestBody.DrainAsync(context.Request.BodyReader).ConfigureAwait(false);
+        }
+        catch (Exception exception) when (RequestBody.IsReadFailure(exception))
+        {
+            var status = RequestBody.StatusOf(exception);
+            HttpLog.BodyReadFailed(_logger, topic, status, exception);
+            await ProtocolErrors.WriteResponseAsync(context, status, ProtocolErrors.InvalidBody).ConfigureAwait(false);
+            return;
+        }
+
+        int moved;
+        try
+        {
+            var engine = await _engineHost.GetEngineAsync().ConfigureAwait(false);
+            moved = await engine.RedriveAsync(topic, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception exception) when (exception is MiniQueueStoreException or ObjectDisposedException)
+        {
+            HttpLog.RedriveFailed(_logger, topic, exception);
+            await ProtocolErrors.WriteResponseAsync(context, StatusCodes.Status503ServiceUnavailable, ProtocolErrors.RedriveFailed).ConfigureAwait(false);
+            return;
+        }
+
+        var body = string.Create(CultureInfo.InvariantCulture, $"{{\"moved\":{moved}}}\n");
+        context.Response.StatusCode = StatusCodes.Status200OK;
+        context.Response.ContentType = "application/json; charset=utf-8";
+        context.Response.ContentLength = body.Length;
+        await context.Response.WriteAsync(body).ConfigureAwait(false);
+    }
+}
