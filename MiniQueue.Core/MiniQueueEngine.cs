@@ -174,7 +174,8 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
         foreach (var recovered in recovery.Topics())
         {
             var topic = NewTopic(recovered.Name);
-            topic.Restore(recovered.Front, recovered.Delayed, recovered.Ready, recovered.FirstParts, recovered.Deliveries, recovered.LastId, recovered.DackSequence);
+            topic.Restore(
+                recovered.Front, recovered.Delayed, recovered.Ready, recovered.FirstParts, recovered.Deliveries, recovered.Keys, recovered.LastId, recovered.DackSequence);
             _topics[recovered.Name] = topic;
             topics++;
 
@@ -200,16 +201,40 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
     /// <exception cref="MiniQueueStoreException">The store could not take the message; it was not published.</exception>
     /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
     public ValueTask PublishAsync(string topic, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken) =>
-        PublishAsync(topic, payload, null, cancellationToken);
+        Publish(topic, payload, null, null, cancellationToken);
 
     /// <summary>
-    /// Publishes a message as <paramref name="options"/> say (for example with a delay); without options, as
-    /// <see cref="PublishAsync(string, ReadOnlyMemory{byte}, CancellationToken)"/>.
+    /// Publishes a message as <paramref name="options"/> say (with a delay, with an idempotency key); without options,
+    /// as <see cref="PublishAsync(string, ReadOnlyMemory{byte}, CancellationToken)"/>. The result says whether the publish
+    /// was a duplicate of an idempotency key (then nothing was enqueued).
     /// </summary>
-    /// <exception cref="ArgumentException">The topic name is invalid, or the message is larger than <see cref="MaxMessageBytes"/>.</exception>
+    /// <exception cref="ArgumentException">
+    /// The topic name is invalid, the message is larger than <see cref="MaxMessageBytes"/>, or the idempotency key is
+    /// not 1 to 255 bytes of UTF-8.
+    /// </exception>
     /// <exception cref="MiniQueueStoreException">The store could not take the message; it was not published.</exception>
     /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
-    public ValueTask PublishAsync(string topic, ReadOnlyMemory<byte> payload, PublishOptions? options = null, CancellationToken cancellationToken = default)
+    public ValueTask<PublishResult> PublishAsync(
+        string topic, ReadOnlyMemory<byte> payload, PublishOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        KeyedPublish? keyed = null;
+        if (options?.IdempotencyKey is { } key)
+        {
+            keyed = new KeyedPublish(key, IdempotencyKeys.ToUtf8(key)
+                ?? throw new ArgumentException($"An idempotency key must be 1 to {PublishOptions.MaxIdempotencyKeyBytes} bytes of UTF-8.", nameof(options)));
+        }
+
+        var publish = Publish(topic, payload, options, keyed, cancellationToken);
+        return publish.IsCompletedSuccessfully ? new(new PublishResult(keyed?.IsDuplicate ?? false)) : ResultWhenDoneAsync(publish, keyed);
+    }
+
+    private static async ValueTask<PublishResult> ResultWhenDoneAsync(ValueTask publish, KeyedPublish? keyed)
+    {
+        await publish.ConfigureAwait(false);
+        return new PublishResult(keyed?.IsDuplicate ?? false);
+    }
+
+    private ValueTask Publish(string topic, ReadOnlyMemory<byte> payload, PublishOptions? options, KeyedPublish? keyed, CancellationToken cancellationToken)
     {
         if (cancellationToken.IsCancellationRequested)
         {
@@ -230,22 +255,23 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
         var started = Stopwatch.GetTimestamp();
         if (_store.RecordLimit > 0 && LogRecord.PublishLength(TopicName.MaxUtf8Bytes, payload.Length) > _store.RecordLimit)
         {
-            return PublishLargeAsync(topic, payload, options, started, cancellationToken);
+            return PublishLargeAsync(topic, payload, options, keyed, started, cancellationToken);
         }
 
         if (!_store.HasRoom)
         {
-            return PublishWhenRoomAsync(topic, payload, options, started, cancellationToken);
+            return PublishWhenRoomAsync(topic, payload, options, keyed, started, cancellationToken);
         }
 
-        return PublishNow(topic, payload, options, started);
+        return PublishNow(topic, payload, options, keyed, started);
     }
 
     /// <summary>
     /// A body written as several records (it is larger than one log page): no commit may be issued while its parts fill
     /// the log's write buffer (FasterLog cannot take that; see FasterLogStore), so commits wait while they are appended.
     /// </summary>
-    private async ValueTask PublishLargeAsync(string topic, ReadOnlyMemory<byte> payload, PublishOptions? options, long started, CancellationToken cancellationToken)
+    private async ValueTask PublishLargeAsync(
+        string topic, ReadOnlyMemory<byte> payload, PublishOptions? options, KeyedPublish? keyed, long started, CancellationToken cancellationToken)
     {
         // The caller may reuse its buffer once PublishAsync returns, and this waits before it appends.
         payload = payload.ToArray();
@@ -253,18 +279,19 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
         ValueTask publish;
         using (await _store.HoldCommitsAsync(cancellationToken).ConfigureAwait(false))
         {
-            publish = PublishNow(topic, payload, options, started);
+            publish = PublishNow(topic, payload, options, keyed, started);
         }
 
         await publish.ConfigureAwait(false);
     }
 
-    private async ValueTask PublishWhenRoomAsync(string topic, ReadOnlyMemory<byte> payload, PublishOptions? options, long started, CancellationToken cancellationToken)
+    private async ValueTask PublishWhenRoomAsync(
+        string topic, ReadOnlyMemory<byte> payload, PublishOptions? options, KeyedPublish? keyed, long started, CancellationToken cancellationToken)
     {
         // The caller may reuse its buffer once PublishAsync returns, and this waits before it appends.
         payload = payload.ToArray();
         await _store.WaitForRoomAsync(cancellationToken).ConfigureAwait(false);
-        await PublishNow(topic, payload, options, started).ConfigureAwait(false);
+        await PublishNow(topic, payload, options, keyed, started).ConfigureAwait(false);
     }
 
     /// <summary>A publish refused because the disk is under its reserve; compaction is asked to look for space to free.</summary>
@@ -284,17 +311,17 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
     }
 
     /// <summary>Publishes now; the returned task completes (and the publish is counted) once the message is durable.</summary>
-    private ValueTask PublishNow(string topic, ReadOnlyMemory<byte> payload, PublishOptions? options, long started)
+    private ValueTask PublishNow(string topic, ReadOnlyMemory<byte> payload, PublishOptions? options, KeyedPublish? keyed, long started)
     {
         while (true)
         {
             var queue = GetOrAddTopic(topic);
+            PublishStep step;
+            ValueTask completion;
+            Task<bool>? original;
             try
             {
-                if (queue.TryPublish(payload, options, started, out var completion))
-                {
-                    return completion;
-                }
+                step = queue.TryPublish(payload, options, keyed, started, out completion, out original);
             }
             catch (MiniQueueStoreException exception)
             {
@@ -303,8 +330,40 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
                 throw;
             }
 
-            Forget(queue);
+            switch (step)
+            {
+                case PublishStep.Published:
+                    return completion;
+                case PublishStep.Duplicate:
+                    keyed!.IsDuplicate = true;
+                    _metrics.Duplicate(topic);
+                    EngineLog.Duplicate(_logger, topic);
+                    return default;
+                case PublishStep.AwaitOriginal:
+                    return AwaitOriginalAsync(original!, topic, payload.ToArray(), options, keyed!, started);
+                default:
+                    Forget(queue);
+                    break;
+            }
         }
+    }
+
+    /// <summary>
+    /// A repeat of an idempotency key whose first publish is not durable yet: a duplicate once it is; if it fails, this
+    /// publish is made after all (<paramref name="payload"/> is a copy: the caller's buffer may be reused meanwhile).
+    /// </summary>
+    private async ValueTask AwaitOriginalAsync(Task<bool> original, string topic, byte[] payload, PublishOptions? options, KeyedPublish keyed, long started)
+    {
+        if (await original.ConfigureAwait(false))
+        {
+            keyed.IsDuplicate = true;
+            _metrics.Duplicate(topic);
+            EngineLog.Duplicate(_logger, topic);
+            return;
+        }
+
+        ThrowIfDisposed();
+        await PublishNow(topic, payload, options, keyed, started).ConfigureAwait(false);
     }
 
     /// <summary>

@@ -129,6 +129,13 @@ public sealed class MiniQueueOptions
     /// </summary>
     public IList<MiniQueueTopicPolicy> TopicPolicies { get; } = new List<MiniQueueTopicPolicy>();
 
+    /// <summary>
+    /// How long a publish with an idempotency key (<see cref="PublishOptions.IdempotencyKey"/>, the
+    /// <c>Idempotency-Key</c> header) keeps a repeat of that key on the same topic from enqueuing anything; the window
+    /// survives restarts. Default: 2 minutes. Per topic: <see cref="TopicPolicies"/>.
+    /// </summary>
+    public TimeSpan IdempotencyWindow { get; set; } = TimeSpan.FromMinutes(2);
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first property whose value cannot work.</summary>
     public void Validate()
     {
@@ -200,6 +207,7 @@ public sealed class MiniQueueOptions
 
         ValidateLease(Lease, nameof(Lease));
         ValidateMaxDeliveries(MaxDeliveries, nameof(MaxDeliveries));
+        ValidateWindow(IdempotencyWindow, nameof(IdempotencyWindow));
         for (var i = 0; i < TopicPolicies.Count; i++)
         {
             (TopicPolicies[i] ?? throw new ArgumentException($"{nameof(TopicPolicies)}[{i}] is null.", nameof(TopicPolicies))).Validate(i, nameof(TopicPolicies));
@@ -216,6 +224,14 @@ public sealed class MiniQueueOptions
         if (lease is { } value && (value <= TimeSpan.Zero || value > TimeSpan.FromDays(365)))
         {
             throw new ArgumentException($"{name} must be positive and at most a year, not {value}.", name);
+        }
+    }
+
+    internal static void ValidateWindow(TimeSpan? window, string name)
+    {
+        if (window is { } value && (value <= TimeSpan.Zero || value > TimeSpan.FromDays(7)))
+        {
+            throw new ArgumentException($"{name} must be positive and at most 7 days, not {value}.", name);
         }
     }
 

@@ -22,6 +22,9 @@ public sealed class MiniQueueTopicPolicy
     /// <summary>Where messages of these topics go after <see cref="MaxDeliveries"/>; default: the topic's name with <c>.dead</c> appended.</summary>
     public string? DeadLetterTopic { get; set; }
 
+    /// <summary>How long a publish's idempotency key keeps a repeat from enqueuing; see <see cref="MiniQueueOptions.IdempotencyWindow"/>.</summary>
+    public TimeSpan? IdempotencyWindow { get; set; }
+
     /// <summary>Whether <paramref name="topic"/> is one of the topics <see cref="Topics"/> names.</summary>
     public bool Matches(string topic)
     {
@@ -43,6 +46,7 @@ public sealed class MiniQueueTopicPolicy
 
         MiniQueueOptions.ValidateLease(Lease, $"{name}.{nameof(Lease)}");
         MiniQueueOptions.ValidateMaxDeliveries(MaxDeliveries, $"{name}.{nameof(MaxDeliveries)}");
+        MiniQueueOptions.ValidateWindow(IdempotencyWindow, $"{name}.{nameof(IdempotencyWindow)}");
         if (DeadLetterTopic is { } dead && !TopicName.IsValid(dead))
         {
             throw new ArgumentException($"{name}.{nameof(DeadLetterTopic)} '{dead}' is not a valid topic name.", paramName);

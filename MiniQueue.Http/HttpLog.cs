@@ -51,8 +51,8 @@ internal static partial class HttpLog
     [LoggerMessage(EventId = 2012, Level = LogLevel.Debug, Message = "Request for topic {Topic} refused with {StatusCode}: its body could not be read")]
     public static partial void BodyReadFailed(ILogger logger, string topic, int statusCode, Exception exception);
 
-    [LoggerMessage(EventId = 2013, Level = LogLevel.Debug, Message = "Publish to topic {Topic} refused with 400: its delay is not whole seconds")]
-    public static partial void InvalidDelay(ILogger logger, string topic);
+    [LoggerMessage(EventId = 2013, Level = LogLevel.Debug, Message = "Publish to topic {Topic} refused with 400: its {Option} is malformed")]
+    public static partial void InvalidPublishOption(ILogger logger, string topic, string option);
 
     [LoggerMessage(EventId = 2014, Level = LogLevel.Error, Message = "Redrive of topic {Topic} failed")]
     public static partial void RedriveFailed(ILogger logger, string topic, Exception exception);

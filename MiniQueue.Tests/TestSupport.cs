@@ -17,7 +17,7 @@ internal static class TestSupport
 
     public static string Text(this Delivery delivery) => Encoding.UTF8.GetString(delivery.Payload.Span);
 
-    public static ValueTask PublishAsync(this MiniQueueEngine queue, string topic, string text) => queue.PublishAsync(topic, Bytes(text));
+    public static ValueTask PublishAsync(this MiniQueueEngine queue, string topic, string text) => queue.PublishAsync(topic, Bytes(text), CancellationToken.None);
 
     /// <summary>Receives with a bounded wait and returns the text.</summary>
     public static async Task<string> ReceiveTextAsync(this MiniQueueConsumer consumer)

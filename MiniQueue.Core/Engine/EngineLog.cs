@@ -43,4 +43,8 @@ internal static partial class EngineLog
 
     [LoggerMessage(EventId = 1010, Level = LogLevel.Error, Message = "Moving messages of topic {Topic} to its dead-letter topic failed; they stay at its front")]
     public static partial void DeadLetterFailed(ILogger logger, string topic, Exception exception);
+
+    [LoggerMessage(EventId = 1011, Level = LogLevel.Debug,
+        Message = "A publish to topic {Topic} repeated the idempotency key of an earlier one within its window; nothing was enqueued")]
+    public static partial void Duplicate(ILogger logger, string topic);
 }

@@ -15,13 +15,16 @@ internal sealed class Recovery
 {
     private readonly Dictionary<long, Node> _live = [];
     private readonly Dictionary<string, TopicState> _topics = new(StringComparer.Ordinal);
-    private readonly Dictionary<long, (TopicState Topic, List<CheckpointEntry> Entries)> _checkpoints = [];
+    private readonly Dictionary<long, OpenCheckpoint> _checkpoints = [];
 
     /// <summary>The first part of each body written in parts, by the address of the record that publishes it.</summary>
     private readonly Dictionary<long, long> _firstParts = [];
 
     /// <summary>Due times of delayed publishes whose publish record has not come yet, by message id.</summary>
     private readonly Dictionary<long, long> _scheduled = [];
+
+    /// <summary>Idempotency keys whose publish record has not come yet, by message id.</summary>
+    private readonly Dictionary<long, RecoveredKey> _keyed = [];
     private TopicState? _lastTopic;
 
     /// <summary>How many records were applied.</summary>
@@ -53,6 +56,11 @@ internal sealed class Recovery
                 var node = new Node(record.MessageId, topic, stored.Address, record.BodyLength);
                 _live[record.MessageId] = node;
                 topic.LastId = Math.Max(topic.LastId, record.MessageId);
+                if (_keyed.Count != 0 && _keyed.Remove(record.MessageId, out var key))
+                {
+                    topic.Keys.Add(key);
+                }
+
                 if (_scheduled.Count != 0 && _scheduled.Remove(record.MessageId, out var due))
                 {
                     node.Order = order;
@@ -68,11 +76,24 @@ internal sealed class Recovery
             case LogRecordKind.Schedule:
                 _scheduled[record.MessageId] = record.DueTicks;
                 return;
+            case LogRecordKind.IdempotencyKey:
+                _keyed[record.MessageId] = new RecoveredKey(record.Payload.ToArray(), record.DueTicks, stored.Address);
+                return;
+            case LogRecordKind.CheckpointKeys:
+                if (_checkpoints.TryGetValue(record.MessageId, out var keysOf))
+                {
+                    foreach (var (utf8, ticks) in IdempotencyKeys.Decode(record.Payload))
+                    {
+                        keysOf.Keys.Add(new RecoveredKey(utf8, ticks, keysOf.Address));
+                    }
+                }
+
+                return;
             case LogRecordKind.Purge:
                 Purge(GetTopic(record.Topic.Span), record.MessageId);
                 return;
             case LogRecordKind.CheckpointBegin:
-                _checkpoints[record.MessageId] = (GetTopic(record.Topic.Span), []);
+                _checkpoints[record.MessageId] = new OpenCheckpoint(GetTopic(record.Topic.Span), stored.Address);
                 return;
             case LogRecordKind.CheckpointEntries or LogRecordKind.CheckpointEntriesCounted:
                 if (_checkpoints.TryGetValue(record.MessageId, out var open))
@@ -89,6 +110,8 @@ internal sealed class Recovery
                 if (_checkpoints.Remove(record.MessageId, out var complete))
                 {
                     ApplyCheckpoint(complete.Topic, complete.Entries, order);
+                    complete.Topic.Keys.Clear();
+                    complete.Topic.Keys.AddRange(complete.Keys);
                 }
 
                 return;
@@ -241,7 +264,7 @@ internal sealed class Recovery
                 .Where(static node => node.Deliveries > 0)
                 .ToDictionary(static node => node.Id, static node => node.Deliveries);
             yield return new RecoveredTopic(
-                topic.Name, front, held, delayed, topic.Ready.Select(node => node.ToEntry()).ToList(), firstParts, deliveries, topic.LastId, Records);
+                topic.Name, front, held, delayed, topic.Ready.Select(node => node.ToEntry()).ToList(), firstParts, deliveries, topic.Keys, topic.LastId, Records);
         }
     }
 
@@ -260,6 +283,21 @@ internal sealed class Recovery
         public LinkedList<Node> Delayed { get; } = new();
 
         public LinkedList<Node> Ready { get; } = new();
+
+        /// <summary>The idempotency keys, oldest first (expired ones are dropped when the topic is restored).</summary>
+        public List<RecoveredKey> Keys { get; } = [];
+    }
+
+    /// <summary>A checkpoint whose end has not come yet: its topic, where it begins, and what it carried so far.</summary>
+    private sealed class OpenCheckpoint(TopicState topic, long address)
+    {
+        public TopicState Topic { get; } = topic;
+
+        public long Address { get; } = address;
+
+        public List<CheckpointEntry> Entries { get; } = [];
+
+        public List<RecoveredKey> Keys { get; } = [];
     }
 
     private sealed class Node
@@ -320,5 +358,9 @@ internal sealed record RecoveredTopic(
     IReadOnlyList<MessageEntry> Ready,
     IReadOnlyDictionary<long, long> FirstParts,
     IReadOnlyDictionary<long, int> Deliveries,
+    IReadOnlyList<RecoveredKey> Keys,
     long LastId,
     long DackSequence);
+
+/// <summary>An idempotency key as recovery found it: its UTF-8, when it was published, and the record that holds it now.</summary>
+internal readonly record struct RecoveredKey(byte[] Utf8, long PublishedTicks, long Address);

@@ -4,11 +4,9 @@ namespace MiniQueue.Engine;
 /// <param name="LeaseTicks">How long a consumer may hold a message, in ticks; 0 for no lease.</param>
 /// <param name="MaxDeliveries">How many times a message is delivered at most; 0 for no limit.</param>
 /// <param name="DeadLetterTopic">Where a message goes instead of its delivery number <c>MaxDeliveries + 1</c>.</param>
-internal sealed record TopicPolicy(long LeaseTicks, int MaxDeliveries, string? DeadLetterTopic)
+/// <param name="IdempotencyWindowTicks">How long a publish's idempotency key keeps a repeat from enqueuing, in ticks.</param>
+internal sealed record TopicPolicy(long LeaseTicks, int MaxDeliveries, string? DeadLetterTopic, long IdempotencyWindowTicks)
 {
-    /// <summary>The original behaviour: no lease, no limit.</summary>
-    public static TopicPolicy None { get; } = new(0, 0, null);
-
     /// <summary>The suffix of a topic's default dead-letter topic.</summary>
     public const string DeadLetterSuffix = ".dead";
 
@@ -17,8 +15,12 @@ internal sealed record TopicPolicy(long LeaseTicks, int MaxDeliveries, string? D
     /// </summary>
     public static Func<string, TopicPolicy> Resolver(MiniQueueOptions options)
     {
-        var lease = options.Lease;
-        var maxDeliveries = options.MaxDeliveries;
+        var defaults = new MiniQueueTopicPolicy
+        {
+            Lease = options.Lease,
+            MaxDeliveries = options.MaxDeliveries,
+            IdempotencyWindow = options.IdempotencyWindow,
+        };
         var policies = options.TopicPolicies
             .Select(static policy => new MiniQueueTopicPolicy
             {
@@ -26,16 +28,25 @@ internal sealed record TopicPolicy(long LeaseTicks, int MaxDeliveries, string? D
                 Lease = policy.Lease,
                 MaxDeliveries = policy.MaxDeliveries,
                 DeadLetterTopic = policy.DeadLetterTopic,
+                IdempotencyWindow = policy.IdempotencyWindow,
             })
             .ToArray();
-        return lease is null && maxDeliveries is null && policies.Length == 0
-            ? static _ => None
-            : topic => Resolve(lease, maxDeliveries, policies, topic);
+        if (defaults.Lease is null && defaults.MaxDeliveries is null && policies.Length == 0)
+        {
+            // The original behaviour for every topic: one policy object for all.
+            var plain = new TopicPolicy(0, 0, null, options.IdempotencyWindow.Ticks);
+            return _ => plain;
+        }
+
+        return topic => Resolve(defaults, policies, topic);
     }
 
     /// <summary>The policy of <paramref name="topic"/>: its first matching entry of the topic policies over the defaults.</summary>
-    private static TopicPolicy Resolve(TimeSpan? lease, int? maxDeliveries, MiniQueueTopicPolicy[] policies, string topic)
+    private static TopicPolicy Resolve(MiniQueueTopicPolicy defaults, MiniQueueTopicPolicy[] policies, string topic)
     {
+        var lease = defaults.Lease;
+        var maxDeliveries = defaults.MaxDeliveries;
+        var window = defaults.IdempotencyWindow!.Value;
         string? deadLetter = null;
         foreach (var policy in policies)
         {
@@ -44,27 +55,49 @@ internal sealed record TopicPolicy(long LeaseTicks, int MaxDeliveries, string? D
                 lease = policy.Lease ?? lease;
                 maxDeliveries = policy.MaxDeliveries ?? maxDeliveries;
                 deadLetter = policy.DeadLetterTopic;
+                window = policy.IdempotencyWindow ?? window;
                 break;
             }
         }
 
-        if (lease is null && maxDeliveries is null)
-        {
-            return None;
-        }
-
+        // A topic cannot be its own dead-letter topic, and one whose default dead-letter name would be too long has
+        // none: the messages of such a topic are not limited.
         deadLetter ??= DeadLetterTopicOf(topic);
         if (deadLetter == topic)
         {
-            // A topic cannot be its own dead-letter topic: its messages are not limited.
             deadLetter = null;
         }
 
-        // A topic whose default dead-letter name is too long cannot have one: its messages are not limited.
-        return new TopicPolicy(lease?.Ticks ?? 0, deadLetter is null ? 0 : maxDeliveries ?? 0, deadLetter);
+        return new TopicPolicy(lease?.Ticks ?? 0, deadLetter is null ? 0 : maxDeliveries ?? 0, deadLetter, window.Ticks);
     }
 
     /// <summary>The default dead-letter topic of <paramref name="topic"/>, or null when that name would be invalid.</summary>
     public static string? DeadLetterTopicOf(string topic) =>
         TopicName.IsValid(topic + DeadLetterSuffix) ? topic + DeadLetterSuffix : null;
+}
+
+/// <summary>What <see cref="TopicQueue.TryPublish"/> did.</summary>
+internal enum PublishStep
+{
+    /// <summary>The topic was retired: look it up again.</summary>
+    Retired,
+
+    /// <summary>Appended; the completion says when it is durable.</summary>
+    Published,
+
+    /// <summary>A repeat of an idempotency key the topic remembers: nothing was appended.</summary>
+    Duplicate,
+
+    /// <summary>A repeat of a key whose first publish is not durable yet: wait for it.</summary>
+    AwaitOriginal,
+}
+
+/// <summary>A publish with an idempotency key, and whether it turned out to be a duplicate.</summary>
+internal sealed class KeyedPublish(string key, byte[] utf8)
+{
+    public string Key { get; } = key;
+
+    public byte[] Utf8 { get; } = utf8;
+
+    public bool IsDuplicate { get; set; }
 }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Text;
 using MiniQueue.Storage;
 
 namespace MiniQueue.Engine;
@@ -51,6 +52,12 @@ internal sealed class TopicQueue
     private readonly ChunkedQueue<MessageEntry> _ready = new();
     private readonly Queue<MessageEntry> _pending = new();
 
+    /// <summary>The idempotency keys the topic remembers (see <see cref="IdempotencyKeys"/>).</summary>
+    private readonly IdempotencyKeys _keys;
+
+    /// <summary>The keys of pending publishes made with one (by message id): they count once their publish is durable.</summary>
+    private readonly Dictionary<long, IdempotencyKeys.Key> _pendingKeys = [];
+
     /// <summary>The due times of pending publishes made with a delay (by message id): they become delayed, not ready.</summary>
     private readonly Dictionary<long, long> _pendingDue = [];
 
@@ -83,6 +90,7 @@ internal sealed class TopicQueue
         MiniQueueEngine engine, IMessageStore store, LogSpace space, string name, TimeProvider time, TimeSpan period, TopicPolicy policy, long rank)
     {
         Rank = rank;
+        _keys = new IdempotencyKeys(policy.IdempotencyWindowTicks);
         _policy = policy;
         _engine = engine;
         _store = store;
@@ -123,8 +131,15 @@ internal sealed class TopicQueue
 
     /// <summary>Appends a message; it is delivered once the store says it is durable. Returns false if the topic was retired.</summary>
     /// <remarks>The publish is counted in the metrics (with its duration from <paramref name="started"/>) once it is durable.</remarks>
-    public bool TryPublish(ReadOnlyMemory<byte> payload, PublishOptions? options, long started, out ValueTask completion)
+    /// <remarks>
+    /// With an idempotency key (<paramref name="keyed"/>) that the topic remembers, nothing is appended: the result is
+    /// <see cref="PublishStep.Duplicate"/>, or <see cref="PublishStep.AwaitOriginal"/> while the first publish with the
+    /// key is not durable yet (<paramref name="original"/> then says whether it became durable; if not, publish again).
+    /// </remarks>
+    public PublishStep TryPublish(
+        ReadOnlyMemory<byte> payload, PublishOptions? options, KeyedPublish? keyed, long started, out ValueTask completion, out Task<bool>? original)
     {
+        original = null;
         var delayTicks = options is { Delay: var delay } && delay > TimeSpan.Zero ? delay.Ticks : 0;
         // The body stays in memory when the store cannot read it back, or while the engine's body cache has room.
         var body = !_store.CanRead || _engine.TryReserveBodyCache(payload.Length) ? payload.ToArray() : null;
@@ -134,6 +149,8 @@ internal sealed class TopicQueue
         long firstPart;
         ValueTask durable;
         long due = 0;
+        long keyAddress = -1;
+        long now = 0;
         var newSegment = false;
         lock (SyncRoot)
         {
@@ -142,15 +159,40 @@ internal sealed class TopicQueue
                 if (_retired)
                 {
                     completion = default;
-                    return false;
+                    ReleaseBodyCache(body);
+                    return PublishStep.Retired;
                 }
 
                 ThrowIfClosedLocked();
+                if (keyed is not null)
+                {
+                    now = _time.GetUtcNow().UtcTicks;
+                    _keys.Expire(now);
+                    if (_keys.Find(keyed.Key) is { } known)
+                    {
+                        completion = default;
+                        ReleaseBodyCache(body);
+                        if (known.IsDurable)
+                        {
+                            return PublishStep.Duplicate;
+                        }
+
+                        original = (known.Original ??= new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+                        return PublishStep.AwaitOriginal;
+                    }
+                }
+
                 id = _engine.NextMessageId();
+                if (keyed is not null)
+                {
+                    // Before the publish record, like a due time: a durable publish is durable with its key.
+                    keyAddress = AppendOrThrow(LogRecord.IdempotencyKey(id, now, keyed.Utf8));
+                }
+
                 if (delayTicks > 0)
                 {
                     // Before the publish record, so that a durable publish is always durable with its due time.
-                    var now = _time.GetUtcNow().UtcTicks;
+                    now = _time.GetUtcNow().UtcTicks;
                     due = now + Math.Min(delayTicks, DateTimeOffset.MaxValue.UtcTicks - now);
                     AppendOrThrow(LogRecord.Schedule(id, due));
                 }
@@ -175,6 +217,11 @@ internal sealed class TopicQueue
             if (due != 0)
             {
                 _pendingDue[id] = due;
+            }
+
+            if (keyed is not null)
+            {
+                _pendingKeys[id] = _keys.Add(keyed.Key, keyed.Utf8, now, keyAddress, durable: false);
             }
 
             if (_pending.Count == 0 && durable.IsCompletedSuccessfully)
@@ -205,7 +252,7 @@ internal sealed class TopicQueue
             completion = CompletePublishAsync(id, durable, started);
         }
 
-        return true;
+        return PublishStep.Published;
     }
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
@@ -221,6 +268,7 @@ internal sealed class TopicQueue
             {
                 _lostPublishes.Remove(id);
                 _pendingDue.Remove(id);
+                ForgetPendingKeyLocked(id);
                 if (RemovePendingLocked(id) is { } entry)
                 {
                     // The record may still reach the disk; an ACK record keeps it from coming back after a restart.
@@ -240,6 +288,7 @@ internal sealed class TopicQueue
             if (_lostPublishes.Remove(id))
             {
                 _pendingDue.Remove(id);
+                ForgetPendingKeyLocked(id);
                 throw new MiniQueueStoreException(
                     $"The message to topic '{Name}' could not be made durable: a write failed, and the log was reopened without its record.");
             }
@@ -278,10 +327,26 @@ internal sealed class TopicQueue
         return found;
     }
 
+    /// <summary>The publish of <paramref name="id"/> failed: its idempotency key, if it had one, is not remembered.</summary>
+    private void ForgetPendingKeyLocked(long id)
+    {
+        if (_pendingKeys.Count != 0 && _pendingKeys.Remove(id, out var key))
+        {
+            _keys.Forget(key);
+        }
+    }
+
     /// <summary>A durable publish joins the ready messages, or the delayed ones when it was published with a delay.</summary>
     private void MakeVisibleLocked(MessageEntry entry)
     {
         _lastVisibleId = entry.Id;
+        if (_pendingKeys.Count != 0 && _pendingKeys.Remove(entry.Id, out var key))
+        {
+            // Its key counts from now on; a repeat that waited for it is a duplicate.
+            key.IsDurable = true;
+            key.Original?.TrySetResult(true);
+        }
+
         if (_pendingDue.Count != 0 && _pendingDue.Remove(entry.Id, out var due))
         {
             _delayed.Enqueue(entry, new DueKey(due, ++_dackSequence));
@@ -821,10 +886,18 @@ internal sealed class TopicQueue
     /// <summary>Rebuilds the topic from recovered state (entries without bodies: the store reads them back).</summary>
     public void Restore(
         IReadOnlyList<MessageEntry> front, IEnumerable<(MessageEntry Entry, DueKey Key)> delayed, IEnumerable<MessageEntry> ready,
-        IReadOnlyDictionary<long, long> firstParts, IReadOnlyDictionary<long, int> deliveries, long lastId, long dackSequence)
+        IReadOnlyDictionary<long, long> firstParts, IReadOnlyDictionary<long, int> deliveries, IReadOnlyList<RecoveredKey> keys,
+        long lastId, long dackSequence)
     {
         lock (SyncRoot)
         {
+            foreach (var key in keys)
+            {
+                _keys.Add(Encoding.UTF8.GetString(key.Utf8), key.Utf8, key.PublishedTicks, key.Address, durable: true);
+            }
+
+            _keys.Expire(_time.GetUtcNow().UtcTicks);
+
             foreach (var (id, count) in deliveries)
             {
                 _deliveries[id] = count;
@@ -875,12 +948,15 @@ internal sealed class TopicQueue
         }
     }
 
-    /// <summary>Whether any message of the topic has its body before <paramref name="address"/>.</summary>
+    /// <summary>
+    /// Whether any message of the topic has its body before <paramref name="address"/>, or a remembered idempotency key
+    /// its record: a truncation there needs a checkpoint of the topic first.
+    /// </summary>
     public bool HasBodiesBefore(long address)
     {
         lock (SyncRoot)
         {
-            return AllEntriesLocked().Any(entry => FirstOf(entry) < address);
+            return _keys.OldestAddress(_time.GetUtcNow().UtcTicks) < address || AllEntriesLocked().Any(entry => FirstOf(entry) < address);
         }
     }
 
@@ -980,7 +1056,7 @@ internal sealed class TopicQueue
                     : Rewrite(entry, CheckpointClass.Ready, 0))
                 .ToArray();
 
-            AppendOrThrow(LogRecord.CheckpointBegin(checkpointId, NameUtf8));
+            var beginAddress = AppendOrThrow(LogRecord.CheckpointBegin(checkpointId, NameUtf8));
             var buffer = new byte[EntriesPerRecord * CheckpointEntry.Size];
             for (var start = 0; start < entries.Count; start += EntriesPerRecord)
             {
@@ -993,13 +1069,22 @@ internal sealed class TopicQueue
                 AppendOrThrow(LogRecord.CheckpointEntries(checkpointId, buffer.AsMemory(0, count * CheckpointEntry.Size)));
             }
 
+            // The idempotency keys the topic remembers outlive their messages' records: the checkpoint carries them.
+            _keys.Expire(_time.GetUtcNow().UtcTicks);
+            foreach (var chunk in IdempotencyKeys.Encode(_keys.Durable(), KeysPerRecordBytes))
+            {
+                AppendOrThrow(LogRecord.CheckpointKeys(checkpointId, chunk));
+            }
+
             endAddress = AppendOrThrow(LogRecord.CheckpointEnd(checkpointId));
+            _keys.Relocate(beginAddress);
 
             // The checkpoint is in the log: now memory follows it. Publishers of pending messages it dropped hear so.
             foreach (var entry in pending.Where(entry => gone.Contains(entry.Id)))
             {
                 _lostPublishes.Add(entry.Id);
                 _pendingDue.Remove(entry.Id);
+                ForgetPendingKeyLocked(entry.Id);
             }
 
             foreach (var entry in held.Select(static pair => pair.HeldLocked).Concat(front).Concat(due)
@@ -1085,6 +1170,9 @@ internal sealed class TopicQueue
             }
         }
     }
+
+    /// <summary>How many bytes of idempotency keys one checkpoint record carries at most (it must fit a log page).</summary>
+    private const int KeysPerRecordBytes = 8 * 1024;
 
     /// <summary>How many checkpoint entries one record carries.</summary>
     private const int EntriesPerRecord = 1024;

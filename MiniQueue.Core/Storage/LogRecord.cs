@@ -67,6 +67,18 @@ internal enum LogRecordKind : byte
     /// <see cref="CheckpointEntry"/>). Format 1 wrote <see cref="CheckpointEntries"/>, without the counts.
     /// </summary>
     CheckpointEntriesCounted = 15,
+
+    /// <summary>
+    /// The idempotency key of a publish (format 2), written just before its publish record: when it was published (UTC
+    /// ticks) and the key's UTF-8. Without the publish record that follows, it means nothing.
+    /// </summary>
+    IdempotencyKey = 16,
+
+    /// <summary>
+    /// The idempotency keys a topic remembers, as part of a checkpoint (format 2): entries of
+    /// <c>[published ticks:8][key length:1][key]</c>. They replace the topic's keys when the checkpoint ends.
+    /// </summary>
+    CheckpointKeys = 17,
 }
 
 /// <summary>Where a message stands in a topic, as a checkpoint records it.</summary>
@@ -197,6 +209,8 @@ internal readonly struct LogRecord
         LogRecordKind.Publish => PublishLength(Topic.Length, Payload.Length),
         LogRecordKind.Dack => HeaderLength + sizeof(long) + sizeof(int),
         LogRecordKind.Schedule => HeaderLength + sizeof(long),
+        LogRecordKind.IdempotencyKey => HeaderLength + sizeof(long) + Payload.Length,
+        LogRecordKind.CheckpointKeys => HeaderLength + Payload.Length,
         LogRecordKind.Purge or LogRecordKind.CheckpointBegin or LogRecordKind.Move => HeaderLength + 1 + Topic.Length,
         LogRecordKind.CheckpointEntries or LogRecordKind.CheckpointEntriesCounted => HeaderLength + Payload.Length,
         LogRecordKind.PublishPart => PartHeaderLength + Payload.Length,
@@ -237,6 +251,20 @@ internal readonly struct LogRecord
         new(LogRecordKind.Dack, messageId, default, default, dueTicks, dackCount);
 
     public static LogRecord Schedule(long messageId, long dueTicks) => new(LogRecordKind.Schedule, messageId, default, default, dueTicks, 0);
+
+    /// <summary>The idempotency key (UTF-8) of the publish of <paramref name="messageId"/>, published at <paramref name="publishedTicks"/>.</summary>
+    public static LogRecord IdempotencyKey(long messageId, long publishedTicks, ReadOnlyMemory<byte> key) =>
+        new(LogRecordKind.IdempotencyKey, messageId, default, key, publishedTicks, 0);
+
+    /// <summary>Checkpoint keys; <paramref name="entries"/> holds whole <c>[ticks:8][length:1][key]</c> entries.</summary>
+    public static LogRecord CheckpointKeys(long checkpointId, ReadOnlyMemory<byte> entries) =>
+        new(LogRecordKind.CheckpointKeys, checkpointId, default, entries, 0, 0);
+
+    /// <summary>The length of a checkpoint-keys entry for a key of <paramref name="keyLength"/> bytes.</summary>
+    public static int KeyEntryLength(int keyLength) => sizeof(long) + 1 + keyLength;
+
+    /// <summary>The length of a CheckpointKeys record whose entries take <paramref name="entryBytes"/> bytes.</summary>
+    public static int CheckpointKeysLength(int entryBytes) => HeaderLength + entryBytes;
 
     /// <summary>Message <paramref name="messageId"/> moves to the end of <paramref name="topic"/>.</summary>
     public static LogRecord Move(long messageId, ReadOnlyMemory<byte> topic) => new(LogRecordKind.Move, messageId, topic, default, 0, 0);
@@ -279,6 +307,13 @@ internal readonly struct LogRecord
                 break;
             case LogRecordKind.Schedule:
                 BinaryPrimitives.WriteInt64LittleEndian(rest, DueTicks);
+                break;
+            case LogRecordKind.IdempotencyKey:
+                BinaryPrimitives.WriteInt64LittleEndian(rest, DueTicks);
+                Payload.Span.CopyTo(rest[sizeof(long)..]);
+                break;
+            case LogRecordKind.CheckpointKeys:
+                Payload.Span.CopyTo(rest);
                 break;
             case LogRecordKind.Purge or LogRecordKind.CheckpointBegin or LogRecordKind.Move:
                 rest[0] = checked((byte)Topic.Length);
@@ -353,6 +388,12 @@ internal readonly struct LogRecord
                     : throw Corrupt(data.Length);
             case LogRecordKind.Schedule:
                 return rest.Length == sizeof(long) ? Schedule(id, BinaryPrimitives.ReadInt64LittleEndian(rest.Span)) : throw Corrupt(data.Length);
+            case LogRecordKind.IdempotencyKey:
+                return rest.Length is > sizeof(long) and <= sizeof(long) + 255
+                    ? IdempotencyKey(id, BinaryPrimitives.ReadInt64LittleEndian(rest.Span), rest[sizeof(long)..])
+                    : throw Corrupt(data.Length);
+            case LogRecordKind.CheckpointKeys:
+                return CheckpointKeys(id, rest);
             case LogRecordKind.Deliver or LogRecordKind.Ack or LogRecordKind.Nack or LogRecordKind.Back or LogRecordKind.CheckpointEnd:
                 return rest.Length == 0 ? new LogRecord(kind, id, default, default, 0, 0) : throw Corrupt(data.Length);
             default:

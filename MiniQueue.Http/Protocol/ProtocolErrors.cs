@@ -35,6 +35,9 @@ internal static class ProtocolErrors
     /// <summary>A publish whose <c>delay</c> is not whole seconds (an extension, docs/PROTOCOL.md "Delayed publish").</summary>
     public static ReadOnlySpan<byte> InvalidDelay => "{\"error\":\"invalid delay value\"}\n"u8;
 
+    /// <summary>A publish whose Idempotency-Key is empty, too long or repeated (an extension, docs/PROTOCOL.md "Idempotent publish").</summary>
+    public static ReadOnlySpan<byte> InvalidIdempotencyKey => "{\"error\":\"invalid idempotency key\"}\n"u8;
+
     public static ReadOnlySpan<byte> InvalidBody => "{\"error\":\"invalid request body\"}\n"u8;
 
     public static ReadOnlySpan<byte> PurgeFailed => "{\"error\":\"failed to purge topic\"}\n"u8;

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Globalization;
 using System.IO.Pipelines;
+using System.Text;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
@@ -38,9 +39,10 @@ internal sealed class PublishHandler
     /// </summary>
     private Task? TryPublishFast(HttpContext context)
     {
-        if (context.Request.ContentLength is not { } length || length > FastPathBytes || context.Request.QueryString.HasValue)
+        if (context.Request.ContentLength is not { } length || length > FastPathBytes || context.Request.QueryString.HasValue
+            || context.Request.Headers.ContainsKey(IdempotencyKeyHeader))
         {
-            // A query may carry publish options (?delay=N): the general path reads them.
+            // Publish options (?delay=N, Idempotency-Key): the general path reads them.
             return null;
         }
 
@@ -123,10 +125,12 @@ internal sealed class PublishHandler
             return;
         }
 
-        if (!TryReadOptions(context.Request, out var options))
+        var optionsError = TryReadOptions(context.Request, out var options);
+        if (optionsError != OptionsError.None)
         {
-            HttpLog.InvalidDelay(_logger, topic);
-            await ProtocolErrors.WriteResponseAsync(context, StatusCodes.Status400BadRequest, ProtocolErrors.InvalidDelay).ConfigureAwait(false);
+            HttpLog.InvalidPublishOption(_logger, topic, optionsError == OptionsError.Delay ? "delay" : IdempotencyKeyHeader);
+            var line = optionsError == OptionsError.Delay ? ProtocolErrors.InvalidDelay : ProtocolErrors.InvalidIdempotencyKey;
+            await ProtocolErrors.WriteResponseAsync(context, StatusCodes.Status400BadRequest, line).ConfigureAwait(false);
             return;
         }
 
@@ -259,29 +263,55 @@ internal sealed class PublishHandler
         return grown;
     }
 
+    /// <summary>The header that makes a publish idempotent (docs/PROTOCOL.md "Idempotent publish").</summary>
+    public const string IdempotencyKeyHeader = "Idempotency-Key";
+
+    /// <summary>The header of the answer to a publish that repeated a key: nothing was enqueued.</summary>
+    public const string ReplayedHeader = "Idempotent-Replayed";
+
+    private enum OptionsError
+    {
+        None,
+        Delay,
+        IdempotencyKey,
+    }
+
     /// <summary>
-    /// Reads the publish options of the query string: <c>delay=N</c>, whole seconds from 0 to 2147483647 (docs/PROTOCOL.md
-    /// "Delayed publish"). Other parameters are ignored, as the original ignored them all. False when delay is malformed.
+    /// Reads the publish options: <c>delay=N</c> in the query, whole seconds from 0 to 2147483647 (docs/PROTOCOL.md
+    /// "Delayed publish"; other parameters are ignored, as the original ignored them all), and the
+    /// <c>Idempotency-Key</c> header, one value of 1 to 255 bytes (docs/PROTOCOL.md "Idempotent publish").
     /// </summary>
-    private static bool TryReadOptions(HttpRequest request, out PublishOptions? options)
+    private static OptionsError TryReadOptions(HttpRequest request, out PublishOptions? options)
     {
         options = null;
-        if (!request.QueryString.HasValue || !request.Query.TryGetValue("delay", out var values))
+        var delay = TimeSpan.Zero;
+        if (request.QueryString.HasValue && request.Query.TryGetValue("delay", out var values))
         {
-            return true;
+            if (values.Count != 1 || !int.TryParse(values[0], NumberStyles.None, CultureInfo.InvariantCulture, out var seconds))
+            {
+                return OptionsError.Delay;
+            }
+
+            delay = TimeSpan.FromSeconds(seconds);
         }
 
-        if (values.Count != 1 || !int.TryParse(values[0], NumberStyles.None, CultureInfo.InvariantCulture, out var seconds))
+        string? key = null;
+        if (request.Headers.TryGetValue(IdempotencyKeyHeader, out var keys))
         {
-            return false;
+            if (keys.Count != 1 || keys[0] is not { } only || Encoding.UTF8.GetByteCount(only) is < 1 or > PublishOptions.MaxIdempotencyKeyBytes)
+            {
+                return OptionsError.IdempotencyKey;
+            }
+
+            key = only;
         }
 
-        if (seconds > 0)
+        if (delay > TimeSpan.Zero || key is not null)
         {
-            options = new PublishOptions { Delay = TimeSpan.FromSeconds(seconds) };
+            options = new PublishOptions { Delay = delay, IdempotencyKey = key };
         }
 
-        return true;
+        return OptionsError.None;
     }
 
     private async Task PublishAsync(HttpContext context, MiniQueueEngine engine, string topic, ReadOnlyMemory<byte> message, PublishOptions? options)
@@ -289,7 +319,11 @@ internal sealed class PublishHandler
         try
         {
             // Not cancelled by the client leaving: once the engine has the message it is published either way.
-            await engine.PublishAsync(topic, message, options, CancellationToken.None).ConfigureAwait(false);
+            var result = await engine.PublishAsync(topic, message, options, CancellationToken.None).ConfigureAwait(false);
+            if (result.IsDuplicate)
+            {
+                context.Response.Headers[ReplayedHeader] = "true";
+            }
         }
         catch (Exception exception) when (exception is ArgumentException or MiniQueueStoreException or ObjectDisposedException)
         {

@@ -152,4 +152,43 @@ public sealed class PolicyHostTests
         var nothing = consumer.ReadLineAsync();
         Assert.That(await TestSupport.StaysPendingAsync(nothing), Is.True, "\"fine\" was ACKed before the SIGKILL");
     }
+
+    [Test]
+    public async Task IdempotencyKeys_HoldAcrossASigkillAndARestart()
+    {
+        using var directory = new TempDirectory();
+        var port = HostProcess.FreePort().ToString(CultureInfo.InvariantCulture);
+        string[] arguments = ["-db", "data", "-level", "info", "-port", port];
+        static async Task<HttpResponseMessage> PublishAsync(HttpClient http, string body, string key)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "publish/orders") { Content = new StringContent(body) };
+            request.Headers.Add("Idempotency-Key", key);
+            return await http.SendAsync(request);
+        }
+
+        await using (var host = HostProcess.Start(directory.Path, arguments))
+        {
+            await host.WaitUntilReadyAsync();
+            using var http = host.CreateHttpClient(host.GeneratedCertificate());
+            using var first = await PublishAsync(http, "order 1", "order-1");
+            Assert.That((first.StatusCode, first.Headers.Contains("Idempotent-Replayed")), Is.EqualTo((HttpStatusCode.Created, false)));
+            await host.KillAsync();
+        }
+
+        await using var restarted = HostProcess.Start(directory.Path, arguments);
+        await restarted.WaitUntilReadyAsync();
+        using var again = restarted.CreateHttpClient(restarted.GeneratedCertificate());
+        using (var retry = await PublishAsync(again, "order 1", "order-1"))
+        {
+            Assert.That(retry.StatusCode, Is.EqualTo(HttpStatusCode.Created));
+            Assert.That(retry.Headers.GetValues("Idempotent-Replayed"), Is.EqualTo(new[] { "true" }), "the key was durable with its 201");
+        }
+
+        await using var stream = await RawConsumerStream.OpenAsync(again, "subscribe/orders");
+        await stream.SendAsync("\"INIT\"\n");
+        Assert.That(await stream.ReadLineAsync(), Is.EqualTo(MessageLine("order 1")));
+        await stream.SendAsync("\"ACK\"\n");
+        var nothing = stream.ReadLineAsync();
+        Assert.That(await TestSupport.StaysPendingAsync(nothing), Is.True, "once, not twice");
+    }
 }

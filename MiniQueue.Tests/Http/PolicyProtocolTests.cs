@@ -219,4 +219,47 @@ public sealed class PolicyProtocolTests
         using var get = await _client.GetAsync("redrive/x");
         Assert.That(get.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.MethodNotAllowed));
     }
+
+    [Test]
+    public async Task PublishWithARepeatedIdempotencyKey_Is201_WithIdempotentReplayed_AndEnqueuesNothing()
+    {
+        var topic = NewTopic("keyed-");
+        async Task<HttpResponseMessage> PublishAsync(string body, string key)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, $"publish/{topic}") { Content = new StringContent(body) };
+            request.Headers.Add("Idempotency-Key", key);
+            return await _client.SendAsync(request);
+        }
+
+        using var first = await PublishAsync("order 1", "order-1");
+        using var repeat = await PublishAsync("order 1", "order-1");
+        using var other = await PublishAsync("order 2", "order-2");
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(first.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.Created));
+            Assert.That(first.Headers.Contains("Idempotent-Replayed"), Is.False);
+            Assert.That(repeat.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.Created));
+            Assert.That(repeat.Headers.GetValues("Idempotent-Replayed"), Is.EqualTo(new[] { "true" }));
+            Assert.That(other.Headers.Contains("Idempotent-Replayed"), Is.False);
+            Assert.That(Engine.GetStats(topic).Ready, Is.EqualTo(2));
+        }
+    }
+
+    [Test]
+    public async Task PublishWithAnEmptyOrTooLongIdempotencyKey_Is400()
+    {
+        var topic = NewTopic("keyed-");
+        foreach (var key in new[] { "", new string('k', 256) })
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, $"publish/{topic}") { Content = new StringContent("m") };
+            request.Headers.TryAddWithoutValidation("Idempotency-Key", key);
+            using var response = await _client.SendAsync(request);
+
+            Assert.That(response.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.BadRequest), $"a key of {key.Length} bytes");
+            Assert.That(await response.Content.ReadAsStringAsync(), Is.EqualTo("{\"error\":\"invalid idempotency key\"}\n"));
+        }
+
+        Assert.That(Engine.GetTopics(), Does.Not.Contain(topic));
+    }
 }
