@@ -25,23 +25,8 @@ internal sealed class RedriveHandler
 
     public async Task InvokeAsync(HttpContext context)
     {
-        var topic = TopicRoute.GetTopic(context);
-        if (topic is null)
+        if (await RequestBody.TopicOfBodilessRequestAsync(context, _logger).ConfigureAwait(false) is not { } topic)
         {
-            HttpLog.InvalidTopic(_logger, context.Request.Path);
-            await ProtocolErrors.WriteResponseAsync(context, StatusCodes.Status400BadRequest, ProtocolErrors.InvalidTopic).ConfigureAwait(false);
-            return;
-        }
-
-        try
-        {
-            await RequestBody.DrainAsync(context.Request.BodyReader).ConfigureAwait(false);
-        }
-        catch (Exception exception) when (RequestBody.IsReadFailure(exception))
-        {
-            var status = RequestBody.StatusOf(exception);
-            HttpLog.BodyReadFailed(_logger, topic, status, exception);
-            await ProtocolErrors.WriteResponseAsync(context, status, ProtocolErrors.InvalidBody).ConfigureAwait(false);
             return;
         }
 

@@ -1,5 +1,6 @@
 using System.IO.Pipelines;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
 
 namespace MiniQueue.Http.Protocol;
 
@@ -20,6 +21,36 @@ internal static class RequestBody
     /// <summary>The status that answers a body that could not be read: the server's own 4xx when it gave one, else 400.</summary>
     public static int StatusOf(Exception exception) =>
         exception is BadHttpRequestException { StatusCode: >= 400 and < 500 } bad ? bad.StatusCode : StatusCodes.Status400BadRequest;
+
+    /// <summary>
+    /// For the requests whose body is not used (purge, redrive): the topic of the route, once the body was read to its end
+    /// and discarded. Null when the request was answered already: 400 for an invalid topic, or the status of a body
+    /// that could not be read (a request whose body cannot be read is not one to act on).
+    /// </summary>
+    public static async Task<string?> TopicOfBodilessRequestAsync(HttpContext context, ILogger logger)
+    {
+        var topic = TopicRoute.GetTopic(context);
+        if (topic is null)
+        {
+            HttpLog.InvalidTopic(logger, context.Request.Path);
+            await ProtocolErrors.WriteResponseAsync(context, StatusCodes.Status400BadRequest, ProtocolErrors.InvalidTopic).ConfigureAwait(false);
+            return null;
+        }
+
+        try
+        {
+            await DrainAsync(context.Request.BodyReader).ConfigureAwait(false);
+        }
+        catch (Exception exception) when (IsReadFailure(exception))
+        {
+            var status = StatusOf(exception);
+            HttpLog.BodyReadFailed(logger, topic, status, exception);
+            await ProtocolErrors.WriteResponseAsync(context, status, ProtocolErrors.InvalidBody).ConfigureAwait(false);
+            return null;
+        }
+
+        return topic;
+    }
 
     /// <summary>Reads the body to its end and discards it; throws what the read throws.</summary>
     public static async Task DrainAsync(PipeReader reader)

@@ -14,7 +14,7 @@ namespace MiniQueue.Tests.Host;
 [CancelAfter(120_000)]
 public sealed class PolicyHostTests
 {
-    private static string MessageLine(string text) => $"{{\"msg\":\"{Convert.ToBase64String(Encoding.UTF8.GetBytes(text))}\"}}\n";
+    private static string MessageLine(string text, int dackCount = 0) => RawConsumerStream.MessageLine(text, dackCount);
 
     [Test]
     public async Task LeaseAndDelayedPublish_HoldAcrossASigkillAndARestart()

@@ -47,7 +47,7 @@ public sealed class PolicyProtocolTests
 
     private Task<RawConsumerStream> SubscribeAsync(string topic) => RawConsumerStream.OpenAsync(_client, "subscribe/" + Uri.EscapeDataString(topic));
 
-    private static string MessageLine(string text) => $"{{\"msg\":\"{Convert.ToBase64String(Encoding.UTF8.GetBytes(text))}\"}}\n";
+    private static string MessageLine(string text, int dackCount = 0) => RawConsumerStream.MessageLine(text, dackCount);
 
     private const string LeaseExpiredLine = "{\"error\":\"lease expired\"}\n";
 

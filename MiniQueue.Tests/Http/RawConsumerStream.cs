@@ -27,6 +27,10 @@ internal sealed class RawConsumerStream : IAsyncDisposable
 
     public HttpResponseMessage Response { get; }
 
+    /// <summary>The line a message is delivered as: <c>{"msg":"base64"}</c>, with its dackCount when above 0.</summary>
+    public static string MessageLine(string text, int dackCount = 0) =>
+        $"{{\"msg\":\"{Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(text))}\"{(dackCount > 0 ? $",\"dackCount\":{dackCount}" : "")}}}\n";
+
     /// <summary>Opens POST {path} with a streaming body; returns once the response headers arrived.</summary>
     public static async Task<RawConsumerStream> OpenAsync(HttpClient client, string path)
     {

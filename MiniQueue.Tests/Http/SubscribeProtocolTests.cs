@@ -39,8 +39,7 @@ public sealed class SubscribeProtocolTests
 
     private Task<RawConsumerStream> SubscribeAsync(string topic) => RawConsumerStream.OpenAsync(_client, "subscribe/" + Uri.EscapeDataString(topic));
 
-    private static string MessageLine(string text, int dackCount = 0) =>
-        $"{{\"msg\":\"{Convert.ToBase64String(Encoding.UTF8.GetBytes(text))}\"{(dackCount > 0 ? $",\"dackCount\":{dackCount}" : "")}}}\n";
+    private static string MessageLine(string text, int dackCount = 0) => RawConsumerStream.MessageLine(text, dackCount);
 
     /// <summary>Receives the topic's next message in process, proving it is back in the queue.</summary>
     private async Task<string> TakeInProcessAsync(string topic)
