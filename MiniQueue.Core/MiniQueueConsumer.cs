@@ -415,8 +415,11 @@ public sealed class MiniQueueConsumer : IAsyncDisposable
         _lease = _topic.Policy.LeaseTicks > 0 ? new CancellationTokenSource() : null;
     }
 
-    /// <summary>When the lease on the held message passes, in UTC ticks; set by the topic under its lock.</summary>
-    internal long LeaseDeadlineLocked { get; set; }
+    /// <summary>
+    /// The lease on the held message: when it passes (UTC ticks) and the topic's sequence number of its start; set by the
+    /// topic under its lock. Only the topic's entry with this exact key may end the lease.
+    /// </summary>
+    internal DueKey LeaseLocked { get; set; }
 
     /// <summary>The token that is cancelled when the lease on the held message passes (none without a lease).</summary>
     private CancellationToken LeaseTokenLocked => _lease?.Token ?? CancellationToken.None;

@@ -33,7 +33,8 @@ internal sealed class TopicQueue
     /// Consumers by the deadline of the lease on the message they hold. Entries go stale when the consumer settles or
     /// renews (TOUCH); a stale entry is dropped when it comes up (see <see cref="ExpireLeasesLocked"/>).
     /// </summary>
-    private readonly PriorityQueue<MiniQueueConsumer, long> _leases = new();
+    private readonly PriorityQueue<MiniQueueConsumer, DueKey> _leases = new();
+    private long _leaseSequence;
 
     /// <summary>How many times each message was delivered (by id), kept while the topic limits deliveries.</summary>
     private readonly Dictionary<long, int> _deliveries = [];
@@ -637,8 +638,10 @@ internal sealed class TopicQueue
     {
         var now = _time.GetUtcNow().UtcTicks;
         var deadline = now + Math.Min(_policy.LeaseTicks, DateTimeOffset.MaxValue.UtcTicks - now);
-        consumer.LeaseDeadlineLocked = deadline;
-        _leases.Enqueue(consumer, deadline);
+        // Leases that pass at the same time lapse in the order they were started (or renewed).
+        var key = new DueKey(deadline, ++_leaseSequence);
+        consumer.LeaseLocked = key;
+        _leases.Enqueue(consumer, key);
         ArmTimerLocked(now);
     }
 
@@ -657,10 +660,10 @@ internal sealed class TopicQueue
     /// </summary>
     private void ExpireLeasesLocked(long now, ref MiniQueueConsumer? toComplete, ref List<CancellationTokenSource>? lapsed)
     {
-        while (_leases.TryPeek(out var consumer, out var deadline) && deadline <= now)
+        while (_leases.TryPeek(out var consumer, out var key) && key.DueTicks <= now)
         {
             _leases.Dequeue();
-            if (!consumer.IsHoldingLocked || consumer.LeaseDeadlineLocked != deadline)
+            if (!consumer.IsHoldingLocked || consumer.LeaseLocked != key)
             {
                 // Settled, renewed or gone since.
                 continue;
@@ -813,9 +816,9 @@ internal sealed class TopicQueue
     private void ArmTimerLocked(long now)
     {
         var next = _delayed.TryPeek(out _, out var key) ? key.DueTicks : long.MaxValue;
-        if (_leases.TryPeek(out _, out var deadline))
+        if (_leases.TryPeek(out _, out var lease))
         {
-            next = Math.Min(next, deadline);
+            next = Math.Min(next, lease.DueTicks);
         }
 
         if (_closed || next == long.MaxValue)

@@ -1,13 +1,25 @@
 namespace MiniQueue.Tests.Engine;
 
-/// <summary>The engine rules of docs/PROTOCOL.md, one test each, against the in-memory engine.</summary>
+/// <summary>The engine rules of docs/PROTOCOL.md, one test each, against each local backend.</summary>
 [CancelAfter(30_000)]
-public sealed class EngineRulesTests
+[TestFixture(Backend.InMemory)]
+[TestFixture(Backend.FasterLog)]
+public sealed class EngineRulesTests(Backend backend)
 {
+    private BackendEngines _engines = null!;
+
+    [SetUp]
+    public void CreateEngines() => _engines = new BackendEngines(backend);
+
+    [TearDown]
+    public void DeleteEngines() => _engines.Dispose();
+
+    private ValueTask<MiniQueueEngine> OpenAsync(TimeProvider? time = null) => _engines.OpenAsync(time);
+
     [Test]
     public async Task Publish_CreatesTopic_OnFirstPublishOnly()
     {
-        await using var queue = await TestSupport.OpenInMemoryAsync();
+        await using var queue = await OpenAsync();
         await using var consumer = queue.Subscribe("orders");
 
         Assert.That(queue.GetTopics(), Is.Empty, "subscribing does not create a topic");
@@ -27,7 +39,7 @@ public sealed class EngineRulesTests
     public async Task TopicsWithRelatedNames_AreFullyIsolated(string name, string other)
     {
         var clock = TestSupport.NewClock();
-        await using var queue = await TestSupport.OpenInMemoryAsync(clock);
+        await using var queue = await OpenAsync(clock);
         await queue.PublishAsync(other, "other-1");
         await queue.PublishAsync(name, "mine-1");
         await queue.PublishAsync(name, "mine-2");
@@ -60,7 +72,7 @@ public sealed class EngineRulesTests
     [TestCaseSource(nameof(s_invalidNames))]
     public async Task InvalidTopicNames_AreRefusedEverywhere(string name)
     {
-        await using var queue = await TestSupport.OpenInMemoryAsync();
+        await using var queue = await OpenAsync();
 
         using (Assert.EnterMultipleScope())
         {
@@ -75,7 +87,7 @@ public sealed class EngineRulesTests
     [Test]
     public async Task TopicNames_AreLimitedTo255Utf8Bytes()
     {
-        await using var queue = await TestSupport.OpenInMemoryAsync();
+        await using var queue = await OpenAsync();
         var longest = new string('é', 127) + "a";   // 255 bytes
         var tooLong = new string('é', 128);         // 256 bytes, 128 chars
 
@@ -93,7 +105,7 @@ public sealed class EngineRulesTests
     [Test]
     public async Task Delivery_IsFifo()
     {
-        await using var queue = await TestSupport.OpenInMemoryAsync();
+        await using var queue = await OpenAsync();
         for (var i = 0; i < 10; i++)
         {
             await queue.PublishAsync("t", $"m{i}");
@@ -110,7 +122,7 @@ public sealed class EngineRulesTests
     [Test]
     public async Task Consumers_Compete_EachMessageGoesToOne()
     {
-        await using var queue = await TestSupport.OpenInMemoryAsync();
+        await using var queue = await OpenAsync();
         await queue.PublishAsync("t", "a");
         await queue.PublishAsync("t", "b");
         await using var first = queue.Subscribe("t");
@@ -129,7 +141,7 @@ public sealed class EngineRulesTests
     [Test]
     public async Task Consumer_HoldsAtMostOneMessage()
     {
-        await using var queue = await TestSupport.OpenInMemoryAsync();
+        await using var queue = await OpenAsync();
         await queue.PublishAsync("t", "a");
         await queue.PublishAsync("t", "b");
         await using var consumer = queue.Subscribe("t");
@@ -142,7 +154,7 @@ public sealed class EngineRulesTests
     [Test]
     public async Task Ack_RemovesTheHeldMessageForGood()
     {
-        await using var queue = await TestSupport.OpenInMemoryAsync();
+        await using var queue = await OpenAsync();
         await queue.PublishAsync("t", "a");
         await using var consumer = queue.Subscribe("t");
         await consumer.ReceiveTextAsync();
@@ -163,7 +175,7 @@ public sealed class EngineRulesTests
     [TestCase("dack")]
     public async Task Settling_WhileHoldingNothing_Fails_AndChangesNothing(string command)
     {
-        await using var queue = await TestSupport.OpenInMemoryAsync();
+        await using var queue = await OpenAsync();
         await queue.PublishAsync("t", "a");
         await using var holder = queue.Subscribe("t");
         await holder.ReceiveTextAsync();
@@ -184,7 +196,7 @@ public sealed class EngineRulesTests
     [Test]
     public async Task Nack_ReturnsMessageToFront()
     {
-        await using var queue = await TestSupport.OpenInMemoryAsync();
+        await using var queue = await OpenAsync();
         await queue.PublishAsync("t", "a");
         await queue.PublishAsync("t", "b");
         await using var consumer = queue.Subscribe("t");
@@ -198,7 +210,7 @@ public sealed class EngineRulesTests
     [Test]
     public async Task Nack_HandsMessageToWaitingConsumer_AtOnce()
     {
-        await using var queue = await TestSupport.OpenInMemoryAsync();
+        await using var queue = await OpenAsync();
         await queue.PublishAsync("t", "a");
         await queue.PublishAsync("t", "b");
         await using var nacker = queue.Subscribe("t");
@@ -220,7 +232,7 @@ public sealed class EngineRulesTests
     [Test]
     public async Task Nack_LatestNackComesFirst()
     {
-        await using var queue = await TestSupport.OpenInMemoryAsync();
+        await using var queue = await OpenAsync();
         foreach (var text in new[] { "a", "b", "c" })
         {
             await queue.PublishAsync("t", text);
@@ -247,7 +259,7 @@ public sealed class EngineRulesTests
     [Test]
     public async Task Back_ReturnsMessageToTheBack()
     {
-        await using var queue = await TestSupport.OpenInMemoryAsync();
+        await using var queue = await OpenAsync();
         await queue.PublishAsync("t", "a");
         await queue.PublishAsync("t", "b");
         await using var consumer = queue.Subscribe("t");
@@ -263,7 +275,7 @@ public sealed class EngineRulesTests
     [Test]
     public async Task Back_HandsMessageToWaitingConsumer()
     {
-        await using var queue = await TestSupport.OpenInMemoryAsync();
+        await using var queue = await OpenAsync();
         await queue.PublishAsync("t", "a");
         await using var backer = queue.Subscribe("t");
         await using var waiter = queue.Subscribe("t");
@@ -279,7 +291,7 @@ public sealed class EngineRulesTests
     public async Task Dack_CountsTheDelay_AndReturnsTheMessageWhenDue()
     {
         var clock = TestSupport.NewClock();
-        await using var queue = await TestSupport.OpenInMemoryAsync(clock);
+        await using var queue = await OpenAsync(clock);
         await queue.PublishAsync("t", "a");
         await using var consumer = queue.Subscribe("t");
         var first = await consumer.ReceiveAsync().Within();
@@ -300,7 +312,7 @@ public sealed class EngineRulesTests
     public async Task Dack_DueMessageComesAfterNackedOnes_AndBeforeFifo()
     {
         var clock = TestSupport.NewClock();
-        await using var queue = await TestSupport.OpenInMemoryAsync(clock);
+        await using var queue = await OpenAsync(clock);
         foreach (var text in new[] { "delayed", "nacked", "fifo" })
         {
             await queue.PublishAsync("t", text);
@@ -328,7 +340,7 @@ public sealed class EngineRulesTests
     public async Task Dack_SeveralDueTogether_ComeBackEarliestDueFirst_TiesInDackOrder()
     {
         var clock = TestSupport.NewClock();
-        await using var queue = await TestSupport.OpenInMemoryAsync(clock);
+        await using var queue = await OpenAsync(clock);
         var delays = new[] { ("late", 9), ("early", 3), ("tie-1", 5), ("tie-2", 5) };
         foreach (var (text, _) in delays)
         {
@@ -357,7 +369,7 @@ public sealed class EngineRulesTests
     [TestCase(-3)]
     public async Task Dack_ZeroOrNegative_IsDueAtOnce_AndStillCounts(int seconds)
     {
-        await using var queue = await TestSupport.OpenInMemoryAsync();
+        await using var queue = await OpenAsync();
         await queue.PublishAsync("t", "a");
         await queue.PublishAsync("t", "b");
         await using var consumer = queue.Subscribe("t");
@@ -373,7 +385,7 @@ public sealed class EngineRulesTests
     public async Task Purge_DiscardsReadyAndDelayed_ButNotHeld()
     {
         var clock = TestSupport.NewClock();
-        await using var queue = await TestSupport.OpenInMemoryAsync(clock);
+        await using var queue = await OpenAsync(clock);
         foreach (var text in new[] { "held", "delayed", "ready-1", "ready-2" })
         {
             await queue.PublishAsync("t", text);
@@ -395,7 +407,7 @@ public sealed class EngineRulesTests
     [Test]
     public async Task Purge_HeldMessageNackedLater_ReturnsToFront()
     {
-        await using var queue = await TestSupport.OpenInMemoryAsync();
+        await using var queue = await OpenAsync();
         await queue.PublishAsync("t", "held");
         await queue.PublishAsync("t", "purged");
         await using var holder = queue.Subscribe("t");
@@ -413,7 +425,7 @@ public sealed class EngineRulesTests
     [Test]
     public async Task Purge_OfAnUnknownTopic_DoesNothing()
     {
-        await using var queue = await TestSupport.OpenInMemoryAsync();
+        await using var queue = await OpenAsync();
 
         Assert.That(await queue.PurgeAsync("nobody"), Is.Zero);
         Assert.That(queue.GetTopics(), Is.Empty);
@@ -422,7 +434,7 @@ public sealed class EngineRulesTests
     [Test]
     public async Task DisposingConsumer_ReturnsHeldMessageToFront_AndToAWaitingConsumer()
     {
-        await using var queue = await TestSupport.OpenInMemoryAsync();
+        await using var queue = await OpenAsync();
         await queue.PublishAsync("t", "a");
         var leaver = queue.Subscribe("t");
         await using var waiter = queue.Subscribe("t");
@@ -442,7 +454,7 @@ public sealed class EngineRulesTests
     [Test]
     public async Task DisposingConsumer_ReturnsHeldMessageAheadOfTheQueue()
     {
-        await using var queue = await TestSupport.OpenInMemoryAsync();
+        await using var queue = await OpenAsync();
         await queue.PublishAsync("t", "a");
         await queue.PublishAsync("t", "b");
         var leaver = queue.Subscribe("t");
@@ -457,7 +469,7 @@ public sealed class EngineRulesTests
     [Test]
     public async Task CancellingAWait_EndsIt_AndLosesNothing()
     {
-        await using var queue = await TestSupport.OpenInMemoryAsync();
+        await using var queue = await OpenAsync();
         await using var cancelled = queue.Subscribe("t");
         await using var other = queue.Subscribe("t");
         using var cancellation = new CancellationTokenSource();
@@ -474,7 +486,7 @@ public sealed class EngineRulesTests
     [Test]
     public async Task DisposingAWaitingConsumer_EndsTheWait()
     {
-        await using var queue = await TestSupport.OpenInMemoryAsync();
+        await using var queue = await OpenAsync();
         var consumer = queue.Subscribe("t");
         var waiting = consumer.ReceiveAsync().AsTask();
 
@@ -488,7 +500,7 @@ public sealed class EngineRulesTests
     [Test]
     public async Task SubscribingToAMissingTopic_WaitsForItsFirstPublish()
     {
-        await using var queue = await TestSupport.OpenInMemoryAsync();
+        await using var queue = await OpenAsync();
         await using var consumer = queue.Subscribe("later");
         var waiting = consumer.ReceiveTextAsync();
 
@@ -500,7 +512,7 @@ public sealed class EngineRulesTests
     [Test]
     public async Task WaitingConsumers_AreServedLongestWaitingFirst()
     {
-        await using var queue = await TestSupport.OpenInMemoryAsync();
+        await using var queue = await OpenAsync();
         await using var first = queue.Subscribe("t");
         await using var second = queue.Subscribe("t");
         var firstWaiting = first.ReceiveTextAsync();
@@ -517,7 +529,7 @@ public sealed class EngineRulesTests
     public async Task Stats_CountReadyHeldDelayedAndConsumers()
     {
         var clock = TestSupport.NewClock();
-        await using var queue = await TestSupport.OpenInMemoryAsync(clock);
+        await using var queue = await OpenAsync(clock);
         for (var i = 0; i < 5; i++)
         {
             await queue.PublishAsync("t", $"m{i}");
@@ -539,7 +551,7 @@ public sealed class EngineRulesTests
     [Test]
     public async Task EmptyAndBinaryMessages_AreDeliveredByteForByte()
     {
-        await using var queue = await TestSupport.OpenInMemoryAsync();
+        await using var queue = await OpenAsync();
         var binary = Enumerable.Range(0, 256).Select(i => (byte)i).ToArray();
         await queue.PublishAsync("t", ReadOnlyMemory<byte>.Empty);
         await queue.PublishAsync("t", binary);
@@ -556,7 +568,7 @@ public sealed class EngineRulesTests
     [Test]
     public async Task Publish_CopiesThePayload()
     {
-        await using var queue = await TestSupport.OpenInMemoryAsync();
+        await using var queue = await OpenAsync();
         var buffer = TestSupport.Bytes("original");
         await queue.PublishAsync("t", buffer);
         buffer[0] = (byte)'X';
@@ -580,7 +592,7 @@ public sealed class EngineRulesTests
     [Test]
     public async Task DisposingTheEngine_EndsConsumers_AndRefusesWork()
     {
-        var queue = await TestSupport.OpenInMemoryAsync();
+        var queue = await OpenAsync();
         await queue.PublishAsync("t", "a");
         var holder = queue.Subscribe("t");
         var waiter = queue.Subscribe("t");
@@ -602,7 +614,7 @@ public sealed class EngineRulesTests
     [Test]
     public async Task TopicsOnlySubscribedTo_AreForgotten_WhenTheirLastConsumerLeaves()
     {
-        await using var queue = await TestSupport.OpenInMemoryAsync();
+        await using var queue = await OpenAsync();
         var consumer = queue.Subscribe("probe");
         Assert.That(queue.GetStats("probe").Consumers, Is.EqualTo(1));
 

@@ -10,7 +10,9 @@ namespace MiniQueue.Tests.Engine;
 /// operations fail, the stats of every topic and the list of topics.
 /// </summary>
 [CancelAfter(120_000)]
-public sealed class ModelTests
+[TestFixture(Backend.InMemory)]
+[TestFixture(Backend.FasterLog)]
+public sealed class ModelTests(Backend backend)
 {
     private static readonly string[] s_topics = ["a", "a-ack", "b"];
 
@@ -19,26 +21,39 @@ public sealed class ModelTests
     private static readonly int[] s_dackSeconds = [-1, 0, 0, 1, 2, 2, 5];
 
     // Operation codes weighted towards the interesting ones: 0 publish, 1 subscribe, 2 receive, 3 ack, 4 nack,
-    // 5 back, 6 dack, 7 advance time, 8 purge, 9 dispose a consumer, 10 cancel a wait.
-    private static readonly int[] s_operations = [0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 4, 5, 6, 6, 6, 7, 7, 8, 9, 10];
+    // 5 back, 6 dack, 7 advance time, 8 purge, 9 dispose a consumer, 10 cancel a wait, 11 publish with a delay,
+    // 12 publish with an idempotency key, 13 touch.
+    private static readonly int[] s_operations = [0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 4, 5, 6, 6, 6, 7, 7, 8, 9, 10, 11, 12, 12, 13];
+    private static readonly int[] s_publishDelays = [1, 2, 2, 5];
+    private static readonly string[] s_keys = ["k1", "k2", "k3"];
+
+    // The policies of the model's topics: "b" has a lease, "a" a short idempotency window (the others keep 2 minutes).
+    private static readonly TimeSpan s_lease = TimeSpan.FromSeconds(4);
+    private static readonly TimeSpan s_shortWindow = TimeSpan.FromSeconds(5);
 
     [Test]
     public async Task RandomSequences_MatchTheReferenceModel()
     {
-        const int sequences = 2_000;
+        // A durable engine takes a few milliseconds to open its log in a new folder: fewer sequences there.
+        var sequences = backend == Backend.InMemory ? 2_000 : 300;
         for (var seed = 1; seed <= sequences; seed++)
         {
             await RunSequenceAsync(seed, operations: 60);
         }
     }
 
-    private static async Task RunSequenceAsync(int seed, int operations)
+    private async Task RunSequenceAsync(int seed, int operations)
     {
         var random = new Random(seed);
         var clock = TestSupport.NewClock();
         var model = new Model(clock);
         var history = new StringBuilder();
-        await using var queue = await TestSupport.OpenInMemoryAsync(clock);
+        using var engines = new BackendEngines(backend);
+        await using var queue = await engines.OpenAsync(clock, static options =>
+        {
+            options.TopicPolicies.Add(new MiniQueueTopicPolicy { Topics = "b", Lease = s_lease });
+            options.TopicPolicies.Add(new MiniQueueTopicPolicy { Topics = "a", IdempotencyWindow = s_shortWindow });
+        });
         var consumers = new List<(MiniQueueConsumer Engine, ModelConsumer Model)>();
         var published = 0;
 
@@ -46,7 +61,7 @@ public sealed class ModelTests
         {
             var live = consumers.Where(c => !c.Model.Disposed).ToList();
             var op = s_operations[random.Next(s_operations.Length)];
-            if (op is >= 2 and <= 6 or 9 or 10 && live.Count == 0)
+            if (op is >= 2 and <= 6 or 9 or 10 or 13 && live.Count == 0)
             {
                 op = 1;
             }
@@ -167,6 +182,45 @@ public sealed class ModelTests
                     break;
                 }
 
+                case 11:
+                {
+                    var topic = s_topicChoices[random.Next(s_topicChoices.Length)];
+                    var text = "m" + (++published).ToString(CultureInfo.InvariantCulture);
+                    var delay = s_publishDelays[random.Next(s_publishDelays.Length)];
+                    history.AppendLine(CultureInfo.InvariantCulture, $"publish {topic} {text} delay {delay}");
+                    await queue.PublishAsync(topic, TestSupport.Bytes(text), new PublishOptions { Delay = TimeSpan.FromSeconds(delay) });
+                    await ExpectHandOversAsync(model.PublishDelayed(topic, text, delay), seed, history);
+                    break;
+                }
+
+                case 12:
+                {
+                    var topic = s_topicChoices[random.Next(s_topicChoices.Length)];
+                    var text = "m" + (++published).ToString(CultureInfo.InvariantCulture);
+                    var key = s_keys[random.Next(s_keys.Length)];
+                    history.AppendLine(CultureInfo.InvariantCulture, $"publish {topic} {text} key {key}");
+                    var result = await queue.PublishAsync(topic, TestSupport.Bytes(text), new PublishOptions { IdempotencyKey = key });
+                    var (duplicate, handOvers) = model.PublishKeyed(topic, text, key);
+                    Assert.That(result.IsDuplicate, Is.EqualTo(duplicate), Describe(seed, history));
+                    await ExpectHandOversAsync(handOvers, seed, history);
+                    break;
+                }
+
+                case 13:
+                {
+                    var (engine, m) = live[random.Next(live.Count)];
+                    history.AppendLine(CultureInfo.InvariantCulture, $"touch c{m.Id}");
+                    if (m.Held is null)
+                    {
+                        Assert.That(() => engine.TouchAsync().AsTask(), Throws.InvalidOperationException, Describe(seed, history));
+                        break;
+                    }
+
+                    await engine.TouchAsync();
+                    model.Touch(m);
+                    break;
+                }
+
                 case 10:
                 {
                     var waiting = live.Where(c => c.Model.Waiting).ToList();
@@ -237,6 +291,9 @@ public sealed class ModelTests
 
         public Task<Delivery>? Pending { get; set; }
 
+        /// <summary>When the lease on the held message passes (topic "b"), and the order leases were started in.</summary>
+        public (long Deadline, long Order)? Lease { get; set; }
+
         public CancellationTokenSource? Cancellation { get; set; }
     }
 
@@ -261,7 +318,10 @@ public sealed class ModelTests
     private sealed class Model(FakeTimeProvider clock)
     {
         private readonly Dictionary<string, ModelTopic> _topics = s_topics.ToDictionary(t => t, _ => new ModelTopic());
+        private readonly List<ModelConsumer> _consumers = [];
+        private readonly Dictionary<(string Topic, string Key), long> _keys = [];
         private long _dackOrder;
+        private long _leaseOrder;
 
         private long Now => clock.GetUtcNow().UtcTicks;
 
@@ -276,7 +336,39 @@ public sealed class ModelTests
         public ModelConsumer Subscribe(string topic, int id)
         {
             _topics[topic].Consumers++;
-            return new ModelConsumer(id, topic);
+            var consumer = new ModelConsumer(id, topic);
+            _consumers.Add(consumer);
+            return consumer;
+        }
+
+        /// <summary>Published now, due after <paramref name="seconds"/>, among the delayed messages in due order.</summary>
+        public List<(ModelConsumer, ModelMessage)> PublishDelayed(string topic, string text, int seconds)
+        {
+            var state = _topics[topic];
+            state.Created = true;
+            state.Delayed.Add(new ModelMessage(text) { DueTicks = Now + TimeSpan.FromSeconds(seconds).Ticks, DackOrder = ++_dackOrder });
+            return Dispatch(state, []);
+        }
+
+        /// <summary>A duplicate when the key was first published to the topic less than its window ago.</summary>
+        public (bool Duplicate, List<(ModelConsumer, ModelMessage)> HandOvers) PublishKeyed(string topic, string text, string key)
+        {
+            var window = topic == "a" ? s_shortWindow : TimeSpan.FromMinutes(2);
+            if (_keys.TryGetValue((topic, key), out var first) && Now - first < window.Ticks)
+            {
+                return (true, []);
+            }
+
+            _keys[(topic, key)] = Now;
+            return (false, Publish(topic, text));
+        }
+
+        public void Touch(ModelConsumer consumer)
+        {
+            if (consumer.Lease is not null)
+            {
+                consumer.Lease = (Now + s_lease.Ticks, ++_leaseOrder);
+            }
         }
 
         public ModelMessage? Receive(ModelConsumer consumer)
@@ -325,6 +417,15 @@ public sealed class ModelTests
 
         public List<(ModelConsumer, ModelMessage)> TimePassed()
         {
+            // Leases that passed: each message back to the front as after a NACK, in the order the leases end.
+            var lapsed = _consumers.Where(c => c.Held is not null && c.Lease is { } lease && lease.Deadline <= Now)
+                .OrderBy(c => c.Lease!.Value.Deadline).ThenBy(c => c.Lease!.Value.Order).ToList();
+            foreach (var consumer in lapsed)
+            {
+                var (state, message) = Release(consumer);
+                state.Front.Insert(0, message);
+            }
+
             var handOvers = new List<(ModelConsumer, ModelMessage)>();
             foreach (var state in _topics.Values)
             {
@@ -375,15 +476,20 @@ public sealed class ModelTests
             var state = _topics[consumer.Topic];
             var message = consumer.Held!;
             consumer.Held = null;
+            consumer.Lease = null;
             state.Held--;
             return (state, message);
         }
 
-        private static void Hold(ModelTopic state, ModelConsumer consumer, ModelMessage message)
+        private void Hold(ModelTopic state, ModelConsumer consumer, ModelMessage message)
         {
             consumer.Held = message;
             consumer.Waiting = false;
             state.Held++;
+            if (consumer.Topic == "b")
+            {
+                consumer.Lease = (Now + s_lease.Ticks, ++_leaseOrder);
+            }
         }
 
         private List<(ModelConsumer, ModelMessage)> Dispatch(ModelTopic state, List<(ModelConsumer, ModelMessage)> handOvers)
