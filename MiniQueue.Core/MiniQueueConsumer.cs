@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Threading.Tasks.Sources;
 using MiniQueue.Engine;
@@ -115,14 +116,16 @@ public sealed class MiniQueueConsumer : IAsyncDisposable
         return ToDeliveryAsync(entry, lease);
     }
 
-    /// <summary>Holds the next message if one is ready now, without waiting.</summary>
+    /// <summary>Holds the next message if one is ready now, without waiting, not even for a disk read.</summary>
     /// <returns>
-    /// Whether a message was ready (and the store had room to log its delivery); when it was, its body is in memory or
-    /// read synchronously from the store.
+    /// Whether a message was ready (and the store had room to log its delivery). A durable engine keeps the bodies of
+    /// long queues on disk only: when the next message's body must be read, this holds nothing and returns false, and
+    /// the read starts, so that a later call finds the body at hand (<see cref="ReceiveAsync"/> waits for it instead).
     /// </returns>
     public bool TryReceive(out Delivery delivery)
     {
         MessageEntry entry;
+        ReadOnlyMemory<byte>? readAhead;
         CancellationToken lease;
         delivery = default;
         if (!_engine.Store.HasRoom)
@@ -138,7 +141,7 @@ public sealed class MiniQueueConsumer : IAsyncDisposable
                 throw new InvalidOperationException("The consumer already holds a message or is waiting for one.");
             }
 
-            if (!_topic.TryTakeLocked(out entry))
+            if (!_topic.TryTakeAtHandLocked(out entry, out readAhead))
             {
                 return false;
             }
@@ -147,8 +150,16 @@ public sealed class MiniQueueConsumer : IAsyncDisposable
             lease = LeaseTokenLocked;
         }
 
+        if (readAhead is { } body)
+        {
+            delivery = new Delivery(body, entry.DackCount, entry.Id) { LeaseExpired = lease };
+            return true;
+        }
+
+        // The body is in memory: this completes at once.
         var pending = ToDeliveryAsync(entry, lease);
-        delivery = pending.IsCompletedSuccessfully ? pending.Result : pending.AsTask().GetAwaiter().GetResult();
+        Debug.Assert(pending.IsCompletedSuccessfully, "TryTakeAtHandLocked takes only messages whose body is at hand.");
+        delivery = pending.Result;
         return true;
     }
 

@@ -42,6 +42,19 @@ internal sealed class ChunkedQueue<T> : IEnumerable<T>
         Count++;
     }
 
+    /// <summary>The item <see cref="TryDequeue"/> would return next, left in place.</summary>
+    public bool TryPeek(out T item)
+    {
+        if (Count == 0)
+        {
+            item = default!;
+            return false;
+        }
+
+        item = _head.Items[_headIndex];
+        return true;
+    }
+
     public bool TryDequeue(out T item)
     {
         if (Count == 0)

@@ -47,6 +47,9 @@ internal sealed class TopicQueue
     private readonly List<MessageEntry> _outgoing = [];
     private bool _moveScheduled;
 
+    /// <summary>The body read ahead for <see cref="TryTakeAtHandLocked"/>: at most one per topic.</summary>
+    private ReadAhead? _readAhead;
+
     private readonly Stack<MessageEntry> _front = new();
     private readonly Queue<MessageEntry> _due = new();
     private readonly PriorityQueue<MessageEntry, DueKey> _delayed = new();
@@ -481,6 +484,96 @@ internal sealed class TopicQueue
 
         PromoteDueLocked(_time.GetUtcNow().UtcTicks);
         return _due.TryDequeue(out entry) || _ready.TryDequeue(out entry);
+    }
+
+    /// <summary>The message <see cref="TakeNextLocked"/> would take, left in place.</summary>
+    private bool PeekNextLocked(out MessageEntry entry)
+    {
+        if (_front.TryPeek(out entry))
+        {
+            return true;
+        }
+
+        PromoteDueLocked(_time.GetUtcNow().UtcTicks);
+        return _due.TryPeek(out entry) || _ready.TryPeek(out entry);
+    }
+
+    /// <summary>
+    /// For <see cref="MiniQueueConsumer.TryReceive"/>, which never waits for a disk read: takes the next message only when
+    /// its body is at hand (in memory, or read ahead by an earlier call), with that body. When the body must be read
+    /// first, it takes nothing, starts reading it ahead (one read at a time per topic) and returns false.
+    /// </summary>
+    public bool TryTakeAtHandLocked(out MessageEntry entry, out ReadOnlyMemory<byte>? readAhead)
+    {
+        readAhead = null;
+        while (PeekNextLocked(out entry))
+        {
+            if (_policy.MaxDeliveries > 0 && _deliveries.TryGetValue(entry.Id, out var deliveries) && deliveries >= _policy.MaxDeliveries)
+            {
+                // Set aside for the dead-letter topic, as a take would; then look at the next one.
+                TryTakeLocked(out _);
+                continue;
+            }
+
+            if (entry.Body is not null || !_store.CanRead)
+            {
+                return TakeNextLocked(out entry);
+            }
+
+            if (_readAhead is { } ahead && ahead.Id == entry.Id && ahead.Address == entry.Address && ahead.Body is { } body)
+            {
+                _readAhead = null;
+                readAhead = body;
+                return TakeNextLocked(out entry);
+            }
+
+            if (_readAhead is null || _readAhead.Body is not null || _readAhead.Id != entry.Id)
+            {
+                var read = new ReadAhead(entry.Id, entry.Address);
+                _readAhead = read;
+                _ = ReadAheadAsync(read, entry);
+            }
+
+            return false;
+        }
+
+        return false;
+    }
+
+    /// <summary>Reads a body ahead for <see cref="TryTakeAtHandLocked"/>; a failure is left for a receive to meet.</summary>
+    private async Task ReadAheadAsync(ReadAhead read, MessageEntry entry)
+    {
+        try
+        {
+            var delivery = await ReadDeliveryAsync(entry).ConfigureAwait(false);
+            lock (SyncRoot)
+            {
+                if (ReferenceEquals(_readAhead, read))
+                {
+                    read.Body = delivery.Payload;
+                }
+            }
+        }
+        catch (Exception exception) when (exception is MiniQueueStoreException or ObjectDisposedException)
+        {
+            lock (SyncRoot)
+            {
+                if (ReferenceEquals(_readAhead, read))
+                {
+                    _readAhead = null;
+                }
+            }
+        }
+    }
+
+    /// <summary>A body read ahead of its message's delivery: which message, where its body was, and the body once read.</summary>
+    private sealed class ReadAhead(long id, long address)
+    {
+        public long Id { get; } = id;
+
+        public long Address { get; } = address;
+
+        public ReadOnlyMemory<byte>? Body { get; set; }
     }
 
     /// <summary>
@@ -1239,6 +1332,11 @@ internal sealed class TopicQueue
     /// <summary>A message is gone for good: its body no longer keeps its log segment alive or its cache bytes taken.</summary>
     private void ForgetLocked(MessageEntry entry)
     {
+        if (_readAhead?.Id == entry.Id)
+        {
+            _readAhead = null;
+        }
+
         if (_deliveries.Count != 0)
         {
             _deliveries.Remove(entry.Id);

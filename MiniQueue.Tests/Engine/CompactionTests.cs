@@ -16,18 +16,8 @@ public sealed class CompactionTests
         await MiniQueueEngine.OpenAsync(
             new MiniQueueOptions { TimeProvider = clock ?? TestSupport.NewClock(), BodyCacheBytes = bodyCacheBytes }, store, default);
 
-    private static async Task<List<(string Text, int DackCount)>> DrainAsync(MiniQueueEngine queue, string topic)
-    {
-        var drained = new List<(string, int)>();
-        await using var consumer = queue.Subscribe(topic);
-        while (consumer.TryReceive(out var delivery))
-        {
-            drained.Add((delivery.Text(), delivery.DackCount));
-            await consumer.AckAsync();
-        }
-
-        return drained;
-    }
+    private static Task<List<(string Text, int DackCount)>> DrainAsync(MiniQueueEngine queue, string topic) =>
+        Storage.DurableTestSupport.DrainAsync(queue, topic);
 
     /// <summary>Publishes, receives and ACKs <paramref name="count"/> messages on a topic of their own, compacting as it goes.</summary>
     private static async Task TrafficAsync(MiniQueueEngine queue, int count, string topic = "traffic")

@@ -13,18 +13,8 @@ public sealed class RecoveryTests
     private static async Task<MiniQueueEngine> OpenAsync(IMessageStore store, TimeProvider? clock = null) =>
         await MiniQueueEngine.OpenAsync(new MiniQueueOptions { TimeProvider = clock ?? TestSupport.NewClock() }, store, default);
 
-    private static async Task<List<(string Text, int DackCount)>> DrainAsync(MiniQueueEngine queue, string topic)
-    {
-        var drained = new List<(string, int)>();
-        await using var consumer = queue.Subscribe(topic);
-        while (consumer.TryReceive(out var delivery))
-        {
-            drained.Add((delivery.Text(), delivery.DackCount));
-            await consumer.AckAsync();
-        }
-
-        return drained;
-    }
+    private static Task<List<(string Text, int DackCount)>> DrainAsync(MiniQueueEngine queue, string topic) =>
+        Storage.DurableTestSupport.DrainAsync(queue, topic);
 
     [Test]
     public async Task Restart_KeepsReadyMessagesInOrder_AndForgetsAckedOnes()

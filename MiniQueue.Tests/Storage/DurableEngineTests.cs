@@ -431,4 +431,35 @@ public sealed class DurableLoadTests
         Assert.That(acked, Has.Count.EqualTo(Publishers * PerPublisher));
         Assert.That(acked.Values.Where(n => n != 1), Is.Empty);
     }
+
+    [Test]
+    public async Task TryReceive_NeverWaitsForADiskRead_ItReadsAheadForALaterCall()
+    {
+        using var directory = new TempDirectory();
+        var options = DurableTestSupport.SmallLog(directory.Path);
+        options.BodyCacheBytes = 0;
+        await using (var writer = await MiniQueueEngine.OpenAsync(options))
+        {
+            foreach (var text in new[] { "m1", "m2" })
+            {
+                await writer.PublishAsync("t", text);
+            }
+        }
+
+        // Reopened: every body is on disk only.
+        await using var queue = await MiniQueueEngine.OpenAsync(options);
+        await using var consumer = queue.Subscribe("t");
+        foreach (var expected in new[] { "m1", "m2" })
+        {
+            Assert.That(consumer.TryReceive(out _), Is.False, "the body must be read first: nothing is held meanwhile");
+            Assert.That(queue.GetStats("t").Held, Is.Zero);
+
+            Delivery delivery = default;
+            Assert.That(await DurableTestSupport.EventuallyAsync(() => consumer.TryReceive(out delivery)), Is.True, "a later call finds the body read ahead");
+            Assert.That((delivery.Text(), queue.GetStats("t").Held), Is.EqualTo((expected, 1)));
+            await consumer.AckAsync();
+        }
+
+        Assert.That(consumer.TryReceive(out _), Is.False);
+    }
 }
