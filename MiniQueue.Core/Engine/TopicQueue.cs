@@ -20,21 +20,14 @@ internal sealed class TopicQueue
 {
     private const int CompactStaleWaitersAbove = 64;
 
-    private static readonly TimerCallback s_onTimer = static state => ((TopicQueue)state!).OnTimer();
 
     private readonly MiniQueueEngine _engine;
     private readonly IMessageStore _store;
     private readonly LogSpace _space;
     private readonly TimeProvider _time;
-    private readonly long _periodTicks;
+    private readonly TopicScheduler _scheduler;
     private readonly TopicPolicy _policy;
 
-    /// <summary>
-    /// Consumers by the deadline of the lease on the message they hold. Entries go stale when the consumer settles or
-    /// renews (TOUCH); a stale entry is dropped when it comes up (see <see cref="ExpireLeasesLocked"/>).
-    /// </summary>
-    private readonly PriorityQueue<MiniQueueConsumer, DueKey> _leases = new();
-    private long _leaseSequence;
 
     /// <summary>How many times each message was delivered (by id), kept while the topic limits deliveries.</summary>
     private readonly Dictionary<long, int> _deliveries = [];
@@ -84,8 +77,6 @@ internal sealed class TopicQueue
     private int _staleWaiters;
     private long _lastVisibleId;
     private long _dackSequence;
-    private ITimer? _timer;
-    private long _timerFiresAt = long.MaxValue;
     private bool _created;
     private bool _retired;
     private bool _closed;
@@ -100,7 +91,7 @@ internal sealed class TopicQueue
         _store = store;
         _space = space;
         _time = time;
-        _periodTicks = period.Ticks;
+        _scheduler = new TopicScheduler(time, period.Ticks, OnTimer);
         Name = name;
         NameUtf8 = TopicName.ToUtf8(name);
         _appendOrThrow = AppendOrThrow;
@@ -727,16 +718,7 @@ internal sealed class TopicQueue
     }
 
     /// <summary>Starts (or renews) the lease of the message <paramref name="consumer"/> holds.</summary>
-    private void StartLeaseLocked(MiniQueueConsumer consumer)
-    {
-        var now = _time.GetUtcNow().UtcTicks;
-        var deadline = now + Math.Min(_policy.LeaseTicks, DateTimeOffset.MaxValue.UtcTicks - now);
-        // Leases that pass at the same time lapse in the order they were started (or renewed).
-        var key = new DueKey(deadline, ++_leaseSequence);
-        consumer.LeaseLocked = key;
-        _leases.Enqueue(consumer, key);
-        ArmTimerLocked(now);
-    }
+    private void StartLeaseLocked(MiniQueueConsumer consumer) => _scheduler.StartLease(consumer, _policy.LeaseTicks, NextDueLocked());
 
     /// <summary>TOUCH: renews the lease of the message <paramref name="consumer"/> holds (nothing to do without a lease).</summary>
     public void TouchLocked(MiniQueueConsumer consumer)
@@ -753,15 +735,8 @@ internal sealed class TopicQueue
     /// </summary>
     private void ExpireLeasesLocked(long now, ref MiniQueueConsumer? toComplete, ref List<CancellationTokenSource>? lapsed)
     {
-        while (_leases.TryPeek(out var consumer, out var key) && key.DueTicks <= now)
+        while (_scheduler.TryTakeLapsed(now, out var consumer))
         {
-            _leases.Dequeue();
-            if (!consumer.IsHoldingLocked || consumer.LeaseLocked != key)
-            {
-                // Settled, renewed or gone since.
-                continue;
-            }
-
             var entry = consumer.LapseLocked(out var lease);
             _held--;
             _front.Push(entry);
@@ -905,40 +880,11 @@ internal sealed class TopicQueue
         }
     }
 
-    /// <summary>Arms the timer for the earliest due time or lease deadline, capped at one period from now.</summary>
-    private void ArmTimerLocked(long now)
-    {
-        var next = _delayed.TryPeek(out _, out var key) ? key.DueTicks : long.MaxValue;
-        if (_leases.TryPeek(out _, out var lease))
-        {
-            next = Math.Min(next, lease.DueTicks);
-        }
+    /// <summary>Arms the topic's timer for its earliest due time or lease deadline.</summary>
+    private void ArmTimerLocked(long now) => _scheduler.Arm(now, NextDueLocked());
 
-        if (_closed || next == long.MaxValue)
-        {
-            return;
-        }
-
-        var firesAt = Math.Min(next, now + _periodTicks);
-        if (firesAt >= _timerFiresAt)
-        {
-            return;
-        }
-
-        _timerFiresAt = firesAt;
-
-        // Whole milliseconds, rounded up, and never zero: timers must not fire before the due time.
-        var milliseconds = Math.Max(1, (firesAt - now + TimeSpan.TicksPerMillisecond - 1) / TimeSpan.TicksPerMillisecond);
-        var dueIn = TimeSpan.FromMilliseconds(milliseconds);
-        if (_timer is null)
-        {
-            _timer = _time.CreateTimer(s_onTimer, this, dueIn, Timeout.InfiniteTimeSpan);
-        }
-        else
-        {
-            _timer.Change(dueIn, Timeout.InfiniteTimeSpan);
-        }
-    }
+    /// <summary>When the earliest delayed message comes due (long.MaxValue when none is delayed).</summary>
+    private long NextDueLocked() => _delayed.TryPeek(out _, out var key) ? key.DueTicks : long.MaxValue;
 
     private void OnTimer()
     {
@@ -946,7 +892,7 @@ internal sealed class TopicQueue
         List<CancellationTokenSource>? lapsed = null;
         lock (SyncRoot)
         {
-            _timerFiresAt = long.MaxValue;
+            _scheduler.Fired();
             if (_closed)
             {
                 return;
@@ -1315,8 +1261,7 @@ internal sealed class TopicQueue
         lock (SyncRoot)
         {
             _closed = true;
-            _timer?.Dispose();
-            _timer = null;
+            _scheduler.Stop();
         }
     }
 
