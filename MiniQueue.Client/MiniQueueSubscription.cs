@@ -26,6 +26,7 @@ public sealed class MiniQueueSubscription : IAsyncDisposable
     private static readonly byte[] s_ack = Encoding.UTF8.GetBytes("\"ACK\"\n");
     private static readonly byte[] s_nack = Encoding.UTF8.GetBytes("\"NACK\"\n");
     private static readonly byte[] s_back = Encoding.UTF8.GetBytes("\"BACK\"\n");
+    private static readonly byte[] s_touch = Encoding.UTF8.GetBytes("\"TOUCH\"\n");
     private static readonly TimeSpan s_closeGrace = TimeSpan.FromMilliseconds(250);
 
     private readonly HttpRequestMessage _request;
@@ -38,6 +39,9 @@ public sealed class MiniQueueSubscription : IAsyncDisposable
     private bool _isDeliveryRequested;
     private bool _isEnded;
     private bool _isDisposed;
+
+    /// <summary>The server said the lease on the held message passed; the answers to the commands sent since are errors.</summary>
+    private bool _afterLapse;
 
     internal MiniQueueSubscription(
         string topic, HttpRequestMessage request, HttpResponseMessage response, CommandStreamContent content, Stream commands, Stream lines)
@@ -55,6 +59,13 @@ public sealed class MiniQueueSubscription : IAsyncDisposable
 
     /// <summary>Whether the subscription holds a message it has not settled.</summary>
     public bool IsHoldingMessage => _isHolding;
+
+    /// <summary>
+    /// How many times the lease on a message this subscription held passed before its settle reached the server (on a
+    /// topic with a lease; see the server's <c>-lease</c>): the server returned the message to the front of the topic,
+    /// and the settle did nothing. <see cref="ReceiveAsync"/> goes on with the next message.
+    /// </summary>
+    public int ExpiredLeases { get; private set; }
 
     /// <summary>
     /// Waits for the next message and holds it. The first call starts consuming (<c>INIT</c>); after a settle, the
@@ -113,6 +124,11 @@ public sealed class MiniQueueSubscription : IAsyncDisposable
                 _lines.AdvanceTo(buffer.GetPosition(1, newline.Value));
             }
 
+            if (error is not null && await AbsorbLapseAsync(error).ConfigureAwait(false))
+            {
+                continue;
+            }
+
             if (error is not null)
             {
                 // Errors keep or close the stream as the protocol says; a closed one shows as the end of the stream.
@@ -137,6 +153,57 @@ public sealed class MiniQueueSubscription : IAsyncDisposable
     /// <summary>Returns the held message to the back of the topic.</summary>
     /// <exception cref="InvalidOperationException">The subscription holds no message.</exception>
     public ValueTask BackAsync(CancellationToken cancellationToken = default) => SettleAsync(s_back, "BACK", cancellationToken);
+
+    /// <summary>
+    /// Renews the lease on the held message (on a topic with a lease; see the server's <c>-lease</c>), so that it stays
+    /// held for another full lease. The server does not answer it.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The subscription holds no message.</exception>
+    public ValueTask TouchAsync(CancellationToken cancellationToken = default)
+    {
+        ThrowIfUnusable();
+        if (!_isHolding)
+        {
+            throw new InvalidOperationException("The subscription holds no message to TOUCH.");
+        }
+
+        return SendAsync(s_touch, cancellationToken);
+    }
+
+    /// <summary>
+    /// Takes in the lines a passed lease causes: <c>lease expired</c> itself, then the errors that answer the commands
+    /// sent after it (TOUCHes, and the settle, which did nothing). After the settle's error the next message is asked
+    /// for again. True when <paramref name="error"/> was such a line.
+    /// </summary>
+    private async ValueTask<bool> AbsorbLapseAsync(string error)
+    {
+        if (error == "lease expired")
+        {
+            _afterLapse = true;
+            ExpiredLeases++;
+            return true;
+        }
+
+        if (!_afterLapse)
+        {
+            return false;
+        }
+
+        if (error == "error TOUCHing message")
+        {
+            return true;
+        }
+
+        if (error is "error ACKing message" or "error NACKing message" or "error BACKing message" or "error DACKing message")
+        {
+            // Not cancellable: the settle's delivery was asked for, and the INIT stands in for it.
+            _afterLapse = false;
+            await SendAsync(s_init, CancellationToken.None).ConfigureAwait(false);
+            return true;
+        }
+
+        return false;
+    }
 
     /// <summary>
     /// Delays the held message; its dackCount goes up by one. The protocol counts whole seconds: the delay is

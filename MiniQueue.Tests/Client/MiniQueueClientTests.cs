@@ -21,7 +21,12 @@ public sealed class MiniQueueClientTests
     {
         _clock = TestSupport.NewClock();
         _host = await MiniQueueTestHost.StartAsync(
-            builder => builder.Services.AddSingleton<TimeProvider>(_clock),
+            builder =>
+            {
+                builder.Services.AddSingleton<TimeProvider>(_clock);
+                builder.Services.Configure<MiniQueueOptions>(static options =>
+                    options.TopicPolicies.Add(new MiniQueueTopicPolicy { Topics = "leased-*", Lease = TimeSpan.FromSeconds(30) }));
+            },
             static app => app.MapMiniQueue("/mq"));
         _client = _host.CreateClient("mq");
     }
@@ -51,6 +56,29 @@ public sealed class MiniQueueClientTests
         var text = await consumer.ReceiveTextAsync();
         await consumer.AckAsync();
         return text;
+    }
+
+    [Test]
+    public async Task ALeaseThatPassed_IsTakenInStride_TheSettleDidNothing_AndTheMessageComesAgain()
+    {
+        var topic = "leased-" + Guid.NewGuid().ToString("N");
+        await _client.PublishAsync(topic, "slow work"u8.ToArray());
+        await using var subscription = await _client.SubscribeAsync(topic);
+        Assert.That(Text(await ReceiveAsync(subscription)), Is.EqualTo("slow work"));
+        await subscription.TouchAsync();
+
+        _clock.Advance(TimeSpan.FromSeconds(30));
+        Assert.That(Engine.GetStats(topic).Held, Is.Zero, "the lease passed: the message is back at the front");
+
+        // The subscription does not know yet: its TOUCH and ACK are answered with errors, which it takes in.
+        await subscription.TouchAsync();
+        await subscription.AckAsync();
+        await _client.PublishAsync(topic, "next"u8.ToArray());
+        Assert.That(Text(await ReceiveAsync(subscription)), Is.EqualTo("slow work"), "delivered again: the ACK came too late");
+        Assert.That(subscription.ExpiredLeases, Is.EqualTo(1));
+        await subscription.AckAsync();
+        Assert.That(Text(await ReceiveAsync(subscription)), Is.EqualTo("next"));
+        Assert.That(subscription.ExpiredLeases, Is.EqualTo(1));
     }
 
     [Test]
