@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Globalization;
 using System.Net;
 using System.Text.Json;
 
@@ -59,12 +60,69 @@ public sealed class MiniQueueClient : IDisposable
     /// </summary>
     /// <exception cref="MiniQueueClientException">The server refused it: <c>invalid topic value</c> (400), <c>message too large</c> (413), <c>error publishing to broker</c> (503).</exception>
     /// <exception cref="HttpRequestException">The server could not be reached.</exception>
-    public async Task PublishAsync(string topic, ReadOnlyMemory<byte> message, CancellationToken cancellationToken = default)
+    public async Task PublishAsync(string topic, ReadOnlyMemory<byte> message, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(topic);
         using var request = NewRequest(HttpMethod.Post, PublishUri(topic));
         request.Content = new ReadOnlyMemoryContent(message);
         await SendAsync(request, HttpStatusCode.Created, "publish", cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Publishes a message as <paramref name="options"/> say: with a delay (<c>?delay=N</c>, rounded up to whole seconds)
+    /// or an idempotency key (the <c>Idempotency-Key</c> header); completes once the server stored it, or found it to
+    /// repeat a key it published within its window (then nothing was enqueued: <see cref="MiniQueuePublishResult.IsDuplicate"/>).
+    /// </summary>
+    /// <exception cref="MiniQueueClientException">The server refused it, e.g. <c>invalid idempotency key</c> (400).</exception>
+    /// <exception cref="HttpRequestException">The server could not be reached.</exception>
+    public async Task<MiniQueuePublishResult> PublishAsync(
+        string topic, ReadOnlyMemory<byte> message, MiniQueuePublishOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(topic);
+        var uri = PublishUri(topic);
+        var seconds = MiniQueueSubscription.ToWholeSeconds(options?.Delay ?? TimeSpan.Zero);
+        if (seconds > 0)
+        {
+            uri = new Uri(uri + "?delay=" + seconds.ToString(CultureInfo.InvariantCulture), UriKind.RelativeOrAbsolute);
+        }
+
+        using var request = NewRequest(HttpMethod.Post, uri);
+        request.Content = new ReadOnlyMemoryContent(message);
+        if (options?.IdempotencyKey is { } key)
+        {
+            request.Headers.TryAddWithoutValidation("Idempotency-Key", key);
+        }
+
+        return await SendAsync(
+            request, HttpStatusCode.Created, "publish",
+            static (response, _) => Task.FromResult(new MiniQueuePublishResult(
+                response.Headers.TryGetValues("Idempotent-Replayed", out var values) && values.Contains("true", StringComparer.OrdinalIgnoreCase))),
+            cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Moves every message of the topic's dead-letter topic (by default <c>&lt;topic&gt;.dead</c>) that no consumer holds
+    /// back to the end of the topic (<c>POST /redrive/{topic}</c>); returns how many moved.
+    /// </summary>
+    /// <exception cref="MiniQueueClientException">The server refused it.</exception>
+    public async Task<int> RedriveAsync(string topic, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(topic);
+        using var request = NewRequest(HttpMethod.Post, TopicUri("redrive/", topic));
+        return await SendAsync(request, HttpStatusCode.OK, "redrive", static async (response, cancellationToken) =>
+        {
+            var body = await response.Content.ReadAsByteArrayAsync(cancellationToken).ConfigureAwait(false);
+            var reader = new Utf8JsonReader(body);
+            while (reader.Read())
+            {
+                if (reader.TokenType == JsonTokenType.PropertyName && reader.ValueTextEquals("moved"u8) && reader.Read() && reader.TryGetInt32(out var moved))
+                {
+                    return moved;
+                }
+            }
+
+            throw new MiniQueueClientException("The server's answer to a redrive did not say how many messages moved.", response.StatusCode, null);
+        }, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Purges a topic: discards its ready and delayed messages (held ones stay with their consumers).</summary>
@@ -202,7 +260,12 @@ public sealed class MiniQueueClient : IDisposable
         return source;
     }
 
-    private async Task SendAsync(HttpRequestMessage request, HttpStatusCode expected, string what, CancellationToken cancellationToken)
+    private async Task SendAsync(HttpRequestMessage request, HttpStatusCode expected, string what, CancellationToken cancellationToken) =>
+        await SendAsync(request, expected, what, static (_, _) => Task.FromResult(true), cancellationToken).ConfigureAwait(false);
+
+    /// <summary>Sends a request and reads what it answered with <paramref name="read"/>, or throws the server's refusal.</summary>
+    private async Task<T> SendAsync<T>(
+        HttpRequestMessage request, HttpStatusCode expected, string what, Func<HttpResponseMessage, CancellationToken, Task<T>> read, CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         using var timeout = NewTimeout(cancellationToken);
@@ -211,6 +274,8 @@ public sealed class MiniQueueClient : IDisposable
         {
             throw await RefusedAsync(response, what, cancellationToken).ConfigureAwait(false);
         }
+
+        return await read(response, timeout?.Token ?? cancellationToken).ConfigureAwait(false);
     }
 
     private static async Task<MiniQueueClientException> RefusedAsync(HttpResponseMessage response, string what, CancellationToken cancellationToken)

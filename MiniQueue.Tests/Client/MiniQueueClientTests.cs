@@ -82,6 +82,30 @@ public sealed class MiniQueueClientTests
     }
 
     [Test]
+    public async Task PublishOptions_DelayAndIdempotencyKey_AndRedrive()
+    {
+        var topic = NewTopic();
+        await _client.PublishAsync(topic, "later"u8.ToArray(), new MiniQueuePublishOptions { Delay = TimeSpan.FromMilliseconds(1500) });
+        var first = await _client.PublishAsync(topic, "once"u8.ToArray(), new MiniQueuePublishOptions { IdempotencyKey = "k" });
+        var again = await _client.PublishAsync(topic, "once"u8.ToArray(), new MiniQueuePublishOptions { IdempotencyKey = "k" });
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That((first.IsDuplicate, again.IsDuplicate), Is.EqualTo((false, true)));
+            Assert.That(Engine.GetStats(topic), Is.EqualTo(new TopicStats(1, 0, 1, 0)), "the delay was rounded up to 2 s: still delayed");
+        }
+
+        _clock.Advance(TimeSpan.FromSeconds(2));
+        Assert.That(Engine.GetStats(topic).Ready, Is.EqualTo(2));
+
+        await Engine.PublishAsync(topic + ".dead", "dead 1");
+        await Engine.PublishAsync(topic + ".dead", "dead 2");
+        Assert.That(await _client.RedriveAsync(topic), Is.EqualTo(2));
+        Assert.That(await _client.RedriveAsync(topic), Is.Zero);
+        Assert.That(Engine.GetStats(topic).Ready, Is.EqualTo(4));
+    }
+
+    [Test]
     public async Task PublishSubscribeAck_RoundTrip()
     {
         var topic = NewTopic();
