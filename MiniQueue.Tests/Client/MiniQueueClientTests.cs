@@ -65,8 +65,8 @@ public sealed class MiniQueueClientTests
         await _client.PublishAsync(topic, "slow work"u8.ToArray());
         await using var subscription = await _client.SubscribeAsync(topic);
         Assert.That(Text(await ReceiveAsync(subscription)), Is.EqualTo("slow work"));
-        await subscription.TouchAsync();
 
+        // (No TOUCH before the clock moves: the server does not answer one, so it might renew the lease after the move.)
         _clock.Advance(TimeSpan.FromSeconds(30));
         Assert.That(Engine.GetStats(topic).Held, Is.Zero, "the lease passed: the message is back at the front");
 
