@@ -1,10 +1,9 @@
-using MiniQueue.Engine;
 using MiniQueue.Storage;
 
-namespace MiniQueue;
+namespace MiniQueue.Engine;
 
 /// <summary>The engine's background care of its store: reclaiming log space, and coming back after a device failure.</summary>
-public sealed partial class MiniQueueEngine
+internal sealed partial class LocalBackend
 {
     private static readonly TimeSpan s_firstRetry = TimeSpan.FromMilliseconds(100);
     private static readonly TimeSpan s_lastRetry = TimeSpan.FromSeconds(5);

@@ -5,25 +5,16 @@ using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
-using MiniQueue.Engine;
 using MiniQueue.Storage;
 
-namespace MiniQueue;
+namespace MiniQueue.Engine;
 
 /// <summary>
-/// The queue: topics, publishing, competing consumers and purge. Open one with <see cref="OpenAsync(MiniQueueOptions?, CancellationToken)"/> and dispose it
-/// when done; all members are thread-safe.
+/// The backend that keeps the queue's state in this process: its topics (<see cref="TopicQueue"/>) in memory, written
+/// to a store (<see cref="IMessageStore"/>: nothing in memory mode, a FasterLog when durable) and rebuilt from it on
+/// open. The public members follow the contract <see cref="MiniQueueEngine"/> documents.
 /// </summary>
-/// <example>
-/// <code>
-/// await using var queue = await MiniQueueEngine.OpenAsync(new MiniQueueOptions());
-/// await queue.PublishAsync("orders", "hello"u8.ToArray());
-/// await using var consumer = queue.Subscribe("orders");
-/// Delivery delivery = await consumer.ReceiveAsync();
-/// await consumer.AckAsync();
-/// </code>
-/// </example>
-public sealed partial class MiniQueueEngine : IAsyncDisposable
+internal sealed partial class LocalBackend : IQueueBackend
 {
     /// <summary>Copy live bodies forward only while they are at most this fraction of the log space it frees.</summary>
     private const double MaxCopiedFraction = 0.25;
@@ -52,7 +43,7 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
     private long _lastSpaceMaintenance;
     private int _disposed;
 
-    private MiniQueueEngine(MiniQueueOptions options, IMessageStore store, Meter meter, bool ownsMeter)
+    private LocalBackend(MiniQueueOptions options, IMessageStore store, Meter meter, bool ownsMeter)
     {
         _store = store;
         _metrics = new MiniQueueMetrics(meter, ownsMeter, this, options);
@@ -87,7 +78,7 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
     /// what the folder holds.
     /// </summary>
     /// <exception cref="ArgumentException">An option is invalid.</exception>
-    public static ValueTask<MiniQueueEngine> OpenAsync(MiniQueueOptions? options = null, CancellationToken cancellationToken = default)
+    public static ValueTask<LocalBackend> OpenAsync(MiniQueueOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new MiniQueueOptions();
         options.Validate();
@@ -99,7 +90,7 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
         return OpenDurableAsync(options, cancellationToken);
     }
 
-    private static async ValueTask<MiniQueueEngine> OpenDurableAsync(MiniQueueOptions options, CancellationToken cancellationToken)
+    private static async ValueTask<LocalBackend> OpenDurableAsync(MiniQueueOptions options, CancellationToken cancellationToken)
     {
         var (meter, ownsMeter) = MiniQueueMetrics.CreateMeter(options);
         var logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("MiniQueue.Store");
@@ -122,20 +113,20 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
     }
 
     /// <summary>Opens an engine over <paramref name="store"/>, rebuilding its state from what the store replays.</summary>
-    internal static ValueTask<MiniQueueEngine> OpenAsync(MiniQueueOptions options, IMessageStore store, CancellationToken cancellationToken)
+    internal static ValueTask<LocalBackend> OpenAsync(MiniQueueOptions options, IMessageStore store, CancellationToken cancellationToken)
     {
         var (meter, ownsMeter) = MiniQueueMetrics.CreateMeter(options);
         return OpenAsync(options, store, meter, ownsMeter, cancellationToken);
     }
 
-    private static async ValueTask<MiniQueueEngine> OpenAsync(
+    private static async ValueTask<LocalBackend> OpenAsync(
         MiniQueueOptions options, IMessageStore store, Meter meter, bool ownsMeter, CancellationToken cancellationToken)
     {
-        MiniQueueEngine? engine = null;
+        LocalBackend? engine = null;
         try
         {
             options.Validate();
-            engine = new MiniQueueEngine(options, store, meter, ownsMeter);
+            engine = new LocalBackend(options, store, meter, ownsMeter);
             await engine.RecoverAsync(cancellationToken).ConfigureAwait(false);
             engine._maintenance = Task.Run(engine.MaintainAsync, CancellationToken.None);
             return engine;
@@ -372,13 +363,15 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
     /// </summary>
     /// <exception cref="ArgumentException">The topic name is invalid.</exception>
     /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
-    public MiniQueueConsumer Subscribe(string topic)
+    IQueueConsumer IQueueBackend.Subscribe(string topic) => Subscribe(topic);
+
+    public LocalConsumer Subscribe(string topic)
     {
         ThrowIfDisposed();
         while (true)
         {
             var queue = GetOrAddTopic(topic);
-            var consumer = new MiniQueueConsumer(this, queue);
+            var consumer = new LocalConsumer(this, queue);
             if (queue.TryAddConsumer(consumer))
             {
                 return consumer;
@@ -532,7 +525,7 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
     /// </summary>
     internal void MoveDeadLetters(TopicQueue source)
     {
-        MiniQueueConsumer? toComplete = null;
+        LocalConsumer? toComplete = null;
         try
         {
             while (true)
@@ -593,7 +586,7 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
             await _store.WaitForRoomAsync(cancellationToken).ConfigureAwait(false);
         }
 
-        MiniQueueConsumer? toComplete = null;
+        LocalConsumer? toComplete = null;
         int moved;
         long lastAddress;
         try
@@ -636,5 +629,5 @@ public sealed partial class MiniQueueEngine : IAsyncDisposable
         return moved;
     }
 
-    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, typeof(MiniQueueEngine));
 }

@@ -1,25 +1,19 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Threading.Tasks.Sources;
-using MiniQueue.Engine;
 
-namespace MiniQueue;
+namespace MiniQueue.Engine;
 
 /// <summary>
-/// A consumer of one topic. It holds at most one message at a time: <see cref="ReceiveAsync"/> hands it the next
-/// message, and <see cref="AckAsync"/>, <see cref="NackAsync"/>, <see cref="BackAsync"/> or <see cref="DackAsync"/>
-/// settles it. The consumers of a topic compete: each message goes to one of them.
+/// A consumer of one topic of the <see cref="LocalBackend"/>, its state guarded by the topic's lock. The public members
+/// follow the contract <see cref="MiniQueueConsumer"/> documents.
 /// </summary>
-/// <remarks>
-/// A consumer is meant for one caller at a time; only <see cref="DisposeAsync"/> may be called while a
-/// <see cref="ReceiveAsync"/> is waiting. Disposing returns the held message to the front of the topic.
-/// </remarks>
-public sealed class MiniQueueConsumer : IAsyncDisposable
+internal sealed class LocalConsumer : IQueueConsumer
 {
     private static readonly Action<object?, CancellationToken> s_cancelWait =
-        static (state, token) => ((MiniQueueConsumer)state!).EndWait(new OperationCanceledException(token));
+        static (state, token) => ((LocalConsumer)state!).EndWait(new OperationCanceledException(token));
 
-    private readonly MiniQueueEngine _engine;
+    private readonly LocalBackend _engine;
     private readonly TopicQueue _topic;
     /// <summary>The wait for a message, completed by the topic (kept apart so that the consumer does not expose it).</summary>
     private readonly WaitSignal _source = new();
@@ -34,7 +28,7 @@ public sealed class MiniQueueConsumer : IAsyncDisposable
     private bool _leaseLapsed;
     private CancellationTokenSource? _lease;
 
-    internal MiniQueueConsumer(MiniQueueEngine engine, TopicQueue topic)
+    internal LocalConsumer(LocalBackend engine, TopicQueue topic)
     {
         _engine = engine;
         _topic = topic;
@@ -56,7 +50,7 @@ public sealed class MiniQueueConsumer : IAsyncDisposable
     }
 
     /// <summary>The next consumer to complete after a dispatch; used by <see cref="TopicQueue"/> under its lock.</summary>
-    internal MiniQueueConsumer? NextToComplete { get; set; }
+    internal LocalConsumer? NextToComplete { get; set; }
 
     internal TopicQueue TopicQueue => _topic;
 
@@ -89,7 +83,7 @@ public sealed class MiniQueueConsumer : IAsyncDisposable
         CancellationToken lease;
         lock (_topic.SyncRoot)
         {
-            ObjectDisposedException.ThrowIf(_isDisposed, this);
+            ObjectDisposedException.ThrowIf(_isDisposed, typeof(MiniQueueConsumer));
             if (_isHolding)
             {
                 throw new InvalidOperationException("The consumer already holds a message; settle it (ACK, NACK, BACK or DACK) before receiving the next.");
@@ -135,7 +129,7 @@ public sealed class MiniQueueConsumer : IAsyncDisposable
 
         lock (_topic.SyncRoot)
         {
-            ObjectDisposedException.ThrowIf(_isDisposed, this);
+            ObjectDisposedException.ThrowIf(_isDisposed, typeof(MiniQueueConsumer));
             if (_isHolding || _isWaiting)
             {
                 throw new InvalidOperationException("The consumer already holds a message or is waiting for one.");
@@ -185,7 +179,7 @@ public sealed class MiniQueueConsumer : IAsyncDisposable
         CancellationToken lease;
         lock (_topic.SyncRoot)
         {
-            ObjectDisposedException.ThrowIf(!_isHolding, this);
+            ObjectDisposedException.ThrowIf(!_isHolding, typeof(MiniQueueConsumer));
             entry = _held;
             lease = LeaseTokenLocked;
         }
@@ -274,7 +268,7 @@ public sealed class MiniQueueConsumer : IAsyncDisposable
 
         lock (_topic.SyncRoot)
         {
-            ObjectDisposedException.ThrowIf(_isDisposed, this);
+            ObjectDisposedException.ThrowIf(_isDisposed, typeof(MiniQueueConsumer));
             if (!_isHolding)
             {
                 throw NotHolding("TOUCH");
@@ -310,7 +304,7 @@ public sealed class MiniQueueConsumer : IAsyncDisposable
 
     private void Settle(Settlement settlement, TimeSpan delay)
     {
-        MiniQueueConsumer? toComplete = null;
+        LocalConsumer? toComplete = null;
         lock (_topic.SyncRoot)
         {
             var entry = TakeHeldLocked(settlement);
@@ -349,7 +343,7 @@ public sealed class MiniQueueConsumer : IAsyncDisposable
 
     private ValueTask DisposeNow()
     {
-        MiniQueueConsumer? toComplete = null;
+        LocalConsumer? toComplete = null;
         bool endWait;
         bool forget;
         bool returned;
@@ -470,7 +464,7 @@ public sealed class MiniQueueConsumer : IAsyncDisposable
 
     private MessageEntry TakeHeldLocked(Settlement settlement)
     {
-        ObjectDisposedException.ThrowIf(_isDisposed, this);
+        ObjectDisposedException.ThrowIf(_isDisposed, typeof(MiniQueueConsumer));
         if (!_isHolding)
         {
             throw NotHolding(settlement.ToString().ToUpperInvariant());

@@ -25,7 +25,7 @@ internal sealed class MiniQueueMetrics : IDisposable
     private readonly Histogram<double> _publishDuration;
     private readonly Counter<long> _refusedForSpace;
 
-    public MiniQueueMetrics(Meter meter, bool ownsMeter, MiniQueueEngine engine, MiniQueueOptions options)
+    public MiniQueueMetrics(Meter meter, bool ownsMeter, LocalBackend engine, MiniQueueOptions options)
     {
         _meter = meter;
         _ownsMeter = ownsMeter;

@@ -21,7 +21,7 @@ internal sealed class TopicQueue
     private const int CompactStaleWaitersAbove = 64;
 
 
-    private readonly MiniQueueEngine _engine;
+    private readonly LocalBackend _engine;
     private readonly IMessageStore _store;
     private readonly LogSpace _space;
     private readonly TimeProvider _time;
@@ -71,8 +71,8 @@ internal sealed class TopicQueue
     /// </summary>
     private readonly Dictionary<long, long> _firstPart = [];
     private readonly Func<LogRecord, long> _appendOrThrow;
-    private Queue<(MiniQueueConsumer Consumer, long Wait)> _waiters = new();
-    private readonly HashSet<MiniQueueConsumer> _consumers = [];
+    private Queue<(LocalConsumer Consumer, long Wait)> _waiters = new();
+    private readonly HashSet<LocalConsumer> _consumers = [];
     private int _held;
     private int _staleWaiters;
     private long _lastVisibleId;
@@ -82,7 +82,7 @@ internal sealed class TopicQueue
     private bool _closed;
 
     public TopicQueue(
-        MiniQueueEngine engine, IMessageStore store, LogSpace space, string name, TimeProvider time, TimeSpan period, TopicPolicy policy, long rank)
+        LocalBackend engine, IMessageStore store, LogSpace space, string name, TimeProvider time, TimeSpan period, TopicPolicy policy, long rank)
     {
         Rank = rank;
         _keys = new IdempotencyKeys(policy.IdempotencyWindowTicks);
@@ -138,7 +138,7 @@ internal sealed class TopicQueue
         var delayTicks = options is { Delay: var delay } && delay > TimeSpan.Zero ? delay.Ticks : 0;
         // The body stays in memory when the store cannot read it back, or while the engine's body cache has room.
         var body = !_store.CanRead || _engine.TryReserveBodyCache(payload.Length) ? payload.ToArray() : null;
-        MiniQueueConsumer? toComplete = null;
+        LocalConsumer? toComplete = null;
         long id;
         long address;
         long firstPart;
@@ -277,7 +277,7 @@ internal sealed class TopicQueue
                 ?? new MiniQueueStoreException($"The message to topic '{Name}' could not be made durable: {exception.Message}", exception);
         }
 
-        MiniQueueConsumer? toComplete = null;
+        LocalConsumer? toComplete = null;
         lock (SyncRoot)
         {
             if (_lostPublishes.Remove(id))
@@ -415,7 +415,7 @@ internal sealed class TopicQueue
     }
 
     /// <summary>Adds a consumer; false if the topic was retired (the caller looks the topic up again).</summary>
-    public bool TryAddConsumer(MiniQueueConsumer consumer)
+    public bool TryAddConsumer(LocalConsumer consumer)
     {
         lock (SyncRoot)
         {
@@ -431,7 +431,7 @@ internal sealed class TopicQueue
     }
 
     /// <summary>Removes a consumer; returns true when the topic should be forgotten (never created, nobody left).</summary>
-    public bool RemoveConsumerLocked(MiniQueueConsumer consumer)
+    public bool RemoveConsumerLocked(LocalConsumer consumer)
     {
         _consumers.Remove(consumer);
         if (_consumers.Count == 0 && !_created && _pending.Count == 0 && !_closed)
@@ -490,7 +490,7 @@ internal sealed class TopicQueue
     }
 
     /// <summary>
-    /// For <see cref="MiniQueueConsumer.TryReceive"/>, which never waits for a disk read: takes the next message only when
+    /// For <see cref="LocalConsumer.TryReceive"/>, which never waits for a disk read: takes the next message only when
     /// its body is at hand (in memory, or read ahead by an earlier call), with that body. When the body must be read
     /// first, it takes nothing, starts reading it ahead (one read at a time per topic) and returns false.
     /// </summary>
@@ -572,7 +572,7 @@ internal sealed class TopicQueue
     /// The caller holds both topics' locks. False, moving nothing, when <paramref name="deadLetter"/> was retired (the
     /// caller looks it up again). A message the store does not take returns to the front of this topic.
     /// </summary>
-    public bool ShipOutgoingLocked(TopicQueue deadLetter, ref MiniQueueConsumer? toComplete)
+    public bool ShipOutgoingLocked(TopicQueue deadLetter, ref LocalConsumer? toComplete)
     {
         if (deadLetter.IsRetiredLocked)
         {
@@ -630,7 +630,7 @@ internal sealed class TopicQueue
     /// <paramref name="target"/> was retired (the caller looks it up again); <paramref name="lastAddress"/> is the last
     /// Move record's, for the caller to wait for its commit.
     /// </summary>
-    public int RedriveLocked(TopicQueue target, ref MiniQueueConsumer? toComplete, out long lastAddress)
+    public int RedriveLocked(TopicQueue target, ref LocalConsumer? toComplete, out long lastAddress)
     {
         lastAddress = -1;
         if (target.IsRetiredLocked)
@@ -660,14 +660,14 @@ internal sealed class TopicQueue
     /// <summary>The delayed message due first, taken before it is due (for a redrive, which moves them all).</summary>
     private bool TakeDelayedLocked(out MessageEntry entry) => _delayed.TryDequeue(out entry, out _);
 
-    private bool TryMoveLocked(MessageEntry entry, TopicQueue target, ref MiniQueueConsumer? toComplete) =>
+    private bool TryMoveLocked(MessageEntry entry, TopicQueue target, ref LocalConsumer? toComplete) =>
         TryMoveLocked(entry, target, ref toComplete, out _);
 
     /// <summary>
     /// Moves a message this topic no longer lists to the end of <paramref name="target"/> (both locks held): a Move
     /// record, then its body's accounting and its place. False when the store did not take the record.
     /// </summary>
-    private bool TryMoveLocked(MessageEntry entry, TopicQueue target, ref MiniQueueConsumer? toComplete, out long address)
+    private bool TryMoveLocked(MessageEntry entry, TopicQueue target, ref LocalConsumer? toComplete, out long address)
     {
         try
         {
@@ -687,7 +687,7 @@ internal sealed class TopicQueue
     }
 
     /// <summary>A message moved in from another topic (both locks held): it joins the end of the FIFO messages.</summary>
-    private void AcceptMovedLocked(MessageEntry entry, long firstPart, ref MiniQueueConsumer? toComplete)
+    private void AcceptMovedLocked(MessageEntry entry, long firstPart, ref LocalConsumer? toComplete)
     {
         if (firstPart >= 0)
         {
@@ -700,7 +700,7 @@ internal sealed class TopicQueue
         DispatchLocked(ref toComplete);
     }
 
-    public void HoldLocked(MiniQueueConsumer consumer, MessageEntry entry)
+    public void HoldLocked(LocalConsumer consumer, MessageEntry entry)
     {
         consumer.HoldLocked(entry);
         _held++;
@@ -718,10 +718,10 @@ internal sealed class TopicQueue
     }
 
     /// <summary>Starts (or renews) the lease of the message <paramref name="consumer"/> holds.</summary>
-    private void StartLeaseLocked(MiniQueueConsumer consumer) => _scheduler.StartLease(consumer, _policy.LeaseTicks, NextDueLocked());
+    private void StartLeaseLocked(LocalConsumer consumer) => _scheduler.StartLease(consumer, _policy.LeaseTicks, NextDueLocked());
 
     /// <summary>TOUCH: renews the lease of the message <paramref name="consumer"/> holds (nothing to do without a lease).</summary>
-    public void TouchLocked(MiniQueueConsumer consumer)
+    public void TouchLocked(LocalConsumer consumer)
     {
         if (_policy.LeaseTicks > 0)
         {
@@ -733,7 +733,7 @@ internal sealed class TopicQueue
     /// Returns the messages whose lease has passed to the front, as NACK does (waiting consumers get them at once), and
     /// adds the sources of their deliveries' lease tokens to <paramref name="lapsed"/>, to be cancelled outside the lock.
     /// </summary>
-    private void ExpireLeasesLocked(long now, ref MiniQueueConsumer? toComplete, ref List<CancellationTokenSource>? lapsed)
+    private void ExpireLeasesLocked(long now, ref LocalConsumer? toComplete, ref List<CancellationTokenSource>? lapsed)
     {
         while (_scheduler.TryTakeLapsed(now, out var consumer))
         {
@@ -756,14 +756,14 @@ internal sealed class TopicQueue
         }
     }
 
-    public void AddWaiterLocked(MiniQueueConsumer consumer, long wait) => _waiters.Enqueue((consumer, wait));
+    public void AddWaiterLocked(LocalConsumer consumer, long wait) => _waiters.Enqueue((consumer, wait));
 
     /// <summary>Notes that a waiting consumer stopped waiting; its queue slot is skipped later.</summary>
     public void RemoveWaiterLocked()
     {
         if (++_staleWaiters > CompactStaleWaitersAbove && _staleWaiters > _waiters.Count / 2)
         {
-            _waiters = new Queue<(MiniQueueConsumer, long)>(_waiters.Where(static w => w.Consumer.IsWaitingFor(w.Wait)));
+            _waiters = new Queue<(LocalConsumer, long)>(_waiters.Where(static w => w.Consumer.IsWaitingFor(w.Wait)));
             _staleWaiters = 0;
         }
     }
@@ -775,7 +775,7 @@ internal sealed class TopicQueue
         AppendBestEffort(LogRecord.Ack(entry.Id));
     }
 
-    public void NackLocked(MessageEntry entry, ref MiniQueueConsumer? toComplete)
+    public void NackLocked(MessageEntry entry, ref LocalConsumer? toComplete)
     {
         _held--;
         _front.Push(entry);
@@ -783,7 +783,7 @@ internal sealed class TopicQueue
         DispatchLocked(ref toComplete);
     }
 
-    public void BackLocked(MessageEntry entry, ref MiniQueueConsumer? toComplete)
+    public void BackLocked(MessageEntry entry, ref LocalConsumer? toComplete)
     {
         _held--;
         _ready.Enqueue(entry);
@@ -791,7 +791,7 @@ internal sealed class TopicQueue
         DispatchLocked(ref toComplete);
     }
 
-    public void DackLocked(MessageEntry entry, TimeSpan delay, ref MiniQueueConsumer? toComplete)
+    public void DackLocked(MessageEntry entry, TimeSpan delay, ref LocalConsumer? toComplete)
     {
         _held--;
         entry.DackCount++;
@@ -810,7 +810,7 @@ internal sealed class TopicQueue
     }
 
     /// <summary>Hands available messages to waiting consumers, longest waiting first.</summary>
-    private void DispatchLocked(ref MiniQueueConsumer? toComplete)
+    private void DispatchLocked(ref LocalConsumer? toComplete)
     {
         while (_waiters.TryPeek(out var waiter))
         {
@@ -834,7 +834,7 @@ internal sealed class TopicQueue
     }
 
     /// <summary>Completes the waits of consumers that <see cref="DispatchLocked"/> handed a message, outside the lock.</summary>
-    public static void CompleteAll(MiniQueueConsumer? toComplete)
+    public static void CompleteAll(LocalConsumer? toComplete)
     {
         while (toComplete is not null)
         {
@@ -888,7 +888,7 @@ internal sealed class TopicQueue
 
     private void OnTimer()
     {
-        MiniQueueConsumer? toComplete = null;
+        LocalConsumer? toComplete = null;
         List<CancellationTokenSource>? lapsed = null;
         lock (SyncRoot)
         {
@@ -1247,7 +1247,7 @@ internal sealed class TopicQueue
     /// <summary>Ends every consumer (held messages return to the front), then refuses further work.</summary>
     public async ValueTask CloseAsync()
     {
-        MiniQueueConsumer[] consumers;
+        LocalConsumer[] consumers;
         lock (SyncRoot)
         {
             consumers = [.. _consumers];

@@ -14,9 +14,9 @@ internal sealed class TopicScheduler(TimeProvider time, long periodTicks, Action
 
     /// <summary>
     /// Consumers by the lease on the message they hold. An entry goes stale when its consumer settles or renews; only the
-    /// entry whose key the consumer still has (<see cref="MiniQueueConsumer.LeaseLocked"/>) can end its lease.
+    /// entry whose key the consumer still has (<see cref="LocalConsumer.LeaseLocked"/>) can end its lease.
     /// </summary>
-    private readonly PriorityQueue<MiniQueueConsumer, DueKey> _leases = new();
+    private readonly PriorityQueue<LocalConsumer, DueKey> _leases = new();
     private long _leaseSequence;
     private ITimer? _timer;
     private long _firesAt = long.MaxValue;
@@ -25,7 +25,7 @@ internal sealed class TopicScheduler(TimeProvider time, long periodTicks, Action
     public long Now => time.GetUtcNow().UtcTicks;
 
     /// <summary>Starts (or renews) the lease on the message <paramref name="consumer"/> holds, for <paramref name="leaseTicks"/> from now.</summary>
-    public void StartLease(MiniQueueConsumer consumer, long leaseTicks, long nextDue)
+    public void StartLease(LocalConsumer consumer, long leaseTicks, long nextDue)
     {
         var now = Now;
 
@@ -37,7 +37,7 @@ internal sealed class TopicScheduler(TimeProvider time, long periodTicks, Action
     }
 
     /// <summary>The next consumer whose lease has passed at <paramref name="now"/> and still holds that leased message.</summary>
-    public bool TryTakeLapsed(long now, out MiniQueueConsumer consumer)
+    public bool TryTakeLapsed(long now, out LocalConsumer consumer)
     {
         while (_leases.TryPeek(out consumer!, out var key) && key.DueTicks <= now)
         {
