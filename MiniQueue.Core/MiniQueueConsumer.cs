@@ -1,3 +1,4 @@
+using MiniQueue.Backend;
 using MiniQueue.Engine;
 
 namespace MiniQueue;

@@ -5,6 +5,7 @@ using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using MiniQueue.Backend;
 using MiniQueue.Storage;
 
 namespace MiniQueue.Engine;

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Threading.Tasks.Sources;
+using MiniQueue.Backend;
 
 namespace MiniQueue.Engine;
 

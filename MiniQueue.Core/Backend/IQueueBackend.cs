@@ -1,9 +1,9 @@
-namespace MiniQueue.Engine;
+namespace MiniQueue.Backend;
 
 /// <summary>
 /// The seam between the engine's public API (<see cref="MiniQueueEngine"/>, <see cref="MiniQueueConsumer"/>) and what
 /// keeps the queue's state: publish, take with a lease, settle, purge, redrive, stats, waiting for a message, topics.
-/// Every rule of docs/PROTOCOL.md is the backend's to keep. <see cref="LocalBackend"/> keeps the state in this process
+/// Every rule of docs/PROTOCOL.md is the backend's to keep. <see cref="Engine.LocalBackend"/> keeps the state in this process
 /// (in memory, or durable in a FasterLog); a backend whose state lives elsewhere (a shared database) plugs in here too.
 /// </summary>
 /// <remarks>The public classes document the contract of each member; implementations follow it exactly.</remarks>
