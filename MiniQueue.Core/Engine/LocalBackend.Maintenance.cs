@@ -206,7 +206,7 @@ internal sealed partial class LocalBackend
         {
             if (topic.HasBodiesBefore(point))
             {
-                cost += TopicQueue.CheckpointFootprint(_store, topic.NameUtf8.Length, topic.CountAll());
+                cost += CheckpointWriter.Footprint(_store, topic.NameUtf8.Length, topic.CountAll());
             }
         }
 

@@ -1033,45 +1033,49 @@ internal sealed class TopicQueue
             var ready = _ready.ToArray();
             var pending = _pending.ToArray();
 
-            // Append every copy first; memory changes only once all of them are in the log.
-            var moved = new Dictionary<long, long>();
-            var movedFirst = new Dictionary<long, long>();
-            var gone = new HashSet<long>();
-            var visible = held.Select(static pair => pair.HeldLocked).Concat(front).Concat(due)
-                .Concat(delayed.Select(static item => item.Element)).Concat(ready);
-            foreach (var entry in pending.Where(lost.Contains))
+            // In delivery order: held (as delivered), front, due, delayed, ready, then the publishes not durable yet.
+            var items = new List<CheckpointItem>(held.Length + front.Length + due.Length + delayed.Length + ready.Length + pending.Length);
+            void Add(MessageEntry entry, CheckpointClass kind, long dueTicks, bool isPending = false) =>
+                items.Add(new CheckpointItem(entry, FirstOf(entry), kind, dueTicks, _deliveries.GetValueOrDefault(entry.Id), isPending));
+            foreach (var (_, entry) in held)
             {
-                gone.Add(entry.Id);
+                Add(entry, CheckpointClass.Held, 0);
             }
 
-            foreach (var entry in visible.Concat(pending))
+            foreach (var entry in front)
             {
-                if (gone.Contains(entry.Id))
-                {
-                    continue;
-                }
-
-                if (FirstOf(entry) < relocateBelow || lost.Contains(entry))
-                {
-                    var body = entry.Body ?? (readBodies.TryGetValue(entry.Id, out var read) ? read : (ReadOnlyMemory<byte>?)null);
-                    if (body is { } bytes)
-                    {
-                        var record = MessageBodies.WriteParts(_store, _appendOrThrow, entry.Id, NameUtf8, bytes, out var firstPart);
-                        moved[entry.Id] = AppendOrThrow(record);
-                        if (firstPart >= 0)
-                        {
-                            movedFirst[entry.Id] = firstPart;
-                        }
-                    }
-                    else
-                    {
-                        gone.Add(entry.Id);
-                    }
-                }
+                Add(entry, CheckpointClass.Front, 0);
             }
 
-            var entries = new List<CheckpointEntry>();
-            MessageEntry? Rewrite(MessageEntry entry, CheckpointClass kind, long dueTicks)
+            foreach (var entry in due)
+            {
+                Add(entry, CheckpointClass.Delayed, 0);
+            }
+
+            foreach (var (entry, key) in delayed)
+            {
+                Add(entry, CheckpointClass.Delayed, key.DueTicks);
+            }
+
+            foreach (var entry in ready)
+            {
+                Add(entry, CheckpointClass.Ready, 0);
+            }
+
+            foreach (var entry in pending)
+            {
+                var isDelayed = _pendingDue.TryGetValue(entry.Id, out var dueTicks);
+                Add(entry, isDelayed ? CheckpointClass.Delayed : CheckpointClass.Ready, isDelayed ? dueTicks : 0, isPending: true);
+            }
+
+            _keys.Expire(_time.GetUtcNow().UtcTicks);
+            var result = CheckpointWriter.Write(_store, _appendOrThrow, checkpointId, NameUtf8, items, relocateBelow, lost, readBodies, _keys.Durable());
+            endAddress = result.EndAddress;
+            _keys.Relocate(result.BeginAddress);
+            var gone = result.Gone;
+            var moved = result.Moved;
+            var movedFirst = result.MovedFirst;
+            MessageEntry? Rewrite(MessageEntry entry)
             {
                 if (gone.Contains(entry.Id))
                 {
@@ -1083,43 +1087,15 @@ internal sealed class TopicQueue
                     entry.Address = address;
                 }
 
-                entries.Add(new CheckpointEntry(entry.Id, entry.Address, entry.Length, entry.DackCount, kind, dueTicks, _deliveries.GetValueOrDefault(entry.Id)));
                 return entry;
             }
 
-            var newHeld = held.Select(pair => (pair.consumer, Entry: Rewrite(pair.HeldLocked, CheckpointClass.Held, 0))).ToArray();
-            var newFront = front.Select(entry => Rewrite(entry, CheckpointClass.Front, 0)).ToArray();
-            var newDue = due.Select(entry => Rewrite(entry, CheckpointClass.Delayed, 0)).ToArray();
-            var newDelayed = delayed.Select(item => (Entry: Rewrite(item.Element, CheckpointClass.Delayed, item.Priority.DueTicks), item.Priority)).ToArray();
-            var newReady = ready.Select(entry => Rewrite(entry, CheckpointClass.Ready, 0)).ToArray();
-            var newPending = pending
-                .Select(entry => _pendingDue.TryGetValue(entry.Id, out var dueTicks)
-                    ? Rewrite(entry, CheckpointClass.Delayed, dueTicks)
-                    : Rewrite(entry, CheckpointClass.Ready, 0))
-                .ToArray();
-
-            var beginAddress = AppendOrThrow(LogRecord.CheckpointBegin(checkpointId, NameUtf8));
-            var buffer = new byte[EntriesPerRecord * CheckpointEntry.Size];
-            for (var start = 0; start < entries.Count; start += EntriesPerRecord)
-            {
-                var count = Math.Min(EntriesPerRecord, entries.Count - start);
-                for (var i = 0; i < count; i++)
-                {
-                    entries[start + i].WriteTo(buffer.AsSpan(i * CheckpointEntry.Size));
-                }
-
-                AppendOrThrow(LogRecord.CheckpointEntries(checkpointId, buffer.AsMemory(0, count * CheckpointEntry.Size)));
-            }
-
-            // The idempotency keys the topic remembers outlive their messages' records: the checkpoint carries them.
-            _keys.Expire(_time.GetUtcNow().UtcTicks);
-            foreach (var chunk in IdempotencyKeys.Encode(_keys.Durable(), KeysPerRecordBytes))
-            {
-                AppendOrThrow(LogRecord.CheckpointKeys(checkpointId, chunk));
-            }
-
-            endAddress = AppendOrThrow(LogRecord.CheckpointEnd(checkpointId));
-            _keys.Relocate(beginAddress);
+            var newHeld = held.Select(pair => (pair.consumer, Entry: Rewrite(pair.HeldLocked))).ToArray();
+            var newFront = front.Select(Rewrite).ToArray();
+            var newDue = due.Select(Rewrite).ToArray();
+            var newDelayed = delayed.Select(item => (Entry: Rewrite(item.Element), item.Priority)).ToArray();
+            var newReady = ready.Select(Rewrite).ToArray();
+            var newPending = pending.Select(Rewrite).ToArray();
 
             // The checkpoint is in the log: now memory follows it. Publishers of pending messages it dropped hear so.
             foreach (var entry in pending.Where(entry => gone.Contains(entry.Id)))
@@ -1211,23 +1187,6 @@ internal sealed class TopicQueue
                 }
             }
         }
-    }
-
-    /// <summary>How many bytes of idempotency keys one checkpoint record carries at most (it must fit a log page).</summary>
-    private const int KeysPerRecordBytes = 8 * 1024;
-
-    /// <summary>How many checkpoint entries one record carries.</summary>
-    private const int EntriesPerRecord = 1024;
-
-    /// <summary>How much of the store's address space a checkpoint of a topic with <paramref name="messages"/> messages takes.</summary>
-    public static long CheckpointFootprint(IMessageStore store, int topicLength, int messages)
-    {
-        var full = messages / EntriesPerRecord;
-        var rest = messages % EntriesPerRecord;
-        return store.FootprintOf(LogRecord.CheckpointBeginLength(topicLength))
-            + (full * store.FootprintOf(LogRecord.CheckpointEntriesLength(EntriesPerRecord)))
-            + (rest > 0 ? store.FootprintOf(LogRecord.CheckpointEntriesLength(rest)) : 0)
-            + store.FootprintOf(LogRecord.CheckpointEndLength);
     }
 
     /// <summary>How many messages the topic has, whatever their state (a checkpoint writes an entry for each).</summary>
