@@ -1,0 +1,140 @@
+using MiniQueue.Storage;
+
+namespace MiniQueue.Engine;
+
+// Moving messages between topics: to the dead-letter topic after their last allowed delivery, and back by a redrive.
+internal sealed partial class TopicQueue
+{
+    /// <summary>
+    /// Moves the messages set aside for the dead-letter topic <paramref name="deadLetter"/> there, one Move record each.
+    /// The caller holds both topics' locks. False, moving nothing, when <paramref name="deadLetter"/> was retired (the
+    /// caller looks it up again). A message the store does not take returns to the front of this topic.
+    /// </summary>
+    public bool ShipOutgoingLocked(TopicQueue deadLetter, ref LocalConsumer? toComplete)
+    {
+        if (deadLetter.IsRetiredLocked)
+        {
+            return false;
+        }
+
+        _moveScheduled = false;
+        if (_closed || deadLetter._closed)
+        {
+            return true;
+        }
+
+        for (var i = 0; i < _outgoing.Count; i++)
+        {
+            var entry = _outgoing[i];
+            if (!TryMoveLocked(entry, deadLetter, ref toComplete))
+            {
+                // The store failed: the rest stays here, at the front in the order it was taken, for a later take to retry.
+                for (var j = _outgoing.Count - 1; j >= i; j--)
+                {
+                    _front.Push(_outgoing[j]);
+                }
+
+                break;
+            }
+
+            var deliveries = _deliveries.GetValueOrDefault(entry.Id);
+            _deliveries.Remove(entry.Id);
+            _engine.Metrics.DeadLettered(Name);
+            EngineLog.DeadLettered(_engine.Logger, Name, entry.Id, deliveries, deadLetter.Name);
+        }
+
+        _outgoing.Clear();
+        return true;
+    }
+
+    /// <summary>A move to the dead-letter topic failed: the messages set aside return to the front.</summary>
+    public void AbandonMove()
+    {
+        lock (SyncRoot)
+        {
+            for (var i = _outgoing.Count - 1; i >= 0; i--)
+            {
+                _front.Push(_outgoing[i]);
+            }
+
+            _outgoing.Clear();
+            _moveScheduled = false;
+        }
+    }
+
+    /// <summary>
+    /// Redrive: moves every message of this topic that is not held (in delivery order) to the end of
+    /// <paramref name="target"/>. The caller holds both topics' locks. Returns how many moved, or -1 when
+    /// <paramref name="target"/> was retired (the caller looks it up again); <paramref name="lastAddress"/> is the last
+    /// Move record's, for the caller to wait for its commit.
+    /// </summary>
+    public int RedriveLocked(TopicQueue target, ref LocalConsumer? toComplete, out long lastAddress)
+    {
+        lastAddress = -1;
+        if (target.IsRetiredLocked)
+        {
+            return -1;
+        }
+
+        ThrowIfClosedLocked();
+        target.ThrowIfClosedLocked();
+        PromoteDueLocked(_time.GetUtcNow().UtcTicks);
+        var moved = 0;
+        while (TakeNextLocked(out var entry) || TakeDelayedLocked(out entry))
+        {
+            if (!TryMoveLocked(entry, target, ref toComplete, out lastAddress))
+            {
+                _front.Push(entry);
+                throw new MiniQueueStoreException($"The store did not take the move of message {entry.Id} from topic '{Name}' to '{target.Name}'; {moved} moved before it.");
+            }
+
+            _deliveries.Remove(entry.Id);
+            moved++;
+        }
+
+        return moved;
+    }
+
+    /// <summary>The delayed message due first, taken before it is due (for a redrive, which moves them all).</summary>
+    private bool TakeDelayedLocked(out MessageEntry entry) => _delayed.TryDequeue(out entry, out _);
+
+    private bool TryMoveLocked(MessageEntry entry, TopicQueue target, ref LocalConsumer? toComplete) =>
+        TryMoveLocked(entry, target, ref toComplete, out _);
+
+    /// <summary>
+    /// Moves a message this topic no longer lists to the end of <paramref name="target"/> (both locks held): a Move
+    /// record, then its body's accounting and its place. False when the store did not take the record.
+    /// </summary>
+    private bool TryMoveLocked(MessageEntry entry, TopicQueue target, ref LocalConsumer? toComplete, out long address)
+    {
+        try
+        {
+            address = AppendOrThrow(LogRecord.Move(entry.Id, target.NameUtf8));
+        }
+        catch (MiniQueueStoreException exception)
+        {
+            address = -1;
+            _engine.OnRecordNotLogged(LogRecord.Move(entry.Id, target.NameUtf8), Name, exception);
+            return false;
+        }
+
+        var first = _firstPart.Count != 0 && _firstPart.Remove(entry.Id, out var part) ? part : -1;
+        _space.Release(first >= 0 ? first : entry.Address, Footprint(entry.Length));
+        target.AcceptMovedLocked(entry with { DackCount = 0 }, first, ref toComplete);
+        return true;
+    }
+
+    /// <summary>A message moved in from another topic (both locks held): it joins the end of the FIFO messages.</summary>
+    private void AcceptMovedLocked(MessageEntry entry, long firstPart, ref LocalConsumer? toComplete)
+    {
+        if (firstPart >= 0)
+        {
+            _firstPart[entry.Id] = firstPart;
+        }
+
+        _space.Track(FirstOf(entry), Footprint(entry.Length));
+        _created = true;
+        _ready.Enqueue(entry);
+        DispatchLocked(ref toComplete);
+    }
+}
