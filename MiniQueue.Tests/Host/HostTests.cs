@@ -52,6 +52,8 @@ public sealed class HostTests
     [TestCase(new[] { "-port=70000" }, "invalid value \"70000\" for flag -port: out of range (0..65535)")]
     [TestCase(new[] { "-period", "5" }, "invalid value \"5\" for flag -period: parse error (missing unit)")]
     [TestCase(new[] { "--period=0s" }, "invalid value \"0s\" for flag -period: must be positive")]
+    [TestCase(new[] { "-lease", "0s" }, "invalid value \"0s\" for flag -lease: must be positive")]
+    [TestCase(new[] { "-max-deliveries", "0" }, "invalid value \"0\" for flag -max-deliveries: out of range (1..2147483647)")]
     [TestCase(new[] { "-level", "loud" }, "invalid value \"loud\" for flag -level: want disabled, debug, info, warn or error")]
     [TestCase(new[] { "-human=maybe" }, "invalid boolean value \"maybe\" for -human: parse error")]
     [TestCase(new[] { "-metrics-topic-limit=-1" }, "invalid value \"-1\" for flag -metrics-topic-limit: out of range (0..2147483647)")]
