@@ -53,7 +53,7 @@ public sealed class MiniQueueEngine : IAsyncDisposable
         new(await LocalBackend.OpenAsync(options, cancellationToken).ConfigureAwait(false));
 
     /// <summary>Opens an engine over <paramref name="store"/>, rebuilding its state from what the store replays (for tests).</summary>
-    internal static async ValueTask<MiniQueueEngine> OpenAsync(MiniQueueOptions options, IMessageStore store, CancellationToken cancellationToken) =>
+    internal static async ValueTask<MiniQueueEngine> OpenAsync(MiniQueueOptions options, ILogStore store, CancellationToken cancellationToken) =>
         new(await LocalBackend.OpenAsync(options, store, cancellationToken).ConfigureAwait(false));
 
     /// <summary>
@@ -127,7 +127,7 @@ public sealed class MiniQueueEngine : IAsyncDisposable
     internal LocalBackend Local => (LocalBackend)_backend;
 
     /// <summary>The store behind the engine (for tests and benchmarks).</summary>
-    internal IMessageStore Store => Local.Store;
+    internal ILogStore Store => Local.Store;
 
     /// <summary>How many log records the engine replayed when it opened (for tests).</summary>
     internal long RecoveredRecords => Local.RecoveredRecords;

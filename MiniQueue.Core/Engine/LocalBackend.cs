@@ -12,7 +12,7 @@ namespace MiniQueue.Engine;
 
 /// <summary>
 /// The backend that keeps the queue's state in this process: its topics (<see cref="TopicQueue"/>) in memory, written
-/// to a store (<see cref="IMessageStore"/>: nothing in memory mode, a FasterLog when durable) and rebuilt from it on
+/// to a store (<see cref="ILogStore"/>: nothing in memory mode, a FasterLog when durable) and rebuilt from it on
 /// open. The public members follow the contract <see cref="MiniQueueEngine"/> documents.
 /// </summary>
 internal sealed partial class LocalBackend : IQueueBackend
@@ -21,7 +21,7 @@ internal sealed partial class LocalBackend : IQueueBackend
     private const double MaxCopiedFraction = 0.25;
 
     private readonly ConcurrentDictionary<string, TopicQueue> _topics = new(StringComparer.Ordinal);
-    private readonly IMessageStore _store;
+    private readonly ILogStore _store;
     private readonly LogSpace _space;
     private readonly TimeProvider _time;
     private readonly TimeSpan _delayCheckPeriod;
@@ -44,7 +44,7 @@ internal sealed partial class LocalBackend : IQueueBackend
     private long _lastSpaceMaintenance;
     private int _disposed;
 
-    private LocalBackend(MiniQueueOptions options, IMessageStore store, Meter meter, bool ownsMeter)
+    private LocalBackend(MiniQueueOptions options, ILogStore store, Meter meter, bool ownsMeter)
     {
         _store = store;
         _metrics = new MiniQueueMetrics(meter, ownsMeter, this, options);
@@ -85,7 +85,7 @@ internal sealed partial class LocalBackend : IQueueBackend
         options.Validate();
         if (options.DataDirectory is null)
         {
-            return OpenAsync(options, VolatileStore.Instance, cancellationToken);
+            return OpenAsync(options, NullLogStore.Instance, cancellationToken);
         }
 
         return OpenDurableAsync(options, cancellationToken);
@@ -114,14 +114,14 @@ internal sealed partial class LocalBackend : IQueueBackend
     }
 
     /// <summary>Opens an engine over <paramref name="store"/>, rebuilding its state from what the store replays.</summary>
-    internal static ValueTask<LocalBackend> OpenAsync(MiniQueueOptions options, IMessageStore store, CancellationToken cancellationToken)
+    internal static ValueTask<LocalBackend> OpenAsync(MiniQueueOptions options, ILogStore store, CancellationToken cancellationToken)
     {
         var (meter, ownsMeter) = MiniQueueMetrics.CreateMeter(options);
         return OpenAsync(options, store, meter, ownsMeter, cancellationToken);
     }
 
     private static async ValueTask<LocalBackend> OpenAsync(
-        MiniQueueOptions options, IMessageStore store, Meter meter, bool ownsMeter, CancellationToken cancellationToken)
+        MiniQueueOptions options, ILogStore store, Meter meter, bool ownsMeter, CancellationToken cancellationToken)
     {
         LocalBackend? engine = null;
         try
@@ -454,7 +454,7 @@ internal sealed partial class LocalBackend : IQueueBackend
     internal long RecoveredRecords { get; private set; }
 
     /// <summary>The store behind the engine (for tests and benchmarks).</summary>
-    internal IMessageStore Store => _store;
+    internal ILogStore Store => _store;
 
     /// <summary>Where the live bodies are in the log (for tests).</summary>
     internal LogSpace Space => _space;

@@ -42,7 +42,7 @@ internal static class MessageBodies
     }
 
     /// <summary>How much of the store's address space a body of <paramref name="length"/> bytes takes, parts included.</summary>
-    public static long Footprint(IMessageStore store, int topicLength, int length)
+    public static long Footprint(ILogStore store, int topicLength, int length)
     {
         var (parts, partBytes, last) = Split(store.RecordLimit, topicLength, length);
         if (parts == 0)
@@ -64,7 +64,7 @@ internal static class MessageBodies
     /// Appends the parts of a body too large for one record (nothing for one that fits) and returns the record that
     /// publishes it, for the caller to append, and the address of its first part (-1 when it has none).
     /// </summary>
-    public static LogRecord WriteParts(IMessageStore store, Func<LogRecord, long> append, long id, ReadOnlyMemory<byte> topic, ReadOnlyMemory<byte> body, out long firstPart)
+    public static LogRecord WriteParts(ILogStore store, Func<LogRecord, long> append, long id, ReadOnlyMemory<byte> topic, ReadOnlyMemory<byte> body, out long firstPart)
     {
         var (parts, partBytes, last) = Split(store.RecordLimit, topic.Length, body.Length);
         firstPart = -1;
@@ -92,7 +92,7 @@ internal static class MessageBodies
     /// <summary>Reads back the body of message <paramref name="id"/> whose publish record is at <paramref name="address"/>.</summary>
     /// <exception cref="MiniQueueStoreException">The store could not read it, or returned something else.</exception>
     public static async ValueTask<ReadOnlyMemory<byte>> ReadAsync(
-        IMessageStore store, long address, long id, int topicLength, int length, CancellationToken cancellationToken = default)
+        ILogStore store, long address, long id, int topicLength, int length, CancellationToken cancellationToken = default)
     {
         var (parts, partBytes, last) = Split(store.RecordLimit, topicLength, length);
         var hint = parts == 0 ? LogRecord.PublishLength(topicLength, length) : LogRecord.LargeHeaderLength(topicLength, parts) + last;

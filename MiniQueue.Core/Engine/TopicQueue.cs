@@ -22,7 +22,7 @@ internal sealed partial class TopicQueue
 
 
     private readonly LocalBackend _engine;
-    private readonly IMessageStore _store;
+    private readonly ILogStore _store;
     private readonly LogSpace _space;
     private readonly TimeProvider _time;
     private readonly TopicScheduler _scheduler;
@@ -82,7 +82,7 @@ internal sealed partial class TopicQueue
     private bool _closed;
 
     public TopicQueue(
-        LocalBackend engine, IMessageStore store, LogSpace space, string name, TimeProvider time, TimeSpan period, TopicPolicy policy, long rank)
+        LocalBackend engine, ILogStore store, LogSpace space, string name, TimeProvider time, TimeSpan period, TopicPolicy policy, long rank)
     {
         Rank = rank;
         _keys = new IdempotencyKeys(policy.IdempotencyWindowTicks);

@@ -47,7 +47,7 @@ internal static class CheckpointWriter
     /// Nothing changes in memory here: the caller applies the result once every record is appended.
     /// </summary>
     public static CheckpointResult Write(
-        IMessageStore store, Func<LogRecord, long> append, long checkpointId, byte[] topicUtf8, IReadOnlyList<CheckpointItem> items,
+        ILogStore store, Func<LogRecord, long> append, long checkpointId, byte[] topicUtf8, IReadOnlyList<CheckpointItem> items,
         long relocateBelow, LostRange lost, IReadOnlyDictionary<long, ReadOnlyMemory<byte>> readBodies, IEnumerable<IdempotencyKeys.Key> keys)
     {
         var result = new CheckpointResult();
@@ -120,7 +120,7 @@ internal static class CheckpointWriter
     }
 
     /// <summary>How much of the store's address space a checkpoint of a topic with <paramref name="messages"/> messages takes.</summary>
-    public static long Footprint(IMessageStore store, int topicLength, int messages)
+    public static long Footprint(ILogStore store, int topicLength, int messages)
     {
         var full = messages / EntriesPerRecord;
         var rest = messages % EntriesPerRecord;

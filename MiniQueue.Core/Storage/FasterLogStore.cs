@@ -30,7 +30,7 @@ namespace MiniQueue.Storage;
 /// <item>FASTER is no longer developed, so nothing outside this file touches it.</item>
 /// </list>
 /// </remarks>
-internal sealed class FasterLogStore : IMessageStore
+internal sealed class FasterLogStore : ILogStore
 {
     /// <summary>FasterLog's header per record with per-entry checksums: an 8-byte checksum and a 4-byte length.</summary>
     private const int RecordHeaderBytes = 12;

@@ -12,7 +12,7 @@ public sealed class CompactionTests
 {
     private const int SegmentRecords = 20;
 
-    private static async Task<MiniQueueEngine> OpenAsync(IMessageStore store, TimeProvider? clock = null, long bodyCacheBytes = 0) =>
+    private static async Task<MiniQueueEngine> OpenAsync(ILogStore store, TimeProvider? clock = null, long bodyCacheBytes = 0) =>
         await MiniQueueEngine.OpenAsync(
             new MiniQueueOptions { TimeProvider = clock ?? TestSupport.NewClock(), BodyCacheBytes = bodyCacheBytes }, store, default);
 
@@ -40,7 +40,7 @@ public sealed class CompactionTests
     [Test]
     public async Task SteadyPublishAndAck_KeepsTheLogBounded()
     {
-        var store = new InMemoryStore(segmentRecords: SegmentRecords);
+        var store = new InMemoryLogStore(segmentRecords: SegmentRecords);
         await using var queue = await OpenAsync(store);
 
         await TrafficAsync(queue, 2_000);
@@ -55,7 +55,7 @@ public sealed class CompactionTests
     [Test]
     public async Task AMessageHeldForALongTime_DoesNotPinTheLog_AndSurvivesACrash()
     {
-        var store = new InMemoryStore(segmentRecords: SegmentRecords);
+        var store = new InMemoryLogStore(segmentRecords: SegmentRecords);
         var queue = await OpenAsync(store);
         await queue.PublishAsync("slow", "held for ages");
         await queue.PublishAsync("slow", "next");
@@ -75,7 +75,7 @@ public sealed class CompactionTests
     [Test]
     public async Task AHeldMessageWhoseBodyMoved_IsStillSettledNormally()
     {
-        var store = new InMemoryStore(segmentRecords: SegmentRecords);
+        var store = new InMemoryLogStore(segmentRecords: SegmentRecords);
         await using var queue = await OpenAsync(store);
         await queue.PublishAsync("slow", "moved");
         var holder = queue.Subscribe("slow");
@@ -92,7 +92,7 @@ public sealed class CompactionTests
     public async Task ALongDelay_KeepsItsDueTimeAndCount_ThroughCompactionAndACrash()
     {
         var clock = TestSupport.NewClock();
-        var store = new InMemoryStore(segmentRecords: SegmentRecords);
+        var store = new InMemoryLogStore(segmentRecords: SegmentRecords);
         var queue = await OpenAsync(store, clock);
         await queue.PublishAsync("later", "delayed");
         var consumer = queue.Subscribe("later");
@@ -114,7 +114,7 @@ public sealed class CompactionTests
     public async Task ABacklogReorderedByNackBackAndDack_KeepsItsOrder_ThroughCompactionAndACrash()
     {
         var clock = TestSupport.NewClock();
-        var store = new InMemoryStore(segmentRecords: SegmentRecords);
+        var store = new InMemoryLogStore(segmentRecords: SegmentRecords);
         var queue = await OpenAsync(store, clock);
         foreach (var text in new[] { "a", "b", "c", "d", "e", "f" })
         {
@@ -146,7 +146,7 @@ public sealed class CompactionTests
     [Test]
     public async Task ALiveBacklog_IsNotCopiedOverAndOver()
     {
-        var store = new InMemoryStore(segmentRecords: SegmentRecords);
+        var store = new InMemoryLogStore(segmentRecords: SegmentRecords);
         await using var queue = await OpenAsync(store);
         for (var i = 0; i < 200; i++)
         {
@@ -163,7 +163,7 @@ public sealed class CompactionTests
     [Test]
     public async Task RecoveryAfterCompaction_ReplaysOnlyTheLiveTailOfTheLog()
     {
-        var store = new InMemoryStore(segmentRecords: SegmentRecords);
+        var store = new InMemoryLogStore(segmentRecords: SegmentRecords);
         await using (var queue = await OpenAsync(store))
         {
             await queue.PublishAsync("kept", "still here");
@@ -179,7 +179,7 @@ public sealed class CompactionTests
     [Test]
     public async Task BodiesKeptInMemory_AreCopiedWithoutReadingTheLog()
     {
-        var store = new InMemoryStore(segmentRecords: SegmentRecords);
+        var store = new InMemoryLogStore(segmentRecords: SegmentRecords);
         var queue = await OpenAsync(store, bodyCacheBytes: 1024);
         await queue.PublishAsync("slow", "cached body");
         var holder = queue.Subscribe("slow");
@@ -194,7 +194,7 @@ public sealed class CompactionTests
 }
 
 /// <summary>A store that passes everything to another; test stores override what they change.</summary>
-internal abstract class DelegatingStore(IMessageStore inner) : IMessageStore
+internal abstract class DelegatingStore(ILogStore inner) : ILogStore
 {
     private static readonly AsyncLocal<bool> s_isTestFlow = new();
 
@@ -272,8 +272,8 @@ internal abstract class DelegatingStore(IMessageStore inner) : IMessageStore
     }
 }
 
-/// <summary>A store over an <see cref="InMemoryStore"/> that can hold the test's next read at a gate the test opens.</summary>
-internal sealed class GatedReadStore(InMemoryStore inner) : DelegatingStore(inner)
+/// <summary>A store over an <see cref="InMemoryLogStore"/> that can hold the test's next read at a gate the test opens.</summary>
+internal sealed class GatedReadStore(InMemoryLogStore inner) : DelegatingStore(inner)
 {
     private TaskCompletionSource? _nextReadGate;
 
@@ -302,7 +302,7 @@ public sealed class CompactionRaceTests
     [Test]
     public async Task ABodyReadInFlight_WhenCompactionMovesTheBodyAndFreesItsPlace_IsReadAgainAtTheNewPlace()
     {
-        var inner = new InMemoryStore(segmentRecords: 20);
+        var inner = new InMemoryLogStore(segmentRecords: 20);
         var store = new GatedReadStore(inner);
         await using var queue = await MiniQueueEngine.OpenAsync(new MiniQueueOptions { TimeProvider = TestSupport.NewClock(), BodyCacheBytes = 0 }, store, default);
         await queue.PublishAsync("slow", "moving body");
@@ -336,7 +336,7 @@ public sealed class CompactionRaceTests
     [Test]
     public async Task APublishWhoseRecordCompactionCopiesForward_BeforeItsPublisherIsTold_BecomesVisibleAllTheSame()
     {
-        var inner = new InMemoryStore(segmentRecords: 20);
+        var inner = new InMemoryLogStore(segmentRecords: 20);
         var store = new SlowPublishStore(inner);
         await using var queue = await MiniQueueEngine.OpenAsync(new MiniQueueOptions { TimeProvider = TestSupport.NewClock() }, store, default);
         await using var traffic = queue.Subscribe("traffic");
@@ -381,10 +381,10 @@ public sealed class CompactionRaceTests
 }
 
 /// <summary>
-/// A store over an <see cref="InMemoryStore"/> that can make one publish record look not yet committed, and hold its
+/// A store over an <see cref="InMemoryLogStore"/> that can make one publish record look not yet committed, and hold its
 /// publisher's wait for the commit, until the test opens a gate: the publisher's continuation running late.
 /// </summary>
-internal sealed class SlowPublishStore(InMemoryStore inner) : DelegatingStore(inner)
+internal sealed class SlowPublishStore(InMemoryLogStore inner) : DelegatingStore(inner)
 {
     private TaskCompletionSource? _armed;
     private TaskCompletionSource? _gate;

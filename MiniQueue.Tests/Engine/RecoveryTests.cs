@@ -4,13 +4,13 @@ using MiniQueue.Tests.Storage;
 namespace MiniQueue.Tests.Engine;
 
 /// <summary>
-/// The engine rebuilt from its log: reopening over the same <see cref="InMemoryStore"/> is a restart, and
-/// <see cref="InMemoryStore.CrashCopy"/> is a crash that loses what was not committed.
+/// The engine rebuilt from its log: reopening over the same <see cref="InMemoryLogStore"/> is a restart, and
+/// <see cref="InMemoryLogStore.CrashCopy"/> is a crash that loses what was not committed.
 /// </summary>
 [CancelAfter(30_000)]
 public sealed class RecoveryTests
 {
-    private static async Task<MiniQueueEngine> OpenAsync(IMessageStore store, TimeProvider? clock = null) =>
+    private static async Task<MiniQueueEngine> OpenAsync(ILogStore store, TimeProvider? clock = null) =>
         await MiniQueueEngine.OpenAsync(new MiniQueueOptions { TimeProvider = clock ?? TestSupport.NewClock() }, store, default);
 
     private static Task<List<(string Text, int DackCount)>> DrainAsync(MiniQueueEngine queue, string topic) =>
@@ -19,7 +19,7 @@ public sealed class RecoveryTests
     [Test]
     public async Task Restart_KeepsReadyMessagesInOrder_AndForgetsAckedOnes()
     {
-        var store = new InMemoryStore();
+        var store = new InMemoryLogStore();
         await using (var queue = await OpenAsync(store))
         {
             for (var i = 0; i < 5; i++)
@@ -40,7 +40,7 @@ public sealed class RecoveryTests
     [Test]
     public async Task Crash_ReturnsHeldMessagesToTheFront_InDeliveryOrder()
     {
-        var store = new InMemoryStore();
+        var store = new InMemoryLogStore();
         var queue = await OpenAsync(store);
         foreach (var text in new[] { "a", "b", "c", "d" })
         {
@@ -61,7 +61,7 @@ public sealed class RecoveryTests
     [Test]
     public async Task Crash_KeepsNackAndBackOrder()
     {
-        var store = new InMemoryStore();
+        var store = new InMemoryLogStore();
         var queue = await OpenAsync(store);
         foreach (var text in new[] { "a", "b", "c", "d" })
         {
@@ -85,7 +85,7 @@ public sealed class RecoveryTests
     public async Task Crash_KeepsDelayedMessagesDueTimeAndDackCount()
     {
         var clock = TestSupport.NewClock();
-        var store = new InMemoryStore();
+        var store = new InMemoryLogStore();
         var queue = await OpenAsync(store, clock);
         await queue.PublishAsync("t", "later");
         await queue.PublishAsync("t", "sooner");
@@ -118,7 +118,7 @@ public sealed class RecoveryTests
     [Test]
     public async Task Crash_PurgedMessagesStayGone_HeldOnesSurvive()
     {
-        var store = new InMemoryStore();
+        var store = new InMemoryLogStore();
         var queue = await OpenAsync(store);
         foreach (var text in new[] { "held", "purged-1", "purged-2" })
         {
@@ -140,7 +140,7 @@ public sealed class RecoveryTests
     [Test]
     public async Task Crash_LosesOnlyUncommittedPublishes_ThatWereNeverAcknowledged()
     {
-        var store = new InMemoryStore(autoCommit: false);
+        var store = new InMemoryLogStore(autoCommit: false);
         var queue = await OpenAsync(store);
         var durable = queue.PublishAsync("t", "durable").AsTask();
         store.Commit();
@@ -157,7 +157,7 @@ public sealed class RecoveryTests
     [Test]
     public async Task RepeatedCrashes_AfterRecovery_KeepTheSameOrder()
     {
-        var store = new InMemoryStore();
+        var store = new InMemoryLogStore();
         var queue = await OpenAsync(store);
         foreach (var text in new[] { "a", "b", "c" })
         {
@@ -183,7 +183,7 @@ public sealed class RecoveryTests
     [Test]
     public async Task Recovery_ContinuesMessageIdsAboveTheLog()
     {
-        var store = new InMemoryStore();
+        var store = new InMemoryLogStore();
         await using (var queue = await OpenAsync(store))
         {
             await queue.PublishAsync("t", "a");
@@ -202,7 +202,7 @@ public sealed class RecoveryTests
     [Test]
     public async Task Recovery_IgnoresRecordsWhosePublishWasTruncated()
     {
-        var store = new InMemoryStore();
+        var store = new InMemoryLogStore();
         await using (var queue = await OpenAsync(store))
         {
             await queue.PublishAsync("t", "gone");

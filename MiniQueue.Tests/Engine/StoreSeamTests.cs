@@ -6,7 +6,7 @@ namespace MiniQueue.Tests.Engine;
 
 /// <summary>
 /// The engine against its store seam: a store that fails (Moq) surfaces as a clear error and nothing is acknowledged
-/// that was not stored; a store that commits later (InMemoryStore) holds messages back until they are durable.
+/// that was not stored; a store that commits later (InMemoryLogStore) holds messages back until they are durable.
 /// </summary>
 [CancelAfter(30_000)]
 public sealed class StoreSeamTests
@@ -16,7 +16,7 @@ public sealed class StoreSeamTests
     [Test]
     public async Task Publish_WhenTheStoreRefusesTheRecord_FailsClearly_AndDeliversNothing()
     {
-        var store = new Mock<IMessageStore>();
+        var store = new Mock<ILogStore>();
         store.Setup(s => s.ReplayAsync(It.IsAny<CancellationToken>())).Returns(AsyncEnumerable.Empty<StoredRecord>());
         var durable = ValueTask.CompletedTask;
         store.Setup(s => s.AppendPublish(It.IsAny<LogRecord>(), out durable)).Throws(new IOException("No space left on device"));
@@ -40,7 +40,7 @@ public sealed class StoreSeamTests
     public async Task Publish_WhenTheCommitFails_FailsClearly_DeliversNothing_AndLogsTheDiscard()
     {
         var appended = new List<LogRecord>();
-        var store = new Mock<IMessageStore>();
+        var store = new Mock<ILogStore>();
         store.Setup(s => s.ReplayAsync(It.IsAny<CancellationToken>())).Returns(AsyncEnumerable.Empty<StoredRecord>());
         store.Setup(s => s.CanRead).Returns(false);
         store.Setup(s => s.Append(It.IsAny<LogRecord>())).Returns((LogRecord record) =>
@@ -75,7 +75,7 @@ public sealed class StoreSeamTests
     [Test]
     public async Task SettleRecords_ThatTheStoreRefuses_DoNotStopConsumers()
     {
-        var store = new Mock<IMessageStore>();
+        var store = new Mock<ILogStore>();
         store.Setup(s => s.ReplayAsync(It.IsAny<CancellationToken>())).Returns(AsyncEnumerable.Empty<StoredRecord>());
         store.Setup(s => s.CanRead).Returns(false);
         store.Setup(s => s.IsCommitted(It.IsAny<long>())).Returns(true);
@@ -97,7 +97,7 @@ public sealed class StoreSeamTests
     [Test]
     public async Task Purge_WhenTheStoreRefusesTheRecord_FailsAndKeepsTheMessages()
     {
-        var store = new Mock<IMessageStore>();
+        var store = new Mock<ILogStore>();
         store.Setup(s => s.ReplayAsync(It.IsAny<CancellationToken>())).Returns(AsyncEnumerable.Empty<StoredRecord>());
         store.Setup(s => s.CanRead).Returns(false);
         store.Setup(s => s.IsCommitted(It.IsAny<long>())).Returns(true);
@@ -114,7 +114,7 @@ public sealed class StoreSeamTests
     [Test]
     public async Task Publish_CompletesAndDelivers_OnlyOnceTheRecordIsCommitted()
     {
-        var store = new InMemoryStore(autoCommit: false);
+        var store = new InMemoryLogStore(autoCommit: false);
         await using var queue = await MiniQueueEngine.OpenAsync(s_options, store, default);
         await using var consumer = queue.Subscribe("t");
         var waiting = consumer.ReceiveTextAsync();
@@ -139,8 +139,8 @@ public sealed class StoreSeamTests
     [Test]
     public async Task BodyReadFailure_IsAStoreError_AndTheMessageReturnsWhenTheConsumerEnds()
     {
-        var inner = new InMemoryStore();
-        var store = new Mock<IMessageStore>();
+        var inner = new InMemoryLogStore();
+        var store = new Mock<ILogStore>();
         store.Setup(s => s.ReplayAsync(It.IsAny<CancellationToken>())).Returns(AsyncEnumerable.Empty<StoredRecord>());
         store.Setup(s => s.CanRead).Returns(true);
         store.Setup(s => s.IsCommitted(It.IsAny<long>())).Returns(true);

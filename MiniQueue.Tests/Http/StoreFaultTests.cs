@@ -11,13 +11,13 @@ namespace MiniQueue.Tests.Http;
 [CancelAfter(60_000)]
 public sealed class StoreFaultTests
 {
-    private static async Task<MiniQueueTestHost> StartOverAsync(Mock<IMessageStore> store) =>
+    private static async Task<MiniQueueTestHost> StartOverAsync(Mock<ILogStore> store) =>
         await MiniQueueTestHost.StartAsync(builder => builder.Services.AddSingleton(
             new MiniQueueEngineFactory((options, cancellationToken) => MiniQueueEngine.OpenAsync(options, store.Object, cancellationToken))));
 
-    private static Mock<IMessageStore> NewStore()
+    private static Mock<ILogStore> NewStore()
     {
-        var store = new Mock<IMessageStore>();
+        var store = new Mock<ILogStore>();
         store.Setup(s => s.ReplayAsync(It.IsAny<CancellationToken>())).Returns(AsyncEnumerable.Empty<StoredRecord>());
         store.Setup(s => s.IsCommitted(It.IsAny<long>())).Returns(true);
         store.Setup(s => s.HasRoom).Returns(true);
@@ -119,7 +119,7 @@ public sealed class HealthCheckTests
     [TestCase(true, HttpStatusCode.ServiceUnavailable, "Unhealthy")]
     public async Task Healthz_FollowsWhetherTheStoreTakesRecords(bool faulted, HttpStatusCode status, string body)
     {
-        var store = new Mock<IMessageStore>();
+        var store = new Mock<ILogStore>();
         store.Setup(s => s.ReplayAsync(It.IsAny<CancellationToken>())).Returns(AsyncEnumerable.Empty<StoredRecord>());
         store.Setup(s => s.HasRoom).Returns(true);
         store.Setup(s => s.IsFaulted).Returns(faulted);

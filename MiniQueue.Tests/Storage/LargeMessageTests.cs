@@ -119,7 +119,7 @@ public sealed class LargeMessageTests
     public async Task PartsAndRecords_AreKeptTogether_InTheInMemoryTestStore_ThroughCompaction()
     {
         // The same rules on the store fake with a small record limit: a quick check of the engine's side alone.
-        var store = new InMemoryStore(segmentRecords: 20, recordLimit: 1000);
+        var store = new InMemoryLogStore(segmentRecords: 20, recordLimit: 1000);
         var options = new MiniQueueOptions { TimeProvider = TestSupport.NewClock(), BodyCacheBytes = 0 };
         await using (var queue = await MiniQueueEngine.OpenAsync(options, store, default))
         {

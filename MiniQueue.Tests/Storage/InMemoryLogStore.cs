@@ -9,7 +9,7 @@ namespace MiniQueue.Tests.Storage;
 /// over the same store to restart it, or take <see cref="CrashCopy"/> to lose what was not committed.
 /// By default every append is committed at once; with <c>autoCommit: false</c> records wait for <see cref="Commit"/>.
 /// </summary>
-internal sealed class InMemoryStore : IMessageStore
+internal sealed class InMemoryLogStore : ILogStore
 {
     private readonly Lock _lock = new();
     private readonly List<byte[]> _records = [];
@@ -24,14 +24,14 @@ internal sealed class InMemoryStore : IMessageStore
     /// engine's space reclamation can be exercised; 0 keeps everything.
     /// </param>
     /// <param name="recordLimit">When positive, the largest record it takes (bodies beyond it are written in parts).</param>
-    public InMemoryStore(bool autoCommit = true, long segmentRecords = 0, int recordLimit = 0)
+    public InMemoryLogStore(bool autoCommit = true, long segmentRecords = 0, int recordLimit = 0)
     {
         _autoCommit = autoCommit;
         SegmentSize = segmentRecords;
         RecordLimit = recordLimit;
     }
 
-    private InMemoryStore(bool autoCommit, long segmentRecords, int recordLimit, long firstAddress, IEnumerable<byte[]> records)
+    private InMemoryLogStore(bool autoCommit, long segmentRecords, int recordLimit, long firstAddress, IEnumerable<byte[]> records)
         : this(autoCommit, segmentRecords, recordLimit)
     {
         _firstAddress = firstAddress;
@@ -175,12 +175,12 @@ internal sealed class InMemoryStore : IMessageStore
     }
 
     /// <summary>What a restart after a crash would find: the committed records only.</summary>
-    public InMemoryStore CrashCopy()
+    public InMemoryLogStore CrashCopy()
     {
         lock (_lock)
         {
             var committed = (int)(_committedUntil - _firstAddress);
-            return new InMemoryStore(_autoCommit, SegmentSize, RecordLimit, _firstAddress, _records.Take(committed));
+            return new InMemoryLogStore(_autoCommit, SegmentSize, RecordLimit, _firstAddress, _records.Take(committed));
         }
     }
 

@@ -9,7 +9,7 @@ namespace MiniQueue.Storage;
 /// Implementations throw <see cref="MiniQueueStoreException"/> when they cannot take or read a record.
 /// Addresses increase in append order; a commit makes a prefix of the log durable.
 /// </remarks>
-internal interface IMessageStore : IAsyncDisposable
+internal interface ILogStore : IAsyncDisposable
 {
     /// <summary>
     /// Whether <see cref="ReadAsync"/> can return a record's bytes later, so the engine need not keep

@@ -5,11 +5,11 @@ namespace MiniQueue.Storage;
 /// the only copy of the queue and nothing outlives the process, so it writes nothing, every append is durable at
 /// once and there is nothing to replay. The engine keeps message bodies in memory because <see cref="CanRead"/> is false.
 /// </summary>
-internal sealed class VolatileStore : IMessageStore
+internal sealed class NullLogStore : ILogStore
 {
-    public static readonly VolatileStore Instance = new();
+    public static readonly NullLogStore Instance = new();
 
-    private VolatileStore()
+    private NullLogStore()
     {
     }
 
