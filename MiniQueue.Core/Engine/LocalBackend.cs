@@ -529,26 +529,11 @@ internal sealed partial class LocalBackend : IQueueBackend
         LocalConsumer? toComplete = null;
         try
         {
-            while (true)
+            MoveLocked(source, source.Policy.DeadLetterTopic!, (TopicQueue target, ref LocalConsumer? complete) =>
             {
-                var target = GetOrAddTopic(source.Policy.DeadLetterTopic!);
-                bool moved;
-                var (first, second) = source.Rank < target.Rank ? (source, target) : (target, source);
-                lock (first.SyncRoot)
-                {
-                    lock (second.SyncRoot)
-                    {
-                        moved = source.ShipOutgoingLocked(target, ref toComplete);
-                    }
-                }
-
-                if (moved)
-                {
-                    break;
-                }
-
-                Forget(target);
-            }
+                source.ShipOutgoingLocked(target, ref complete);
+                return true;
+            }, ref toComplete);
         }
         catch (Exception exception)
         {
@@ -560,6 +545,35 @@ internal sealed partial class LocalBackend : IQueueBackend
         finally
         {
             TopicQueue.CompleteAll(toComplete);
+        }
+    }
+
+    /// <summary>A move between topics, run with both topics' locks held.</summary>
+    private delegate T LockedMove<T>(TopicQueue target, ref LocalConsumer? toComplete);
+
+    /// <summary>
+    /// Runs <paramref name="move"/> from <paramref name="source"/> to the topic named <paramref name="target"/> with both
+    /// topics' locks held, taken in rank order so that two moves in opposite directions cannot deadlock. A target that was
+    /// retired meanwhile is looked up again.
+    /// </summary>
+    private T MoveLocked<T>(TopicQueue source, string target, LockedMove<T> move, ref LocalConsumer? toComplete)
+    {
+        while (true)
+        {
+            var to = GetOrAddTopic(target);
+            var (first, second) = source.Rank < to.Rank ? (source, to) : (to, source);
+            lock (first.SyncRoot)
+            {
+                lock (second.SyncRoot)
+                {
+                    if (!to.IsRetiredLocked)
+                    {
+                        return move(to, ref toComplete);
+                    }
+                }
+            }
+
+            Forget(to);
         }
     }
 
@@ -589,28 +603,11 @@ internal sealed partial class LocalBackend : IQueueBackend
 
         LocalConsumer? toComplete = null;
         int moved;
-        long lastAddress;
+        long lastAddress = -1;
         try
         {
-            while (true)
-            {
-                var target = GetOrAddTopic(topic);
-                var (first, second) = source.Rank < target.Rank ? (source, target) : (target, source);
-                lock (first.SyncRoot)
-                {
-                    lock (second.SyncRoot)
-                    {
-                        moved = source.RedriveLocked(target, ref toComplete, out lastAddress);
-                    }
-                }
-
-                if (moved >= 0)
-                {
-                    break;
-                }
-
-                Forget(target);
-            }
+            moved = MoveLocked(source, topic, (TopicQueue target, ref LocalConsumer? complete) =>
+                source.RedriveLocked(target, ref complete, out lastAddress), ref toComplete);
         }
         finally
         {

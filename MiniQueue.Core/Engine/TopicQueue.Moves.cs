@@ -7,33 +7,22 @@ internal sealed partial class TopicQueue
 {
     /// <summary>
     /// Moves the messages set aside for the dead-letter topic <paramref name="deadLetter"/> there, one Move record each.
-    /// The caller holds both topics' locks. False, moving nothing, when <paramref name="deadLetter"/> was retired (the
-    /// caller looks it up again). A message the store does not take returns to the front of this topic.
+    /// The caller holds both topics' locks. A message the store does not take returns to the front of this topic.
     /// </summary>
-    public bool ShipOutgoingLocked(TopicQueue deadLetter, ref LocalConsumer? toComplete)
+    public void ShipOutgoingLocked(TopicQueue deadLetter, ref LocalConsumer? toComplete)
     {
-        if (deadLetter.IsRetiredLocked)
-        {
-            return false;
-        }
-
         _moveScheduled = false;
         if (_closed || deadLetter._closed)
         {
-            return true;
+            return;
         }
 
-        for (var i = 0; i < _outgoing.Count; i++)
+        var shipped = 0;
+        foreach (var entry in _outgoing)
         {
-            var entry = _outgoing[i];
             if (!TryMoveLocked(entry, deadLetter, ref toComplete))
             {
-                // The store failed: the rest stays here, at the front in the order it was taken, for a later take to retry.
-                for (var j = _outgoing.Count - 1; j >= i; j--)
-                {
-                    _front.Push(_outgoing[j]);
-                }
-
+                // The store failed: the rest stays here, for a later take to retry.
                 break;
             }
 
@@ -41,10 +30,11 @@ internal sealed partial class TopicQueue
             _deliveries.Remove(entry.Id);
             _engine.Metrics.DeadLettered(Name);
             EngineLog.DeadLettered(_engine.Logger, Name, entry.Id, deliveries, deadLetter.Name);
+            shipped++;
         }
 
-        _outgoing.Clear();
-        return true;
+        _outgoing.RemoveRange(0, shipped);
+        ReturnOutgoingLocked();
     }
 
     /// <summary>A move to the dead-letter topic failed: the messages set aside return to the front.</summary>
@@ -52,30 +42,30 @@ internal sealed partial class TopicQueue
     {
         lock (SyncRoot)
         {
-            for (var i = _outgoing.Count - 1; i >= 0; i--)
-            {
-                _front.Push(_outgoing[i]);
-            }
-
-            _outgoing.Clear();
+            ReturnOutgoingLocked();
             _moveScheduled = false;
         }
     }
 
+    /// <summary>Puts the messages still set aside back at the front, in the order they were taken.</summary>
+    private void ReturnOutgoingLocked()
+    {
+        for (var i = _outgoing.Count - 1; i >= 0; i--)
+        {
+            _front.Push(_outgoing[i]);
+        }
+
+        _outgoing.Clear();
+    }
+
     /// <summary>
     /// Redrive: moves every message of this topic that is not held (in delivery order) to the end of
-    /// <paramref name="target"/>. The caller holds both topics' locks. Returns how many moved, or -1 when
-    /// <paramref name="target"/> was retired (the caller looks it up again); <paramref name="lastAddress"/> is the last
-    /// Move record's, for the caller to wait for its commit.
+    /// <paramref name="target"/>. The caller holds both topics' locks. Returns how many moved;
+    /// <paramref name="lastAddress"/> is the last Move record's, for the caller to wait for its commit.
     /// </summary>
     public int RedriveLocked(TopicQueue target, ref LocalConsumer? toComplete, out long lastAddress)
     {
         lastAddress = -1;
-        if (target.IsRetiredLocked)
-        {
-            return -1;
-        }
-
         ThrowIfClosedLocked();
         target.ThrowIfClosedLocked();
         PromoteDueLocked(_time.GetUtcNow().UtcTicks);

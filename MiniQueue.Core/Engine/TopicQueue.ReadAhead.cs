@@ -15,7 +15,7 @@ internal sealed partial class TopicQueue
         readAhead = null;
         while (PeekNextLocked(out entry))
         {
-            if (_policy.MaxDeliveries > 0 && _deliveries.TryGetValue(entry.Id, out var deliveries) && deliveries >= _policy.MaxDeliveries)
+            if (IsSpentLocked(entry))
             {
                 // Set aside for the dead-letter topic, as a take would; then look at the next one.
                 TryTakeLocked(out _);

@@ -450,7 +450,7 @@ internal sealed partial class TopicQueue
     {
         while (TakeNextLocked(out entry))
         {
-            if (_policy.MaxDeliveries == 0 || !_deliveries.TryGetValue(entry.Id, out var deliveries) || deliveries < _policy.MaxDeliveries)
+            if (!IsSpentLocked(entry))
             {
                 return true;
             }
@@ -465,6 +465,10 @@ internal sealed partial class TopicQueue
 
         return false;
     }
+
+    /// <summary>Whether the message has had its last allowed delivery (the topic limits deliveries).</summary>
+    private bool IsSpentLocked(in MessageEntry entry) =>
+        _policy.MaxDeliveries > 0 && _deliveries.TryGetValue(entry.Id, out var deliveries) && deliveries >= _policy.MaxDeliveries;
 
     private bool TakeNextLocked(out MessageEntry entry)
     {
@@ -527,9 +531,7 @@ internal sealed partial class TopicQueue
         while (_scheduler.TryTakeLapsed(now, out var consumer))
         {
             var entry = consumer.LapseLocked(out var lease);
-            _held--;
-            _front.Push(entry);
-            AppendBestEffort(LogRecord.Nack(entry.Id));
+            ReturnToFrontLocked(entry);
             _engine.Metrics.LeaseExpired(Name);
             EngineLog.LeaseExpired(_engine.Logger, Name, entry.Id);
             lapsed ??= [];
@@ -566,10 +568,16 @@ internal sealed partial class TopicQueue
 
     public void NackLocked(MessageEntry entry, ref LocalConsumer? toComplete)
     {
+        ReturnToFrontLocked(entry);
+        DispatchLocked(ref toComplete);
+    }
+
+    /// <summary>A held message goes back to the front (NACK, or its lease passed); the caller dispatches.</summary>
+    private void ReturnToFrontLocked(MessageEntry entry)
+    {
         _held--;
         _front.Push(entry);
         AppendBestEffort(LogRecord.Nack(entry.Id));
-        DispatchLocked(ref toComplete);
     }
 
     public void BackLocked(MessageEntry entry, ref LocalConsumer? toComplete)
