@@ -172,15 +172,7 @@ public sealed class DeadLetterTests
         await using (var queue = await MiniQueueEngine.OpenAsync(options))
         {
             // Enough traffic to make compaction rewrite "jobs" as a checkpoint, which must carry the counts.
-            var filler = new byte[16 * 1024];
-            for (var i = 0; i < 200; i++)
-            {
-                await queue.PublishAsync("filler", filler);
-            }
-
-            await DurableTestSupport.DrainAsync(queue, "filler");
-            await queue.CompactAsync();
-            Assert.That(queue.Store.BeginAddress, Is.GreaterThan(0));
+            Assert.That(await DurableTestSupport.FillAndCompactAsync(queue), Is.GreaterThan(0));
             await using var consumer = queue.Subscribe("jobs");
             Assert.That(await ReceiveAndNackAsync(consumer), Is.EqualTo("poison"), "the third delivery");
             Assert.That(await consumer.ReceiveTextAsync(), Is.EqualTo("slow poison"), "a fourth delivery of poison would be one too many");

@@ -94,15 +94,8 @@ public sealed class DelayedPublishTests
             Assert.That(await DurableTestSupport.DrainAsync(reopened, "t"), Is.EqualTo(new[] { ("ready", 0) }));
 
             // Enough traffic on another topic to fill segments, so that compaction writes a checkpoint of "t".
-            var filler = new byte[16 * 1024];
-            for (var i = 0; i < 200; i++)
-            {
-                await reopened.PublishAsync("filler", filler);
-            }
-
-            await DurableTestSupport.DrainAsync(reopened, "filler");
-            await reopened.CompactAsync();
-            Assert.That(reopened.Store.BeginAddress, Is.GreaterThan(0), "the first publish records are gone: only the checkpoint knows the due times");
+            Assert.That(
+                await DurableTestSupport.FillAndCompactAsync(reopened), Is.GreaterThan(0), "the first publish records are gone: only the checkpoint knows the due times");
             clock.Advance(TimeSpan.FromSeconds(10));
             Assert.That(await DurableTestSupport.DrainAsync(reopened, "t"), Is.EqualTo(new[] { ("in 50 s", 0) }));
         }

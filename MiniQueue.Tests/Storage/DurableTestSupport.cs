@@ -82,6 +82,24 @@ internal static class DurableTestSupport
         return true;
     }
 
+    /// <summary>
+    /// Publishes and consumes enough on a topic of its own ("filler") to fill several segments of a
+    /// <see cref="SmallLog"/>, then compacts: the log's start moves past the records written before, so the topics that
+    /// still need them are rewritten as checkpoints. Returns the log's new start.
+    /// </summary>
+    public static async Task<long> FillAndCompactAsync(MiniQueueEngine queue)
+    {
+        var filler = new byte[16 * 1024];
+        for (var i = 0; i < 200; i++)
+        {
+            await queue.PublishAsync("filler", filler);
+        }
+
+        await DrainAsync(queue, "filler");
+        await queue.CompactAsync();
+        return queue.Store.BeginAddress;
+    }
+
     /// <summary>Receives and ACKs every message ready now.</summary>
     public static async Task<List<(string Text, int DackCount)>> DrainAsync(MiniQueueEngine queue, string topic)
     {
