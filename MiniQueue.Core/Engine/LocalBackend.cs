@@ -28,7 +28,8 @@ internal sealed partial class LocalBackend : IQueueBackend
     private readonly Func<string, TopicPolicy> _policyOf;
     private long _lastTopicRank;
     private readonly int _maxMessageBytes;
-    private readonly long _bodyCacheBytes;
+    private readonly BodyCache _bodyCache;
+    private readonly Func<TopicQueue, TopicJournal> _journalOf;
     private readonly ILogger _logger;
     private readonly MiniQueueMetrics _metrics;
     private readonly Channel<bool> _maintenanceRequests = Channel.CreateBounded<bool>(new BoundedChannelOptions(1)
@@ -40,7 +41,6 @@ internal sealed partial class LocalBackend : IQueueBackend
     private readonly CancellationTokenSource _stopping = new();
     private Task _maintenance = Task.CompletedTask;
     private long _lastMessageId;
-    private long _cachedBodyBytes;
     private long _lastSpaceMaintenance;
     private int _disposed;
 
@@ -53,7 +53,10 @@ internal sealed partial class LocalBackend : IQueueBackend
         _delayCheckPeriod = options.DelayCheckPeriod;
         _policyOf = TopicPolicy.Resolver(options);
         _maxMessageBytes = options.MaxMessageBytes;
-        _bodyCacheBytes = options.BodyCacheBytes;
+        _bodyCache = new BodyCache(options.BodyCacheBytes);
+
+        // In memory, a topic records nothing; durable, it writes the log.
+        _journalOf = store is NullLogStore ? static _ => MemoryJournal.Instance : topic => new LogJournal(topic, this, _store, _space, _bodyCache);
         _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("MiniQueue.Engine");
     }
 
@@ -460,28 +463,7 @@ internal sealed partial class LocalBackend : IQueueBackend
     internal LogSpace Space => _space;
 
     /// <summary>The bytes of message bodies kept in memory by a durable engine.</summary>
-    internal long CachedBodyBytes => Volatile.Read(ref _cachedBodyBytes);
-
-    /// <summary>Takes room in the body cache for a body of <paramref name="length"/> bytes, if there is room.</summary>
-    internal bool TryReserveBodyCache(int length)
-    {
-        var footprint = CachedFootprint(length);
-        if (Interlocked.Add(ref _cachedBodyBytes, footprint) <= _bodyCacheBytes)
-        {
-            return true;
-        }
-
-        Interlocked.Add(ref _cachedBodyBytes, -footprint);
-        return false;
-    }
-
-    internal void ReleaseBodyCache(int length) => Interlocked.Add(ref _cachedBodyBytes, -CachedFootprint(length));
-
-    /// <summary>
-    /// The memory a cached body of <paramref name="length"/> bytes takes: its array, with the runtime's 24-byte header and
-    /// its length rounded up to 8 bytes. Counting the bytes alone let a flood of 10-byte messages take four times the cache.
-    /// </summary>
-    internal static long CachedFootprint(int length) => 24 + ((length + 7L) & ~7L);
+    internal long CachedBodyBytes => _bodyCache.Bytes;
 
     /// <summary>Asks the maintenance task to look at the store: a new log segment, or a failure.</summary>
     internal void RequestMaintenance() => _maintenanceRequests.Writer.TryWrite(true);
@@ -518,7 +500,7 @@ internal sealed partial class LocalBackend : IQueueBackend
     }
 
     private TopicQueue NewTopic(string name) =>
-        new(this, _store, _space, name, _time, _delayCheckPeriod, _policyOf(name), Interlocked.Increment(ref _lastTopicRank));
+        new(this, _journalOf, name, _time, _delayCheckPeriod, _policyOf(name), Interlocked.Increment(ref _lastTopicRank));
 
     /// <summary>
     /// Moves the messages <paramref name="source"/> set aside after their last allowed delivery to its dead-letter topic,
@@ -618,10 +600,7 @@ internal sealed partial class LocalBackend : IQueueBackend
         {
             _metrics.Redriven(topic, moved);
             EngineLog.Redriven(_logger, moved, source.Name, topic);
-            if (!_store.IsCommitted(lastAddress))
-            {
-                await _store.WaitForCommitAsync(lastAddress, cancellationToken).ConfigureAwait(false);
-            }
+            await source.WaitForMoveAsync(lastAddress, cancellationToken).ConfigureAwait(false);
         }
 
         return moved;

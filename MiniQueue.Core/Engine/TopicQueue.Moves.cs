@@ -1,5 +1,3 @@
-using MiniQueue.Storage;
-
 namespace MiniQueue.Engine;
 
 // Moving messages between topics: to the dead-letter topic after their last allowed delivery, and back by a redrive.
@@ -92,39 +90,29 @@ internal sealed partial class TopicQueue
         TryMoveLocked(entry, target, ref toComplete, out _);
 
     /// <summary>
-    /// Moves a message this topic no longer lists to the end of <paramref name="target"/> (both locks held): a Move
-    /// record, then its body's accounting and its place. False when the store did not take the record.
+    /// Moves a message this topic no longer lists to the end of <paramref name="target"/> (both locks held): the journal
+    /// records the move, then the message takes its place there. False when the store did not take the record.
     /// </summary>
     private bool TryMoveLocked(MessageEntry entry, TopicQueue target, ref LocalConsumer? toComplete, out long address)
     {
-        try
+        address = _journal.MovedLocked(entry, target._journal);
+        if (address < 0)
         {
-            address = AppendOrThrow(LogRecord.Move(entry.Id, target.NameUtf8));
-        }
-        catch (MiniQueueStoreException exception)
-        {
-            address = -1;
-            _engine.OnRecordNotLogged(LogRecord.Move(entry.Id, target.NameUtf8), Name, exception);
             return false;
         }
 
-        var first = _firstPart.Count != 0 && _firstPart.Remove(entry.Id, out var part) ? part : -1;
-        _space.Release(first >= 0 ? first : entry.Address, Footprint(entry.Length));
-        target.AcceptMovedLocked(entry with { DackCount = 0 }, first, ref toComplete);
+        target.AcceptMovedLocked(entry with { DackCount = 0 }, ref toComplete);
         return true;
     }
 
     /// <summary>A message moved in from another topic (both locks held): it joins the end of the FIFO messages.</summary>
-    private void AcceptMovedLocked(MessageEntry entry, long firstPart, ref LocalConsumer? toComplete)
+    private void AcceptMovedLocked(MessageEntry entry, ref LocalConsumer? toComplete)
     {
-        if (firstPart >= 0)
-        {
-            _firstPart[entry.Id] = firstPart;
-        }
-
-        _space.Track(FirstOf(entry), Footprint(entry.Length));
         _created = true;
         _ready.Enqueue(entry);
         DispatchLocked(ref toComplete);
     }
+
+    /// <summary>Completes once the move recorded at <paramref name="address"/> (see <see cref="RedriveLocked"/>) is durable.</summary>
+    public ValueTask WaitForMoveAsync(long address, CancellationToken cancellationToken) => _journal.WaitForDurableAsync(address, cancellationToken);
 }

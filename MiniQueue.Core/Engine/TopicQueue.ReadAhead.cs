@@ -1,5 +1,3 @@
-using MiniQueue.Storage;
-
 namespace MiniQueue.Engine;
 
 // Reading a body ahead for LocalConsumer.TryReceive, which never waits for a disk read.
@@ -22,7 +20,7 @@ internal sealed partial class TopicQueue
                 continue;
             }
 
-            if (entry.Body is not null || !_store.CanRead)
+            if (entry.Body is not null)
             {
                 return TakeNextLocked(out entry);
             }

@@ -22,12 +22,10 @@ internal sealed partial class TopicQueue
 
 
     private readonly LocalBackend _engine;
-    private readonly ILogStore _store;
-    private readonly LogSpace _space;
+    private readonly TopicJournal _journal;
     private readonly TimeProvider _time;
     private readonly TopicScheduler _scheduler;
     private readonly TopicPolicy _policy;
-
 
     /// <summary>How many times each message was delivered (by id), kept while the topic limits deliveries.</summary>
     private readonly Dictionary<long, int> _deliveries = [];
@@ -47,30 +45,10 @@ internal sealed partial class TopicQueue
     private readonly Queue<MessageEntry> _due = new();
     private readonly PriorityQueue<MessageEntry, DueKey> _delayed = new();
     private readonly ChunkedQueue<MessageEntry> _ready = new();
-    private readonly Queue<MessageEntry> _pending = new();
 
     /// <summary>The idempotency keys the topic remembers (see <see cref="IdempotencyKeys"/>).</summary>
     private readonly IdempotencyKeys _keys;
 
-    /// <summary>The keys of pending publishes made with one (by message id): they count once their publish is durable.</summary>
-    private readonly Dictionary<long, IdempotencyKeys.Key> _pendingKeys = [];
-
-    /// <summary>The due times of pending publishes made with a delay (by message id): they become delayed, not ready.</summary>
-    private readonly Dictionary<long, long> _pendingDue = [];
-
-    /// <summary>
-    /// Publishes whose record a reopened log lost before they were durable (a checkpoint dropped them): their publishers,
-    /// still waiting, must hear that they failed, even though the reopened log commits other records at those addresses.
-    /// </summary>
-    private readonly HashSet<long> _lostPublishes = [];
-
-    /// <summary>
-    /// Where the bodies of messages larger than one log record start: the address of their first part (by message id).
-    /// Their publish record, which <see cref="MessageEntry.Address"/> points to, comes after the parts; the log may be
-    /// truncated only before the first.
-    /// </summary>
-    private readonly Dictionary<long, long> _firstPart = [];
-    private readonly Func<LogRecord, long> _appendOrThrow;
     private Queue<(LocalConsumer Consumer, long Wait)> _waiters = new();
     private readonly HashSet<LocalConsumer> _consumers = [];
     private int _held;
@@ -81,20 +59,19 @@ internal sealed partial class TopicQueue
     private bool _retired;
     private bool _closed;
 
+    /// <summary>A topic of <paramref name="engine"/>; <paramref name="journal"/> makes its storage side (see <see cref="TopicJournal"/>).</summary>
     public TopicQueue(
-        LocalBackend engine, ILogStore store, LogSpace space, string name, TimeProvider time, TimeSpan period, TopicPolicy policy, long rank)
+        LocalBackend engine, Func<TopicQueue, TopicJournal> journal, string name, TimeProvider time, TimeSpan period, TopicPolicy policy, long rank)
     {
         Rank = rank;
         _keys = new IdempotencyKeys(policy.IdempotencyWindowTicks);
         _policy = policy;
         _engine = engine;
-        _store = store;
-        _space = space;
         _time = time;
         _scheduler = new TopicScheduler(time, period.Ticks, OnTimer);
         Name = name;
         NameUtf8 = TopicName.ToUtf8(name);
-        _appendOrThrow = AppendOrThrow;
+        _journal = journal(this);
     }
 
     public Lock SyncRoot { get; } = new();
@@ -124,7 +101,7 @@ internal sealed partial class TopicQueue
         }
     }
 
-    /// <summary>Appends a message; it is delivered once the store says it is durable. Returns false if the topic was retired.</summary>
+    /// <summary>Appends a message; it is delivered once the journal says it is durable. Returns false if the topic was retired.</summary>
     /// <remarks>The publish is counted in the metrics (with its duration from <paramref name="started"/>) once it is durable.</remarks>
     /// <remarks>
     /// With an idempotency key (<paramref name="keyed"/>) that the topic remembers, nothing is appended: the result is
@@ -135,26 +112,23 @@ internal sealed partial class TopicQueue
         ReadOnlyMemory<byte> payload, PublishOptions? options, KeyedPublish? keyed, long started, out ValueTask completion, out Task<bool>? original)
     {
         original = null;
+        completion = default;
         var delayTicks = options is { Delay: var delay } && delay > TimeSpan.Zero ? delay.Ticks : 0;
-        // The body stays in memory when the store cannot read it back, or while the engine's body cache has room.
-        var body = !_store.CanRead || _engine.TryReserveBodyCache(payload.Length) ? payload.ToArray() : null;
+        var body = _journal.KeepBody(payload);
         LocalConsumer? toComplete = null;
-        long id;
-        long address;
-        long firstPart;
-        ValueTask durable;
-        long due = 0;
-        long keyAddress = -1;
-        long now = 0;
-        var newSegment = false;
+        bool visible;
         lock (SyncRoot)
         {
+            MessageEntry entry;
+            long keyAddress;
+            ValueTask durable;
+            long due = 0;
+            long now = 0;
             try
             {
                 if (_retired)
                 {
-                    completion = default;
-                    ReleaseBodyCache(body);
+                    _journal.DropBody(body);
                     return PublishStep.Retired;
                 }
 
@@ -165,8 +139,7 @@ internal sealed partial class TopicQueue
                     _keys.Expire(now);
                     if (_keys.Find(keyed.Key) is { } known)
                     {
-                        completion = default;
-                        ReleaseBodyCache(body);
+                        _journal.DropBody(body);
                         if (known.IsDurable)
                         {
                             return PublishStep.Duplicate;
@@ -177,174 +150,67 @@ internal sealed partial class TopicQueue
                     }
                 }
 
-                id = _engine.NextMessageId();
-                if (keyed is not null)
-                {
-                    // Before the publish record, like a due time: a durable publish is durable with its key.
-                    keyAddress = AppendOrThrow(LogRecord.IdempotencyKey(id, now, keyed.Utf8));
-                }
-
                 if (delayTicks > 0)
                 {
-                    // Before the publish record, so that a durable publish is always durable with its due time.
                     now = _time.GetUtcNow().UtcTicks;
                     due = now + Math.Min(delayTicks, DateTimeOffset.MaxValue.UtcTicks - now);
-                    AppendOrThrow(LogRecord.Schedule(id, due));
                 }
 
-                var record = MessageBodies.WriteParts(_store, _appendOrThrow, id, NameUtf8, payload, out firstPart);
-                address = AppendPublishOrThrow(record, out durable);
+                entry = _journal.AppendPublishLocked(_engine.NextMessageId(), payload, body, due, keyed?.Utf8, now, out keyAddress, out durable);
             }
             catch
             {
-                ReleaseBodyCache(body);
+                _journal.DropBody(body);
                 throw;
             }
 
-            if (firstPart >= 0)
-            {
-                _firstPart[id] = firstPart;
-            }
-
-            newSegment = _space.Track(firstPart >= 0 ? firstPart : address, Footprint(payload.Length));
             _created = true;
-            var entry = new MessageEntry(id, address, body, payload.Length, 0);
-            if (due != 0)
+            var key = keyed is null ? null : _keys.Add(keyed.Key, keyed.Utf8, now, keyAddress, durable: false);
+            var publish = new PendingPublish(entry, due, key);
+            visible = _journal.TrackPublishLocked(publish, durable, started, out completion);
+            if (visible)
             {
-                _pendingDue[id] = due;
-            }
-
-            if (keyed is not null)
-            {
-                _pendingKeys[id] = _keys.Add(keyed.Key, keyed.Utf8, now, keyAddress, durable: false);
-            }
-
-            if (_pending.Count == 0 && durable.IsCompletedSuccessfully)
-            {
-                MakeVisibleLocked(entry);
+                MakeVisibleLocked(publish);
                 DispatchLocked(ref toComplete);
-                id = 0;
             }
-            else
-            {
-                _pending.Enqueue(entry);
-            }
-        }
-
-        if (newSegment)
-        {
-            _engine.RequestMaintenance();
         }
 
         CompleteAll(toComplete);
-        if (id == 0)
+        if (visible)
         {
-            _engine.Metrics.Published(Name, started);
-            completion = default;
-        }
-        else
-        {
-            completion = CompletePublishAsync(id, durable, started);
+            PublishCompleted(started);
         }
 
         return PublishStep.Published;
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask CompletePublishAsync(long id, ValueTask durable, long started)
+    /// <summary>A publish is durable: it counts in the metrics.</summary>
+    public void PublishCompleted(long started) => _engine.Metrics.Published(Name, started);
+
+    /// <summary>A publish could not be made durable: its idempotency key, if it had one, is not remembered.</summary>
+    public void PublishFailedLocked(in PendingPublish publish)
     {
-        try
-        {
-            await durable.ConfigureAwait(false);
-        }
-        catch (Exception exception)
-        {
-            lock (SyncRoot)
-            {
-                _lostPublishes.Remove(id);
-                _pendingDue.Remove(id);
-                ForgetPendingKeyLocked(id);
-                if (RemovePendingLocked(id) is { } entry)
-                {
-                    // The record may still reach the disk; an ACK record keeps it from coming back after a restart.
-                    ForgetLocked(entry);
-                    AppendBestEffort(LogRecord.Ack(id));
-                }
-            }
-
-            _engine.RequestMaintenance();
-            throw exception as MiniQueueStoreException
-                ?? new MiniQueueStoreException($"The message to topic '{Name}' could not be made durable: {exception.Message}", exception);
-        }
-
-        LocalConsumer? toComplete = null;
-        lock (SyncRoot)
-        {
-            if (_lostPublishes.Remove(id))
-            {
-                _pendingDue.Remove(id);
-                ForgetPendingKeyLocked(id);
-                throw new MiniQueueStoreException(
-                    $"The message to topic '{Name}' could not be made durable: a write failed, and the log was reopened without its record.");
-            }
-
-            // Commits are prefixes of the log, so every publish of this topic appended before this one is durable too.
-            // Ids, not addresses: compaction may have copied a pending record forward, past later ones.
-            while (_pending.TryPeek(out var entry) && entry.Id <= id)
-            {
-                _pending.Dequeue();
-                MakeVisibleLocked(entry);
-            }
-
-            DispatchLocked(ref toComplete);
-        }
-
-        CompleteAll(toComplete);
-        _engine.Metrics.Published(Name, started);
-    }
-
-    private MessageEntry? RemovePendingLocked(long id)
-    {
-        MessageEntry? found = null;
-        for (var count = _pending.Count; count > 0; count--)
-        {
-            var entry = _pending.Dequeue();
-            if (entry.Id == id)
-            {
-                found = entry;
-            }
-            else
-            {
-                _pending.Enqueue(entry);
-            }
-        }
-
-        return found;
-    }
-
-    /// <summary>The publish of <paramref name="id"/> failed: its idempotency key, if it had one, is not remembered.</summary>
-    private void ForgetPendingKeyLocked(long id)
-    {
-        if (_pendingKeys.Count != 0 && _pendingKeys.Remove(id, out var key))
+        if (publish.Key is { } key)
         {
             _keys.Forget(key);
         }
     }
 
     /// <summary>A durable publish joins the ready messages, or the delayed ones when it was published with a delay.</summary>
-    private void MakeVisibleLocked(MessageEntry entry)
+    public void MakeVisibleLocked(in PendingPublish publish)
     {
+        var entry = publish.Entry;
         _lastVisibleId = entry.Id;
-        if (_pendingKeys.Count != 0 && _pendingKeys.Remove(entry.Id, out var key))
+        if (publish.Key is { } key)
         {
             // Its key counts from now on; a repeat that waited for it is a duplicate.
             key.IsDurable = true;
             key.Original?.TrySetResult(true);
         }
 
-        if (_pendingDue.Count != 0 && _pendingDue.Remove(entry.Id, out var due))
+        if (publish.DueTicks != 0)
         {
-            _delayed.Enqueue(entry, new DueKey(due, ++_dackSequence));
+            _delayed.Enqueue(entry, new DueKey(publish.DueTicks, ++_dackSequence));
             ArmTimerLocked(_time.GetUtcNow().UtcTicks);
             return;
         }
@@ -355,7 +221,7 @@ internal sealed partial class TopicQueue
     /// <summary>Discards the ready and delayed messages; held ones stay with their consumers. Returns how many went.</summary>
     public ValueTask<int> PurgeAsync()
     {
-        long address;
+        ValueTask durable;
         int count;
         lock (SyncRoot)
         {
@@ -367,18 +233,10 @@ internal sealed partial class TopicQueue
             }
 
             var discarded = _outgoing.Concat(_front).Concat(_due).Concat(_delayed.UnorderedItems.Select(static item => item.Element)).Concat(_ready).ToArray();
-
-            // The purge record discards this topic's messages up to the last id published here; a message that moved in
-            // from another topic may have a higher id, and is discarded by a record of its own.
-            foreach (var entry in discarded.Where(entry => entry.Id > _lastVisibleId))
-            {
-                AppendOrThrow(LogRecord.Ack(entry.Id));
-            }
-
-            address = AppendOrThrow(LogRecord.Purge(NameUtf8, _lastVisibleId));
+            durable = _journal.PurgedLocked(discarded, _lastVisibleId);
             foreach (var entry in discarded)
             {
-                ForgetLocked(entry);
+                ForgetStateLocked(entry);
             }
 
             _outgoing.Clear();
@@ -388,20 +246,12 @@ internal sealed partial class TopicQueue
             _ready.Clear();
         }
 
-        return _store.IsCommitted(address) ? ValueTask.FromResult(count) : WaitForPurgeAsync(address, count);
+        return durable.IsCompletedSuccessfully ? ValueTask.FromResult(count) : CountWhenDurableAsync(durable, count);
     }
 
-    private async ValueTask<int> WaitForPurgeAsync(long address, int count)
+    private static async ValueTask<int> CountWhenDurableAsync(ValueTask durable, int count)
     {
-        try
-        {
-            await _store.WaitForCommitAsync(address).ConfigureAwait(false);
-        }
-        catch (Exception exception) when (exception is not MiniQueueStoreException)
-        {
-            throw new MiniQueueStoreException($"The purge of topic '{Name}' could not be made durable: {exception.Message}", exception);
-        }
-
+        await durable.ConfigureAwait(false);
         return count;
     }
 
@@ -434,7 +284,7 @@ internal sealed partial class TopicQueue
     public bool RemoveConsumerLocked(LocalConsumer consumer)
     {
         _consumers.Remove(consumer);
-        if (_consumers.Count == 0 && !_created && _pending.Count == 0 && !_closed)
+        if (_consumers.Count == 0 && !_created && !_journal.HasPendingLocked && !_closed)
         {
             _retired = true;
         }
@@ -503,7 +353,7 @@ internal sealed partial class TopicQueue
         }
 
         _engine.Metrics.Delivered(Name);
-        AppendBestEffort(LogRecord.Deliver(entry.Id));
+        _journal.DeliveredLocked(entry.Id);
         if (_policy.LeaseTicks > 0)
         {
             StartLeaseLocked(consumer);
@@ -562,8 +412,8 @@ internal sealed partial class TopicQueue
     public void AckLocked(MessageEntry entry)
     {
         _held--;
-        ForgetLocked(entry);
-        AppendBestEffort(LogRecord.Ack(entry.Id));
+        ForgetStateLocked(entry);
+        _journal.AckedLocked(entry);
     }
 
     public void NackLocked(MessageEntry entry, ref LocalConsumer? toComplete)
@@ -577,14 +427,14 @@ internal sealed partial class TopicQueue
     {
         _held--;
         _front.Push(entry);
-        AppendBestEffort(LogRecord.Nack(entry.Id));
+        _journal.ReturnedLocked(entry.Id);
     }
 
     public void BackLocked(MessageEntry entry, ref LocalConsumer? toComplete)
     {
         _held--;
         _ready.Enqueue(entry);
-        AppendBestEffort(LogRecord.Back(entry.Id));
+        _journal.BackedLocked(entry.Id);
         DispatchLocked(ref toComplete);
     }
 
@@ -595,7 +445,7 @@ internal sealed partial class TopicQueue
         var now = _time.GetUtcNow().UtcTicks;
         var due = delay <= TimeSpan.Zero ? now : now + Math.Min(delay.Ticks, DateTimeOffset.MaxValue.UtcTicks - now);
         _delayed.Enqueue(entry, new DueKey(due, ++_dackSequence));
-        AppendBestEffort(LogRecord.Dack(entry.Id, due, entry.DackCount));
+        _journal.DackedLocked(entry.Id, due, entry.DackCount);
         if (due <= now)
         {
             DispatchLocked(ref toComplete);
@@ -607,7 +457,7 @@ internal sealed partial class TopicQueue
     }
 
     /// <summary>Hands available messages to waiting consumers, longest waiting first.</summary>
-    private void DispatchLocked(ref LocalConsumer? toComplete)
+    public void DispatchLocked(ref LocalConsumer? toComplete)
     {
         while (_waiters.TryPeek(out var waiter))
         {
@@ -647,26 +497,8 @@ internal sealed partial class TopicQueue
             ? ValueTask.FromResult(new Delivery(body, entry.DackCount, entry.Id))
             : ReadDeliveryAsync(entry);
 
-    private async ValueTask<Delivery> ReadDeliveryAsync(MessageEntry entry)
-    {
-        ReadOnlyMemory<byte> body;
-        try
-        {
-            // A body a checkpoint just copied forward is readable once that copy is committed.
-            if (!_store.IsCommitted(entry.Address))
-            {
-                await _store.WaitForCommitAsync(entry.Address).ConfigureAwait(false);
-            }
-
-            body = await MessageBodies.ReadAsync(_store, entry.Address, entry.Id, NameUtf8.Length, entry.Length).ConfigureAwait(false);
-        }
-        catch (Exception exception) when (exception is not MiniQueueStoreException)
-        {
-            throw new MiniQueueStoreException($"The body of message {entry.Id} could not be read: {exception.Message}", exception);
-        }
-
-        return new Delivery(body, entry.DackCount, entry.Id);
-    }
+    private async ValueTask<Delivery> ReadDeliveryAsync(MessageEntry entry) =>
+        new(await _journal.ReadBodyAsync(entry).ConfigureAwait(false), entry.DackCount, entry.Id);
 
     private void PromoteDueLocked(long now)
     {
@@ -742,11 +574,6 @@ internal sealed partial class TopicQueue
                 _deliveries[id] = count;
             }
 
-            foreach (var (id, first) in firstParts)
-            {
-                _firstPart[id] = first;
-            }
-
             Debug.Assert(_front.Count + _delayed.Count + _ready.Count == 0, "Restore runs on a new topic.");
             for (var i = front.Count - 1; i >= 0; i--)
             {
@@ -763,10 +590,7 @@ internal sealed partial class TopicQueue
                 _ready.Enqueue(entry);
             }
 
-            foreach (var entry in _front.Concat(_delayed.UnorderedItems.Select(static item => item.Element)).Concat(_ready))
-            {
-                _space.Track(FirstOf(entry), Footprint(entry.Length));
-            }
+            _journal.RestoreLocked(_front.Concat(_delayed.UnorderedItems.Select(static item => item.Element)).Concat(_ready), firstParts);
 
             _lastVisibleId = lastId;
             _dackSequence = dackSequence;
@@ -783,7 +607,7 @@ internal sealed partial class TopicQueue
     {
         lock (SyncRoot)
         {
-            return [.. AllEntriesLocked().Where(entry => entry.Body is null && FirstOf(entry) < relocateBelow)];
+            return _journal.BodiesToReadLocked(AllEntriesLocked(), relocateBelow);
         }
     }
 
@@ -795,14 +619,15 @@ internal sealed partial class TopicQueue
     {
         lock (SyncRoot)
         {
-            return _keys.OldestAddress(_time.GetUtcNow().UtcTicks) < address || AllEntriesLocked().Any(entry => FirstOf(entry) < address);
+            return _keys.OldestAddress(_time.GetUtcNow().UtcTicks) < address || _journal.HasBodiesBeforeLocked(AllEntriesLocked(), address);
         }
     }
 
     /// <summary>
-    /// Writes the topic's whole state to the log as a checkpoint, after copying forward the bodies that lie before
-    /// <paramref name="relocateBelow"/> (their segments are about to be freed) and those that a reopened log
-    /// <paramref name="lost"/>. A not-yet-durable publish that was lost is dropped: its publisher was told it failed.
+    /// Writes the topic's whole state to the log as a checkpoint (see <see cref="TopicJournal.WriteCheckpointLocked"/>),
+    /// after copying forward the bodies that lie before <paramref name="relocateBelow"/> (their segments are about to be
+    /// freed) and those that a reopened log <paramref name="lost"/>, then follows it: entries point at the copies, and
+    /// the messages it dropped are gone. A not-yet-durable publish that was lost is dropped: its publisher hears it failed.
     /// A visible message that was lost and whose body is not in memory (possible only when publishes are acknowledged
     /// before the commit) is dropped too.
     /// </summary>
@@ -815,173 +640,134 @@ internal sealed partial class TopicQueue
         {
             endAddress = 0;
             dropped = 0;
-            if (_closed || AllEntriesLocked().Any(entry => FirstOf(entry) < relocateBelow && entry.Body is null && !readBodies.ContainsKey(entry.Id)))
+            if (_closed)
             {
                 return false;
             }
 
-            var held = _consumers.Where(static consumer => consumer.IsHoldingLocked).Select(static consumer => (consumer, consumer.HeldLocked))
-                .OrderBy(static pair => pair.HeldLocked.Id).ToArray();
-            // Messages set aside for the dead-letter topic stay this topic's until moved: the checkpoint puts them back at
-            // the front (a later take sets them aside again).
-            var front = _outgoing.Concat(_front).ToArray();
-            var due = _due.ToArray();
-            var delayed = _delayed.UnorderedItems.OrderBy(static item => item.Priority).ToArray();
-            var ready = _ready.ToArray();
-            var pending = _pending.ToArray();
+            var held = _consumers.Where(static consumer => consumer.IsHoldingLocked).OrderBy(static consumer => consumer.HeldLocked.Id).ToArray();
 
-            // In delivery order: held (as delivered), front, due, delayed, ready, then the publishes not durable yet.
-            var items = new List<CheckpointItem>(held.Length + front.Length + due.Length + delayed.Length + ready.Length + pending.Length);
-            void Add(MessageEntry entry, CheckpointClass kind, long dueTicks, bool isPending = false) =>
-                items.Add(new CheckpointItem(entry, FirstOf(entry), kind, dueTicks, _deliveries.GetValueOrDefault(entry.Id), isPending));
-            foreach (var (_, entry) in held)
+            // In delivery order: held (as delivered), front, due, delayed, ready; the journal adds the publishes not
+            // durable yet. Messages set aside for the dead-letter topic stay this topic's until moved: the checkpoint puts
+            // them back at the front (a later take sets them aside again).
+            var items = new List<CheckpointItem>(CountAll());
+            void Add(MessageEntry entry, CheckpointClass kind, long dueTicks) =>
+                items.Add(new CheckpointItem(entry, kind, dueTicks, _deliveries.GetValueOrDefault(entry.Id), IsPending: false));
+            foreach (var consumer in held)
             {
-                Add(entry, CheckpointClass.Held, 0);
+                Add(consumer.HeldLocked, CheckpointClass.Held, 0);
             }
 
-            foreach (var entry in front)
+            foreach (var entry in _outgoing.Concat(_front))
             {
                 Add(entry, CheckpointClass.Front, 0);
             }
 
-            foreach (var entry in due)
+            foreach (var entry in _due)
             {
                 Add(entry, CheckpointClass.Delayed, 0);
             }
 
-            foreach (var (entry, key) in delayed)
+            foreach (var (entry, key) in _delayed.UnorderedItems.OrderBy(static item => item.Priority))
             {
                 Add(entry, CheckpointClass.Delayed, key.DueTicks);
             }
 
-            foreach (var entry in ready)
+            foreach (var entry in _ready)
             {
                 Add(entry, CheckpointClass.Ready, 0);
             }
 
-            foreach (var entry in pending)
-            {
-                var isDelayed = _pendingDue.TryGetValue(entry.Id, out var dueTicks);
-                Add(entry, isDelayed ? CheckpointClass.Delayed : CheckpointClass.Ready, isDelayed ? dueTicks : 0, isPending: true);
-            }
-
             _keys.Expire(_time.GetUtcNow().UtcTicks);
-            var result = CheckpointWriter.Write(_store, _appendOrThrow, checkpointId, NameUtf8, items, relocateBelow, lost, readBodies, _keys.Durable());
+            if (_journal.WriteCheckpointLocked(checkpointId, items, relocateBelow, lost, readBodies, _keys.Durable()) is not { } result)
+            {
+                return false;
+            }
+
             endAddress = result.EndAddress;
+            dropped = result.Gone.Count;
             _keys.Relocate(result.BeginAddress);
-            var gone = result.Gone;
-            var moved = result.Moved;
-            var movedFirst = result.MovedFirst;
-            MessageEntry? Rewrite(MessageEntry entry)
+            FollowCheckpointLocked(held, result);
+            return true;
+        }
+    }
+
+    /// <summary>After a checkpoint: entries point at the bodies it copied forward, and the messages it dropped are gone.</summary>
+    private void FollowCheckpointLocked(LocalConsumer[] held, CheckpointResult result)
+    {
+        var gone = result.Gone;
+        var moved = result.Moved;
+        bool Rewrite(ref MessageEntry entry)
+        {
+            if (gone.Contains(entry.Id))
             {
-                if (gone.Contains(entry.Id))
-                {
-                    return null;
-                }
-
-                if (moved.TryGetValue(entry.Id, out var address))
-                {
-                    entry.Address = address;
-                }
-
-                return entry;
+                ForgetStateLocked(entry);
+                return false;
             }
 
-            var newHeld = held.Select(pair => (pair.consumer, Entry: Rewrite(pair.HeldLocked))).ToArray();
-            var newFront = front.Select(Rewrite).ToArray();
-            var newDue = due.Select(Rewrite).ToArray();
-            var newDelayed = delayed.Select(item => (Entry: Rewrite(item.Element), item.Priority)).ToArray();
-            var newReady = ready.Select(Rewrite).ToArray();
-            var newPending = pending.Select(Rewrite).ToArray();
-
-            // The checkpoint is in the log: now memory follows it. Publishers of pending messages it dropped hear so.
-            foreach (var entry in pending.Where(entry => gone.Contains(entry.Id)))
+            if (moved.TryGetValue(entry.Id, out var address))
             {
-                _lostPublishes.Add(entry.Id);
-                _pendingDue.Remove(entry.Id);
-                ForgetPendingKeyLocked(entry.Id);
+                entry.Address = address;
             }
 
-            foreach (var entry in held.Select(static pair => pair.HeldLocked).Concat(front).Concat(due)
-                .Concat(delayed.Select(static item => item.Element)).Concat(ready).Concat(pending))
-            {
-                if (gone.Contains(entry.Id))
-                {
-                    ForgetLocked(entry);
-                    dropped++;
-                }
-                else if (moved.TryGetValue(entry.Id, out var address))
-                {
-                    var footprint = Footprint(entry.Length);
-                    _space.Release(FirstOf(entry), footprint);
-                    if (movedFirst.TryGetValue(entry.Id, out var first))
-                    {
-                        _firstPart[entry.Id] = first;
-                        _space.Track(first, footprint);
-                    }
-                    else
-                    {
-                        _firstPart.Remove(entry.Id);
-                        _space.Track(address, footprint);
-                    }
-                }
-            }
-
-            foreach (var (consumer, entry) in newHeld)
-            {
-                if (entry is { } kept)
-                {
-                    consumer.ReplaceHeldLocked(kept);
-                }
-                else
-                {
-                    consumer.DropHeldLocked();
-                    _held--;
-                }
-            }
-
-            _outgoing.Clear();
-            _front.Clear();
-            foreach (var entry in newFront.Reverse())
-            {
-                if (entry is { } kept)
-                {
-                    _front.Push(kept);
-                }
-            }
-
-            Refill(_due, newDue);
-            _delayed.Clear();
-            foreach (var (entry, key) in newDelayed)
-            {
-                if (entry is { } kept)
-                {
-                    _delayed.Enqueue(kept, key);
-                }
-            }
-
-            _ready.Clear();
-            foreach (var entry in newReady)
-            {
-                if (entry is { } kept)
-                {
-                    _ready.Enqueue(kept);
-                }
-            }
-
-            Refill(_pending, newPending);
             return true;
         }
 
-        static void Refill(Queue<MessageEntry> queue, MessageEntry?[] entries)
+        foreach (var consumer in held)
         {
-            queue.Clear();
-            foreach (var entry in entries)
+            var entry = consumer.HeldLocked;
+            if (Rewrite(ref entry))
             {
-                if (entry is { } kept)
-                {
-                    queue.Enqueue(kept);
-                }
+                consumer.ReplaceHeldLocked(entry);
+            }
+            else
+            {
+                consumer.DropHeldLocked();
+                _held--;
+            }
+        }
+
+        var front = _outgoing.Concat(_front).ToArray();
+        _outgoing.Clear();
+        _front.Clear();
+        for (var i = front.Length - 1; i >= 0; i--)
+        {
+            if (Rewrite(ref front[i]))
+            {
+                _front.Push(front[i]);
+            }
+        }
+
+        var due = _due.ToArray();
+        _due.Clear();
+        foreach (var item in due)
+        {
+            var entry = item;
+            if (Rewrite(ref entry))
+            {
+                _due.Enqueue(entry);
+            }
+        }
+
+        var delayed = _delayed.UnorderedItems.ToArray();
+        _delayed.Clear();
+        foreach (var (item, key) in delayed)
+        {
+            var entry = item;
+            if (Rewrite(ref entry))
+            {
+                _delayed.Enqueue(entry, key);
+            }
+        }
+
+        var ready = _ready.ToArray();
+        _ready.Clear();
+        foreach (var item in ready)
+        {
+            var entry = item;
+            if (Rewrite(ref entry))
+            {
+                _ready.Enqueue(entry);
             }
         }
     }
@@ -991,14 +777,14 @@ internal sealed partial class TopicQueue
     {
         lock (SyncRoot)
         {
-            return _held + _outgoing.Count + _front.Count + _due.Count + _delayed.Count + _ready.Count + _pending.Count;
+            return _held + _outgoing.Count + _front.Count + _due.Count + _delayed.Count + _ready.Count + _journal.PendingCountLocked;
         }
     }
 
-    /// <summary>Every message of the topic: held, front, due, delayed, ready and not yet durable.</summary>
+    /// <summary>Every visible message of the topic: held, set aside, front, due, delayed and ready.</summary>
     private IEnumerable<MessageEntry> AllEntriesLocked() =>
         _consumers.Where(static consumer => consumer.IsHoldingLocked).Select(static consumer => consumer.HeldLocked)
-            .Concat(_outgoing).Concat(_front).Concat(_due).Concat(_delayed.UnorderedItems.Select(static item => item.Element)).Concat(_ready).Concat(_pending);
+            .Concat(_outgoing).Concat(_front).Concat(_due).Concat(_delayed.UnorderedItems.Select(static item => item.Element)).Concat(_ready);
 
     /// <summary>Ends every consumer (held messages return to the front), then refuses further work.</summary>
     public async ValueTask CloseAsync()
@@ -1023,15 +809,8 @@ internal sealed partial class TopicQueue
 
     public void ThrowIfClosedLocked() => ObjectDisposedException.ThrowIf(_closed, typeof(MiniQueueEngine));
 
-    /// <summary>The space the publish record of a body of <paramref name="length"/> bytes takes in the store.</summary>
-    private long Footprint(int length) => MessageBodies.Footprint(_store, NameUtf8.Length, length);
-
-    /// <summary>Where a message's body starts in the log: its first part, or its publish record.</summary>
-    private long FirstOf(in MessageEntry entry) =>
-        _firstPart.Count != 0 && _firstPart.TryGetValue(entry.Id, out var first) ? first : entry.Address;
-
-    /// <summary>A message is gone for good: its body no longer keeps its log segment alive or its cache bytes taken.</summary>
-    private void ForgetLocked(MessageEntry entry)
+    /// <summary>A message is gone for good: the topic forgets its read-ahead body and its delivery count.</summary>
+    private void ForgetStateLocked(in MessageEntry entry)
     {
         if (_readAhead?.Id == entry.Id)
         {
@@ -1041,74 +820,6 @@ internal sealed partial class TopicQueue
         if (_deliveries.Count != 0)
         {
             _deliveries.Remove(entry.Id);
-        }
-
-        _space.Release(FirstOf(entry), Footprint(entry.Length));
-        _firstPart.Remove(entry.Id);
-        ReleaseBodyCache(entry.Body);
-    }
-
-    private void ReleaseBodyCache(byte[]? body)
-    {
-        if (body is not null && _store.CanRead)
-        {
-            _engine.ReleaseBodyCache(body.Length);
-        }
-    }
-
-    private long AppendPublishOrThrow(LogRecord record, out ValueTask durable)
-    {
-        try
-        {
-            var address = _store.AppendPublish(record, out durable);
-            NoteAddress(address);
-            return address;
-        }
-        catch (Exception exception) when (exception is not MiniQueueStoreException)
-        {
-            throw new MiniQueueStoreException($"The store did not take a {record.Kind} record for topic '{Name}': {exception.Message}", exception);
-        }
-    }
-
-    private long AppendOrThrow(LogRecord record)
-    {
-        try
-        {
-            var address = _store.Append(record);
-            NoteAddress(address);
-            return address;
-        }
-        catch (Exception exception) when (exception is not MiniQueueStoreException)
-        {
-            throw new MiniQueueStoreException($"The store did not take a {record.Kind} record for topic '{Name}': {exception.Message}", exception);
-        }
-    }
-
-    /// <summary>
-    /// A record that starts a new log segment is a moment to look for segments to free: consumers that only settle
-    /// (publishes refused on a full disk) must free space too.
-    /// </summary>
-    private void NoteAddress(long address)
-    {
-        if (_space.NoteRecord(address))
-        {
-            _engine.RequestMaintenance();
-        }
-    }
-
-    /// <summary>
-    /// Logs a record whose loss costs at most a redelivery after a crash (at-least-once), so a failing store
-    /// does not stop consumers.
-    /// </summary>
-    private void AppendBestEffort(LogRecord record)
-    {
-        try
-        {
-            NoteAddress(_store.Append(record));
-        }
-        catch (Exception exception)
-        {
-            _engine.OnRecordNotLogged(record, Name, exception);
         }
     }
 }

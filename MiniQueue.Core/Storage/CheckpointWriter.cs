@@ -4,12 +4,11 @@ namespace MiniQueue.Storage;
 
 /// <summary>One message as a checkpoint writes it.</summary>
 /// <param name="Entry">The message's index entry (its body too, when it is in memory).</param>
-/// <param name="FirstAddress">Where its body starts in the log: its first part, or its publish record.</param>
 /// <param name="Class">Where it stands in its topic.</param>
 /// <param name="DueTicks">When it comes due, for a delayed message not due yet; 0 otherwise.</param>
 /// <param name="Deliveries">How many times it was delivered.</param>
 /// <param name="IsPending">Its publish is not durable yet (a reopened log may have lost it).</param>
-internal readonly record struct CheckpointItem(MessageEntry Entry, long FirstAddress, CheckpointClass Class, long DueTicks, int Deliveries, bool IsPending);
+internal readonly record struct CheckpointItem(MessageEntry Entry, CheckpointClass Class, long DueTicks, int Deliveries, bool IsPending);
 
 /// <summary>What a checkpoint did: the bodies it copied forward, the messages it dropped, and where its records are.</summary>
 internal sealed class CheckpointResult
@@ -45,10 +44,11 @@ internal static class CheckpointWriter
     /// Appends the checkpoint. A pending publish in the <paramref name="lost"/> range is dropped (its publisher must hear
     /// it failed); so is a message whose body must be copied but is neither in memory nor in <paramref name="readBodies"/>.
     /// Nothing changes in memory here: the caller applies the result once every record is appended.
+    /// <paramref name="firstOf"/> says where a message's body starts in the log (its first part, or its publish record).
     /// </summary>
     public static CheckpointResult Write(
         ILogStore store, Func<LogRecord, long> append, long checkpointId, byte[] topicUtf8, IReadOnlyList<CheckpointItem> items,
-        long relocateBelow, LostRange lost, IReadOnlyDictionary<long, ReadOnlyMemory<byte>> readBodies, IEnumerable<IdempotencyKeys.Key> keys)
+        Func<MessageEntry, long> firstOf, long relocateBelow, LostRange lost, IReadOnlyDictionary<long, ReadOnlyMemory<byte>> readBodies, IEnumerable<IdempotencyKeys.Key> keys)
     {
         var result = new CheckpointResult();
         foreach (var item in items)
@@ -63,7 +63,7 @@ internal static class CheckpointWriter
         foreach (var item in items)
         {
             var entry = item.Entry;
-            if (result.Gone.Contains(entry.Id) || (item.FirstAddress >= relocateBelow && !lost.Contains(entry)))
+            if (result.Gone.Contains(entry.Id) || (firstOf(entry) >= relocateBelow && !lost.Contains(entry)))
             {
                 continue;
             }

@@ -187,7 +187,7 @@ public sealed class CompactionTests
 
         await TrafficAsync(queue, 500);
 
-        Assert.That(queue.CachedBodyBytes, Is.EqualTo(MiniQueue.Engine.LocalBackend.CachedFootprint("cached body".Length)), "only the held message's body is still cached");
+        Assert.That(queue.CachedBodyBytes, Is.EqualTo(MiniQueue.Storage.BodyCache.Footprint("cached body".Length)), "only the held message's body is still cached");
         await using var recovered = await OpenAsync(store.CrashCopy());
         Assert.That((await DrainAsync(recovered, "slow")).Select(m => m.Text), Is.EqualTo(new[] { "cached body" }));
     }

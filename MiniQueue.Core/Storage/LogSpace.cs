@@ -1,4 +1,4 @@
-namespace MiniQueue.Engine;
+namespace MiniQueue.Storage;
 
 /// <summary>
 /// Where the live message bodies are in the store's log, by page, so the engine can decide how far the log's start can

@@ -1,6 +1,4 @@
-using MiniQueue.Storage;
-
-namespace MiniQueue.Engine;
+namespace MiniQueue.Storage;
 
 /// <summary>
 /// How a message body goes into the store's log and comes back. A body that fits one record (a log page, less
