@@ -17,47 +17,33 @@ namespace MiniQueue.Engine;
 /// </summary>
 internal sealed partial class LocalBackend : IQueueBackend
 {
-    /// <summary>Copy live bodies forward only while they are at most this fraction of the log space it frees.</summary>
-    private const double MaxCopiedFraction = 0.25;
-
     private readonly ConcurrentDictionary<string, TopicQueue> _topics = new(StringComparer.Ordinal);
-    private readonly ILogStore _store;
-    private readonly LogSpace _space;
+
+    /// <summary>The log of a durable engine; null in memory.</summary>
+    private readonly LogStorage? _log;
     private readonly TimeProvider _time;
     private readonly TimeSpan _delayCheckPeriod;
     private readonly Func<string, TopicPolicy> _policyOf;
     private long _lastTopicRank;
     private readonly int _maxMessageBytes;
-    private readonly BodyCache _bodyCache;
     private readonly Func<TopicQueue, TopicJournal> _journalOf;
     private readonly ILogger _logger;
     private readonly MiniQueueMetrics _metrics;
-    private readonly Channel<bool> _maintenanceRequests = Channel.CreateBounded<bool>(new BoundedChannelOptions(1)
-    {
-        FullMode = BoundedChannelFullMode.DropWrite,
-        SingleReader = true,
-    });
-
-    private readonly CancellationTokenSource _stopping = new();
-    private Task _maintenance = Task.CompletedTask;
     private long _lastMessageId;
-    private long _lastSpaceMaintenance;
     private int _disposed;
 
-    private LocalBackend(MiniQueueOptions options, ILogStore store, Meter meter, bool ownsMeter)
+    private LocalBackend(MiniQueueOptions options, ILogStore? store, Meter meter, bool ownsMeter)
     {
-        _store = store;
         _metrics = new MiniQueueMetrics(meter, ownsMeter, this, options);
-        _space = new LogSpace(store.SegmentSize, store.PageSize);
         _time = options.TimeProvider;
         _delayCheckPeriod = options.DelayCheckPeriod;
         _policyOf = TopicPolicy.Resolver(options);
         _maxMessageBytes = options.MaxMessageBytes;
-        _bodyCache = new BodyCache(options.BodyCacheBytes);
+        _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("MiniQueue.Engine");
 
         // In memory, a topic records nothing; durable, it writes the log.
-        _journalOf = store is NullLogStore ? static _ => MemoryJournal.Instance : topic => new LogJournal(topic, this, _store, _space, _bodyCache);
-        _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("MiniQueue.Engine");
+        _log = store is null ? null : new LogStorage(this, store, options.BodyCacheBytes, _logger, _metrics);
+        _journalOf = _log is { } log ? log.JournalOf : static _ => MemoryJournal.Instance;
     }
 
     /// <summary>The largest message body the engine takes, in bytes.</summary>
@@ -67,7 +53,7 @@ internal sealed partial class LocalBackend : IQueueBackend
     /// Whether the engine takes publishes now: it is open and its store is not refusing records after a device
     /// failure (it comes back by itself once the device works again). Health checks report this.
     /// </summary>
-    public bool IsWritable => Volatile.Read(ref _disposed) == 0 && !_store.IsFaulted;
+    public bool IsWritable => Volatile.Read(ref _disposed) == 0 && _log?.Store.IsFaulted != true;
 
     /// <summary>
     /// Whether the durable store refuses publishes because its disk's free space is under the reserve
@@ -75,7 +61,7 @@ internal sealed partial class LocalBackend : IQueueBackend
     /// themselves once consumers have drained enough for compaction to give space back. Health checks report it as
     /// degraded.
     /// </summary>
-    public bool IsDiskLow => _store.IsLowOnSpace;
+    public bool IsDiskLow => _log?.Store.IsLowOnSpace == true;
 
     /// <summary>
     /// Opens a queue. Without <see cref="MiniQueueOptions.DataDirectory"/> it lives in memory; with one it recovers
@@ -88,7 +74,8 @@ internal sealed partial class LocalBackend : IQueueBackend
         options.Validate();
         if (options.DataDirectory is null)
         {
-            return OpenAsync(options, NullLogStore.Instance, cancellationToken);
+            var (meter, ownsMeter) = MiniQueueMetrics.CreateMeter(options);
+            return OpenAsync(options, null, meter, ownsMeter, cancellationToken);
         }
 
         return OpenDurableAsync(options, cancellationToken);
@@ -124,15 +111,19 @@ internal sealed partial class LocalBackend : IQueueBackend
     }
 
     private static async ValueTask<LocalBackend> OpenAsync(
-        MiniQueueOptions options, ILogStore store, Meter meter, bool ownsMeter, CancellationToken cancellationToken)
+        MiniQueueOptions options, ILogStore? store, Meter meter, bool ownsMeter, CancellationToken cancellationToken)
     {
         LocalBackend? engine = null;
         try
         {
             options.Validate();
             engine = new LocalBackend(options, store, meter, ownsMeter);
-            await engine.RecoverAsync(cancellationToken).ConfigureAwait(false);
-            engine._maintenance = Task.Run(engine.MaintainAsync, CancellationToken.None);
+            if (engine._log is { } log)
+            {
+                await engine.RecoverAsync(log.Store, cancellationToken).ConfigureAwait(false);
+                log.Start();
+            }
+
             return engine;
         }
         catch
@@ -144,15 +135,19 @@ internal sealed partial class LocalBackend : IQueueBackend
                 meter.Dispose();
             }
 
-            await store.DisposeAsync().ConfigureAwait(false);
+            if (store is not null)
+            {
+                await store.DisposeAsync().ConfigureAwait(false);
+            }
+
             throw;
         }
     }
 
-    private async ValueTask RecoverAsync(CancellationToken cancellationToken)
+    private async ValueTask RecoverAsync(ILogStore store, CancellationToken cancellationToken)
     {
         var recovery = new Recovery();
-        await foreach (var record in _store.ReplayAsync(cancellationToken).ConfigureAwait(false))
+        await foreach (var record in store.ReplayAsync(cancellationToken).ConfigureAwait(false))
         {
             recovery.Apply(record);
         }
@@ -178,7 +173,7 @@ internal sealed partial class LocalBackend : IQueueBackend
             // puts them exactly where they are now.
             for (var i = recovered.HeldAtCrash.Count - 1; i >= 0; i--)
             {
-                _store.Append(LogRecord.Nack(recovered.HeldAtCrash[i].Id));
+                store.Append(LogRecord.Nack(recovered.HeldAtCrash[i].Id));
             }
 
             held += recovered.HeldAtCrash.Count;
@@ -242,23 +237,14 @@ internal sealed partial class LocalBackend : IQueueBackend
             throw new ArgumentException($"message too large: {payload.Length} bytes, the maximum is {_maxMessageBytes}.", nameof(payload));
         }
 
-        if (_store.LacksSpaceFor(_store.FootprintOf(LogRecord.PublishLength(TopicName.MaxUtf8Bytes, payload.Length))))
-        {
-            throw RefusedForSpace();
-        }
-
+        var admission = _log?.Admit(payload.Length) ?? PublishAdmission.Now;
         var started = Stopwatch.GetTimestamp();
-        if (_store.RecordLimit > 0 && LogRecord.PublishLength(TopicName.MaxUtf8Bytes, payload.Length) > _store.RecordLimit)
+        return admission switch
         {
-            return PublishLargeAsync(topic, payload, options, keyed, started, cancellationToken);
-        }
-
-        if (!_store.HasRoom)
-        {
-            return PublishWhenRoomAsync(topic, payload, options, keyed, started, cancellationToken);
-        }
-
-        return PublishNow(topic, payload, options, keyed, started);
+            PublishAdmission.InParts => PublishLargeAsync(_log!.Store, topic, payload, options, keyed, started, cancellationToken),
+            PublishAdmission.WhenRoom => PublishWhenRoomAsync(_log!.Store, topic, payload, options, keyed, started, cancellationToken),
+            _ => PublishNow(topic, payload, options, keyed, started),
+        };
     }
 
     /// <summary>
@@ -266,13 +252,13 @@ internal sealed partial class LocalBackend : IQueueBackend
     /// the log's write buffer (FasterLog cannot take that; see FasterLogStore), so commits wait while they are appended.
     /// </summary>
     private async ValueTask PublishLargeAsync(
-        string topic, ReadOnlyMemory<byte> payload, PublishOptions? options, KeyedPublish? keyed, long started, CancellationToken cancellationToken)
+        ILogStore store, string topic, ReadOnlyMemory<byte> payload, PublishOptions? options, KeyedPublish? keyed, long started, CancellationToken cancellationToken)
     {
         // The caller may reuse its buffer once PublishAsync returns, and this waits before it appends.
         payload = payload.ToArray();
-        await _store.WaitForRoomAsync(cancellationToken).ConfigureAwait(false);
+        await store.WaitForRoomAsync(cancellationToken).ConfigureAwait(false);
         ValueTask publish;
-        using (await _store.HoldCommitsAsync(cancellationToken).ConfigureAwait(false))
+        using (await store.HoldCommitsAsync(cancellationToken).ConfigureAwait(false))
         {
             publish = PublishNow(topic, payload, options, keyed, started);
         }
@@ -281,28 +267,12 @@ internal sealed partial class LocalBackend : IQueueBackend
     }
 
     private async ValueTask PublishWhenRoomAsync(
-        string topic, ReadOnlyMemory<byte> payload, PublishOptions? options, KeyedPublish? keyed, long started, CancellationToken cancellationToken)
+        ILogStore store, string topic, ReadOnlyMemory<byte> payload, PublishOptions? options, KeyedPublish? keyed, long started, CancellationToken cancellationToken)
     {
         // The caller may reuse its buffer once PublishAsync returns, and this waits before it appends.
         payload = payload.ToArray();
-        await _store.WaitForRoomAsync(cancellationToken).ConfigureAwait(false);
+        await store.WaitForRoomAsync(cancellationToken).ConfigureAwait(false);
         await PublishNow(topic, payload, options, keyed, started).ConfigureAwait(false);
-    }
-
-    /// <summary>A publish refused because the disk is under its reserve; compaction is asked to look for space to free.</summary>
-    private MiniQueueStoreException RefusedForSpace()
-    {
-        _metrics.RefusedForSpace();
-        var now = Environment.TickCount64;
-        if (now - Volatile.Read(ref _lastSpaceMaintenance) >= 100)
-        {
-            Volatile.Write(ref _lastSpaceMaintenance, now);
-            RequestMaintenance();
-        }
-
-        return new MiniQueueStoreException(
-            "The message was not published: the disk of the durable store is nearly full (its free space is under the reserve). " +
-            "Publishes are taken again once consumers have drained enough messages.");
     }
 
     /// <summary>Publishes now; the returned task completes (and the publish is counted) once the message is durable.</summary>
@@ -321,7 +291,7 @@ internal sealed partial class LocalBackend : IQueueBackend
             catch (MiniQueueStoreException exception)
             {
                 EngineLog.PublishFailed(_logger, topic, exception);
-                RequestMaintenance();
+                _log?.RequestMaintenance();
                 throw;
             }
 
@@ -422,23 +392,33 @@ internal sealed partial class LocalBackend : IQueueBackend
             return;
         }
 
-        await _stopping.CancelAsync().ConfigureAwait(false);
-        _maintenanceRequests.Writer.TryComplete();
-        await _maintenance.ConfigureAwait(false);
+        if (_log is not null)
+        {
+            await _log.StopAsync().ConfigureAwait(false);
+        }
+
         foreach (var topic in _topics.Values)
         {
             await topic.CloseAsync().ConfigureAwait(false);
         }
 
-        await _store.DisposeAsync().ConfigureAwait(false);
+        if (_log is not null)
+        {
+            await _log.DisposeAsync().ConfigureAwait(false);
+        }
+
         _metrics.Dispose();
-        _stopping.Dispose();
-        _maintenanceGate.Dispose();
     }
 
     internal ILogger Logger => _logger;
 
     internal long NextMessageId() => Interlocked.Increment(ref _lastMessageId);
+
+    /// <summary>The id of the last message published (or of the last checkpoint written).</summary>
+    internal long LastMessageId => Volatile.Read(ref _lastMessageId);
+
+    /// <summary>Every topic the engine knows.</summary>
+    internal ICollection<TopicQueue> Topics => _topics.Values;
 
     internal MiniQueueMetrics Metrics => _metrics;
 
@@ -447,32 +427,38 @@ internal sealed partial class LocalBackend : IQueueBackend
         _topics.Values.Select(static topic => (topic.Name, topic.GetStats()));
 
     /// <summary>The durable store's disk: the room left, the reserve, and whether publishes are refused; null in memory.</summary>
-    internal (long Available, long Reserve, bool Low)? DiskSpace() =>
-        _store is FasterLogStore durable && Volatile.Read(ref _disposed) == 0 ? (durable.AvailableBytes, durable.ReserveBytes, durable.IsLowOnSpace) : null;
+    internal (long Available, long Reserve, bool Low)? DiskSpace() => Volatile.Read(ref _disposed) == 0 ? _log?.DiskSpace() : null;
 
     /// <summary>The bytes the durable log takes on disk; 0 in memory.</summary>
-    internal long LogBytes() => _store is FasterLogStore durable ? durable.DiskBytes() : 0;
+    internal long LogBytes() => _log?.LogBytes() ?? 0;
 
     /// <summary>How many log records the engine replayed when it opened.</summary>
     internal long RecoveredRecords { get; private set; }
 
-    /// <summary>The store behind the engine (for tests and benchmarks).</summary>
-    internal ILogStore Store => _store;
+    /// <summary>The log behind a durable engine (for tests and benchmarks).</summary>
+    internal LogStorage Log => _log ?? throw new InvalidOperationException("An in-memory engine has no log.");
+
+    /// <summary>
+    /// Whether the log can take records now without blocking (always in memory). Records are written under topic locks,
+    /// so an operation that writes one waits for room (<see cref="WaitForRoomAsync"/>) first when there is none.
+    /// </summary>
+    internal bool HasRoom => _log is not { Store.HasRoom: false };
+
+    /// <summary>Completes when <see cref="HasRoom"/> holds again.</summary>
+    internal ValueTask WaitForRoomAsync(CancellationToken cancellationToken = default) =>
+        _log is { } log ? log.Store.WaitForRoomAsync(cancellationToken) : default;
+
+    /// <summary>The store behind a durable engine (for tests and benchmarks).</summary>
+    internal ILogStore Store => Log.Store;
 
     /// <summary>Where the live bodies are in the log (for tests).</summary>
-    internal LogSpace Space => _space;
+    internal LogSpace Space => Log.Space;
 
     /// <summary>The bytes of message bodies kept in memory by a durable engine.</summary>
-    internal long CachedBodyBytes => _bodyCache.Bytes;
+    internal long CachedBodyBytes => _log?.Bodies.Bytes ?? 0;
 
-    /// <summary>Asks the maintenance task to look at the store: a new log segment, or a failure.</summary>
-    internal void RequestMaintenance() => _maintenanceRequests.Writer.TryWrite(true);
-
-    internal void OnRecordNotLogged(LogRecord record, string topic, Exception exception)
-    {
-        EngineLog.RecordNotLogged(_logger, record.Kind, record.MessageId, topic, exception);
-        RequestMaintenance();
-    }
+    /// <summary>Frees the oldest log segments when the live bodies in them are few (see <see cref="LogStorage.CompactAsync"/>).</summary>
+    internal ValueTask<long> CompactAsync(CancellationToken cancellationToken = default) => Log.CompactAsync(cancellationToken);
 
     /// <summary>Drops a topic that was never created and has no consumers left (see <see cref="TopicQueue.RemoveConsumerLocked"/>).</summary>
     internal void Forget(TopicQueue topic) => _topics.TryRemove(new KeyValuePair<string, TopicQueue>(topic.Name, topic));
@@ -578,9 +564,9 @@ internal sealed partial class LocalBackend : IQueueBackend
             return 0;
         }
 
-        if (!_store.HasRoom)
+        if (!HasRoom)
         {
-            await _store.WaitForRoomAsync(cancellationToken).ConfigureAwait(false);
+            await WaitForRoomAsync(cancellationToken).ConfigureAwait(false);
         }
 
         LocalConsumer? toComplete = null;

@@ -69,12 +69,12 @@ internal sealed class LocalConsumer : IQueueConsumer
             return ValueTask.FromCanceled<Delivery>(cancellationToken);
         }
 
-        return _engine.Store.HasRoom ? ReceiveNow(cancellationToken) : ReceiveWhenRoomAsync(cancellationToken);
+        return _engine.HasRoom ? ReceiveNow(cancellationToken) : ReceiveWhenRoomAsync(cancellationToken);
     }
 
     private async ValueTask<Delivery> ReceiveWhenRoomAsync(CancellationToken cancellationToken)
     {
-        await _engine.Store.WaitForRoomAsync(cancellationToken).ConfigureAwait(false);
+        await _engine.WaitForRoomAsync(cancellationToken).ConfigureAwait(false);
         return await ReceiveNow(cancellationToken).ConfigureAwait(false);
     }
 
@@ -123,7 +123,7 @@ internal sealed class LocalConsumer : IQueueConsumer
         ReadOnlyMemory<byte>? readAhead;
         CancellationToken lease;
         delivery = default;
-        if (!_engine.Store.HasRoom)
+        if (!_engine.HasRoom)
         {
             return false;
         }
@@ -288,7 +288,7 @@ internal sealed class LocalConsumer : IQueueConsumer
             return ValueTask.FromCanceled(cancellationToken);
         }
 
-        if (!_engine.Store.HasRoom)
+        if (!_engine.HasRoom)
         {
             return SettleWhenRoomAsync(settlement, delay, cancellationToken);
         }
@@ -299,7 +299,7 @@ internal sealed class LocalConsumer : IQueueConsumer
 
     private async ValueTask SettleWhenRoomAsync(Settlement settlement, TimeSpan delay, CancellationToken cancellationToken)
     {
-        await _engine.Store.WaitForRoomAsync(cancellationToken).ConfigureAwait(false);
+        await _engine.WaitForRoomAsync(cancellationToken).ConfigureAwait(false);
         Settle(settlement, delay);
     }
 
@@ -334,11 +334,11 @@ internal sealed class LocalConsumer : IQueueConsumer
     /// Ends the consumer: a waiting <see cref="ReceiveAsync"/> fails with <see cref="ObjectDisposedException"/> and the
     /// held message returns to the front of the topic.
     /// </summary>
-    public ValueTask DisposeAsync() => _engine.Store.HasRoom ? DisposeNow() : DisposeWhenRoomAsync();
+    public ValueTask DisposeAsync() => _engine.HasRoom ? DisposeNow() : DisposeWhenRoomAsync();
 
     private async ValueTask DisposeWhenRoomAsync()
     {
-        await _engine.Store.WaitForRoomAsync().ConfigureAwait(false);
+        await _engine.WaitForRoomAsync().ConfigureAwait(false);
         await DisposeNow().ConfigureAwait(false);
     }
 

@@ -697,12 +697,12 @@ internal sealed partial class TopicQueue
     {
         var gone = result.Gone;
         var moved = result.Moved;
-        bool Rewrite(ref MessageEntry entry)
+        MessageEntry? Rewrite(MessageEntry entry)
         {
             if (gone.Contains(entry.Id))
             {
                 ForgetStateLocked(entry);
-                return false;
+                return null;
             }
 
             if (moved.TryGetValue(entry.Id, out var address))
@@ -710,15 +710,14 @@ internal sealed partial class TopicQueue
                 entry.Address = address;
             }
 
-            return true;
+            return entry;
         }
 
         foreach (var consumer in held)
         {
-            var entry = consumer.HeldLocked;
-            if (Rewrite(ref entry))
+            if (Rewrite(consumer.HeldLocked) is { } kept)
             {
-                consumer.ReplaceHeldLocked(entry);
+                consumer.ReplaceHeldLocked(kept);
             }
             else
             {
@@ -730,45 +729,33 @@ internal sealed partial class TopicQueue
         var front = _outgoing.Concat(_front).ToArray();
         _outgoing.Clear();
         _front.Clear();
-        for (var i = front.Length - 1; i >= 0; i--)
+        foreach (var entry in front.Reverse().Select(Rewrite).OfType<MessageEntry>())
         {
-            if (Rewrite(ref front[i]))
-            {
-                _front.Push(front[i]);
-            }
+            _front.Push(entry);
         }
 
         var due = _due.ToArray();
         _due.Clear();
-        foreach (var item in due)
+        foreach (var entry in due.Select(Rewrite).OfType<MessageEntry>())
         {
-            var entry = item;
-            if (Rewrite(ref entry))
-            {
-                _due.Enqueue(entry);
-            }
+            _due.Enqueue(entry);
         }
 
         var delayed = _delayed.UnorderedItems.ToArray();
         _delayed.Clear();
-        foreach (var (item, key) in delayed)
+        foreach (var (entry, key) in delayed)
         {
-            var entry = item;
-            if (Rewrite(ref entry))
+            if (Rewrite(entry) is { } kept)
             {
-                _delayed.Enqueue(entry, key);
+                _delayed.Enqueue(kept, key);
             }
         }
 
         var ready = _ready.ToArray();
         _ready.Clear();
-        foreach (var item in ready)
+        foreach (var entry in ready.Select(Rewrite).OfType<MessageEntry>())
         {
-            var entry = item;
-            if (Rewrite(ref entry))
-            {
-                _ready.Enqueue(entry);
-            }
+            _ready.Enqueue(entry);
         }
     }
 

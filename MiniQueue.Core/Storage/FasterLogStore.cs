@@ -58,11 +58,7 @@ internal sealed class FasterLogStore : ILogStore
     private readonly DataFiles _files;
     private readonly DiskSpace _space;
     private readonly ILogger _logger;
-    private readonly Channel<bool> _commitRequests = Channel.CreateBounded<bool>(new BoundedChannelOptions(1)
-    {
-        FullMode = BoundedChannelFullMode.DropWrite,
-        SingleReader = true,
-    });
+    private readonly Channel<bool> _commitRequests = WakeUps.Create();
 
     private readonly Task _committer;
     private readonly Watermark _watermark;

@@ -12,7 +12,7 @@ namespace MiniQueue.Storage;
 internal sealed class LogJournal : TopicJournal
 {
     private readonly TopicQueue _topic;
-    private readonly LocalBackend _engine;
+    private readonly LogStorage _storage;
     private readonly ILogStore _store;
     private readonly LogSpace _space;
     private readonly BodyCache _cache;
@@ -35,13 +35,13 @@ internal sealed class LogJournal : TopicJournal
     /// </summary>
     private readonly Dictionary<long, long> _firstPart = [];
 
-    public LogJournal(TopicQueue topic, LocalBackend engine, ILogStore store, LogSpace space, BodyCache cache)
+    public LogJournal(TopicQueue topic, LogStorage storage)
     {
         _topic = topic;
-        _engine = engine;
-        _store = store;
-        _space = space;
-        _cache = cache;
+        _storage = storage;
+        _store = storage.Store;
+        _space = storage.Space;
+        _cache = storage.Bodies;
         _appendOrThrow = AppendOrThrow;
         _firstOf = FirstOf;
     }
@@ -86,7 +86,7 @@ internal sealed class LogJournal : TopicJournal
 
         if (_space.Track(firstPart >= 0 ? firstPart : address, Footprint(payload.Length)))
         {
-            _engine.RequestMaintenance();
+            _storage.RequestMaintenance();
         }
 
         return new MessageEntry(id, address, body, payload.Length, 0);
@@ -131,7 +131,7 @@ internal sealed class LogJournal : TopicJournal
                 }
             }
 
-            _engine.RequestMaintenance();
+            _storage.RequestMaintenance();
             throw exception as MiniQueueStoreException
                 ?? new MiniQueueStoreException($"The message to topic '{_topic.Name}' could not be made durable: {exception.Message}", exception);
         }
@@ -233,7 +233,7 @@ internal sealed class LogJournal : TopicJournal
         }
         catch (MiniQueueStoreException exception)
         {
-            _engine.OnRecordNotLogged(record, _topic.Name, exception);
+            _storage.OnRecordNotLogged(record, _topic.Name, exception);
             return -1;
         }
 
@@ -402,7 +402,7 @@ internal sealed class LogJournal : TopicJournal
     {
         if (_space.NoteRecord(address))
         {
-            _engine.RequestMaintenance();
+            _storage.RequestMaintenance();
         }
     }
 
@@ -418,7 +418,7 @@ internal sealed class LogJournal : TopicJournal
         }
         catch (Exception exception)
         {
-            _engine.OnRecordNotLogged(record, _topic.Name, exception);
+            _storage.OnRecordNotLogged(record, _topic.Name, exception);
         }
     }
 }

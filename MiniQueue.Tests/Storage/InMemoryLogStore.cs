@@ -235,3 +235,13 @@ internal sealed class InMemoryLogStore : ILogStore
         return ValueTask.CompletedTask;
     }
 }
+
+/// <summary>A commit hold of a store that has nothing to hold.</summary>
+internal sealed class NoHold : IDisposable
+{
+    public static readonly NoHold Instance = new();
+
+    public void Dispose()
+    {
+    }
+}

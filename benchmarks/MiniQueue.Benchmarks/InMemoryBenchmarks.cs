@@ -35,7 +35,7 @@ public class InMemoryBenchmarks
 
     private void Open(int prefill)
     {
-        _queue = MiniQueueEngine.OpenAsync(new MiniQueueOptions(), NullLogStore.Instance, default).AsTask().GetAwaiter().GetResult();
+        _queue = MiniQueueEngine.OpenAsync(new MiniQueueOptions()).AsTask().GetAwaiter().GetResult();
         _channel = Channel.CreateUnbounded<byte[]>();
         for (var i = 0; i < prefill; i++)
         {

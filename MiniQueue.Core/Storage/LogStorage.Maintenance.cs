@@ -1,10 +1,13 @@
-using MiniQueue.Storage;
+using MiniQueue.Engine;
 
-namespace MiniQueue.Engine;
+namespace MiniQueue.Storage;
 
-/// <summary>The engine's background care of its store: reclaiming log space, and coming back after a device failure.</summary>
-internal sealed partial class LocalBackend
+// The background care of the log: reclaiming log space, and coming back after a device failure.
+internal sealed partial class LogStorage
 {
+    /// <summary>Copy live bodies forward only while they are at most this fraction of the log space it frees.</summary>
+    private const double MaxCopiedFraction = 0.25;
+
     private static readonly TimeSpan s_firstRetry = TimeSpan.FromMilliseconds(100);
     private static readonly TimeSpan s_lastRetry = TimeSpan.FromSeconds(5);
 
@@ -21,7 +24,7 @@ internal sealed partial class LocalBackend
         {
             while (await NextRoundAsync().ConfigureAwait(false))
             {
-                if (_store.IsFaulted)
+                if (Store.IsFaulted)
                 {
                     bool recovered;
                     await _maintenanceGate.WaitAsync(_stopping.Token).ConfigureAwait(false);
@@ -48,7 +51,7 @@ internal sealed partial class LocalBackend
                     continue;
                 }
 
-                if (_space.Enabled)
+                if (Space.Enabled)
                 {
                     try
                     {
@@ -61,10 +64,10 @@ internal sealed partial class LocalBackend
                     }
                 }
 
-                if (_store.IsLowOnSpace)
+                if (Store.IsLowOnSpace)
                 {
                     // Truncation gives space back at the next commit; then publishes are taken again.
-                    _store.RefreshSpace();
+                    Store.RefreshSpace();
                 }
             }
         }
@@ -80,12 +83,12 @@ internal sealed partial class LocalBackend
     private async ValueTask<bool> NextRoundAsync()
     {
         var requests = _maintenanceRequests.Reader;
-        if (requests.TryRead(out _) || _store.IsFaulted)
+        if (requests.TryRead(out _) || Store.IsFaulted)
         {
             return true;
         }
 
-        if (!_store.IsLowOnSpace)
+        if (!Store.IsLowOnSpace)
         {
             if (!await requests.WaitToReadAsync(_stopping.Token).ConfigureAwait(false))
             {
@@ -133,14 +136,14 @@ internal sealed partial class LocalBackend
 
     private async ValueTask<long> CompactOnceAsync(CancellationToken cancellationToken)
     {
-        var begin = _store.BeginAddress;
-        var tail = _store.TailAddress;
+        var begin = Store.BeginAddress;
+        var tail = Store.TailAddress;
 
         // Only committed bodies can be read back, so the truncation point must be in the durable part: wait for the
         // commit in flight if it is not yet.
         // Normally the start moves by whole segments (their files are deleted). Short of space, it moves by pages too:
         // a queue smaller than a segment must give space back as well, or publishes would stay refused for good.
-        var alignment = _store.IsLowOnSpace ? _space.PageSize : _space.SegmentSize;
+        var alignment = Store.IsLowOnSpace ? Space.PageSize : Space.SegmentSize;
 
         // What needs no copying at all (the messages there are all gone), and how far copying a few could go. Copying
         // costs the bodies and a checkpoint of every message of their topics (CheckpointEntry.Size bytes each, written
@@ -149,12 +152,12 @@ internal sealed partial class LocalBackend
         // checkpoint of a topic of 600,000 messages is 20 MB, written while its consumers wait).
         // Copying is for a start that something pins (a message held or delayed for long): while the start can move
         // without it, it does.
-        var point = _space.ChooseTruncationPoint(begin, tail, maxCopiedFraction: 0, alignment);
-        var further = point > begin ? point : _space.ChooseTruncationPoint(begin, tail, MaxCopiedFraction, alignment);
+        var point = Space.ChooseTruncationPoint(begin, tail, maxCopiedFraction: 0, alignment);
+        var further = point > begin ? point : Space.ChooseTruncationPoint(begin, tail, MaxCopiedFraction, alignment);
         if (further > point)
         {
             var cost = MaintenanceCost(further);
-            if (cost <= MaxCopiedFraction * (further - begin) && _store.CanSpend(cost))
+            if (cost <= MaxCopiedFraction * (further - begin) && Store.CanSpend(cost))
             {
                 point = further;
             }
@@ -167,9 +170,9 @@ internal sealed partial class LocalBackend
 
         try
         {
-            if (!_store.IsCommitted(point - 1))
+            if (!Store.IsCommitted(point - 1))
             {
-                await _store.WaitForCommitAsync(point - 1, cancellationToken).ConfigureAwait(false);
+                await Store.WaitForCommitAsync(point - 1, cancellationToken).ConfigureAwait(false);
             }
 
             var written = await CheckpointTopicsAsync(point, LostRange.None, cancellationToken).ConfigureAwait(false);
@@ -180,10 +183,10 @@ internal sealed partial class LocalBackend
 
             if (last >= 0)
             {
-                await _store.WaitForCommitAsync(last, cancellationToken).ConfigureAwait(false);
+                await Store.WaitForCommitAsync(last, cancellationToken).ConfigureAwait(false);
             }
 
-            _store.TruncateUntil(point);
+            Store.TruncateUntil(point);
             EngineLog.Compacted(_logger, begin, point);
             return point;
         }
@@ -201,12 +204,12 @@ internal sealed partial class LocalBackend
     /// </summary>
     private long MaintenanceCost(long point)
     {
-        long cost = _space.LiveBytesBefore(point);
-        foreach (var topic in _topics.Values)
+        long cost = Space.LiveBytesBefore(point);
+        foreach (var topic in _engine.Topics)
         {
             if (topic.HasBodiesBefore(point))
             {
-                cost += CheckpointWriter.Footprint(_store, topic.NameUtf8.Length, topic.CountAll());
+                cost += CheckpointWriter.Footprint(Store, topic.NameUtf8.Length, topic.CountAll());
             }
         }
 
@@ -218,19 +221,19 @@ internal sealed partial class LocalBackend
     {
         // Messages published from now on are new; older ones whose records lay past the reopened log's tail are lost
         // (new records reuse those addresses, so the id tells them apart).
-        var firstNewId = Volatile.Read(ref _lastMessageId) + 1;
-        if (!await _store.TryRecoverAsync(_stopping.Token).ConfigureAwait(false))
+        var firstNewId = _engine.LastMessageId + 1;
+        if (!await Store.TryRecoverAsync(_stopping.Token).ConfigureAwait(false))
         {
             return false;
         }
 
-        var lost = new LostRange(_store.TailAddress, firstNewId);
+        var lost = new LostRange(Store.TailAddress, firstNewId);
         try
         {
             var written = await CheckpointTopicsAsync(long.MinValue, lost, _stopping.Token, everyTopic: true).ConfigureAwait(false);
             if (written is { } address and >= 0)
             {
-                await _store.WaitForCommitAsync(address, _stopping.Token).ConfigureAwait(false);
+                await Store.WaitForCommitAsync(address, _stopping.Token).ConfigureAwait(false);
             }
 
             return written is not null;
@@ -250,7 +253,7 @@ internal sealed partial class LocalBackend
     private async ValueTask<long?> CheckpointTopicsAsync(long relocateBelow, LostRange lost, CancellationToken cancellationToken, bool everyTopic = false)
     {
         long last = -1;
-        foreach (var topic in _topics.Values)
+        foreach (var topic in _engine.Topics)
         {
             if (!everyTopic && !topic.HasBodiesBefore(relocateBelow))
             {
@@ -261,16 +264,16 @@ internal sealed partial class LocalBackend
             var bodies = new Dictionary<long, ReadOnlyMemory<byte>>();
             foreach (var entry in topic.CollectBodiesToRead(relocateBelow))
             {
-                bodies[entry.Id] = await MessageBodies.ReadAsync(_store, entry.Address, entry.Id, topic.NameUtf8.Length, entry.Length, cancellationToken).ConfigureAwait(false);
+                bodies[entry.Id] = await MessageBodies.ReadAsync(Store, entry.Address, entry.Id, topic.NameUtf8.Length, entry.Length, cancellationToken).ConfigureAwait(false);
             }
 
             // A checkpoint can be larger than the log's write buffer; no commit may wait for room in it meanwhile.
             bool written;
             long end;
             int dropped;
-            using (await _store.HoldCommitsAsync(cancellationToken).ConfigureAwait(false))
+            using (await Store.HoldCommitsAsync(cancellationToken).ConfigureAwait(false))
             {
-                written = topic.TryWriteCheckpoint(NextMessageId(), relocateBelow, lost, bodies, out end, out dropped);
+                written = topic.TryWriteCheckpoint(_engine.NextMessageId(), relocateBelow, lost, bodies, out end, out dropped);
             }
 
             if (!written)
