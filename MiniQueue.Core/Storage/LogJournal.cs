@@ -35,6 +35,9 @@ internal sealed class LogJournal : TopicJournal
     /// </summary>
     private readonly Dictionary<long, long> _firstPart = [];
 
+    /// <summary>The body read ahead for <see cref="TryBodyAtHandLocked"/>: at most one per topic.</summary>
+    private ReadAhead? _readAhead;
+
     public LogJournal(TopicQueue topic, LogStorage storage)
     {
         _topic = topic;
@@ -257,6 +260,11 @@ internal sealed class LogJournal : TopicJournal
 
     public override void ForgetLocked(in MessageEntry entry)
     {
+        if (_readAhead?.Id == entry.Id)
+        {
+            _readAhead = null;
+        }
+
         _space.Release(FirstOf(entry), Footprint(entry.Length));
         _firstPart.Remove(entry.Id);
         DropBody(entry.Body);
@@ -278,6 +286,67 @@ internal sealed class LogJournal : TopicJournal
         {
             throw new MiniQueueStoreException($"The body of message {entry.Id} could not be read: {exception.Message}", exception);
         }
+    }
+
+    public override bool TryBodyAtHandLocked(in MessageEntry entry, out ReadOnlyMemory<byte>? readAhead)
+    {
+        readAhead = null;
+        if (entry.Body is not null)
+        {
+            return true;
+        }
+
+        if (_readAhead is { } ahead && ahead.Id == entry.Id && ahead.Address == entry.Address && ahead.Body is { } body)
+        {
+            _readAhead = null;
+            readAhead = body;
+            return true;
+        }
+
+        if (_readAhead is null || _readAhead.Body is not null || _readAhead.Id != entry.Id)
+        {
+            var read = new ReadAhead(entry.Id, entry.Address);
+            _readAhead = read;
+            _ = ReadAheadAsync(read, entry);
+        }
+
+        return false;
+    }
+
+    /// <summary>Reads a body ahead for <see cref="TryBodyAtHandLocked"/>; a failure is left for a receive to meet.</summary>
+    private async Task ReadAheadAsync(ReadAhead read, MessageEntry entry)
+    {
+        try
+        {
+            var body = await ReadBodyAsync(entry).ConfigureAwait(false);
+            lock (_topic.SyncRoot)
+            {
+                if (ReferenceEquals(_readAhead, read))
+                {
+                    read.Body = body;
+                }
+            }
+        }
+        catch (Exception exception) when (exception is MiniQueueStoreException or ObjectDisposedException)
+        {
+            lock (_topic.SyncRoot)
+            {
+                if (ReferenceEquals(_readAhead, read))
+                {
+                    _readAhead = null;
+                }
+            }
+        }
+    }
+
+    /// <summary>A body read ahead of its message's delivery: which message, where its body was, and the body once read.</summary>
+    private sealed class ReadAhead(long id, long address)
+    {
+        public long Id { get; } = id;
+
+        public long Address { get; } = address;
+
+        public ReadOnlyMemory<byte>? Body { get; set; }
     }
 
     public override ValueTask WaitForDurableAsync(long address, CancellationToken cancellationToken) =>

@@ -70,6 +70,12 @@ internal sealed class MemoryJournal : TopicJournal
     public override ValueTask<ReadOnlyMemory<byte>> ReadBodyAsync(MessageEntry entry) =>
         throw new InvalidOperationException("An in-memory engine keeps every body in memory.");
 
+    public override bool TryBodyAtHandLocked(in MessageEntry entry, out ReadOnlyMemory<byte>? readAhead)
+    {
+        readAhead = null;
+        return true;
+    }
+
     public override ValueTask WaitForDurableAsync(long address, CancellationToken cancellationToken) => default;
 
     public override void RestoreLocked(IEnumerable<MessageEntry> entries, IReadOnlyDictionary<long, long> firstParts) =>

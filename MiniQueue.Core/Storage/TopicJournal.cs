@@ -80,6 +80,13 @@ internal abstract class TopicJournal
     /// <exception cref="MiniQueueStoreException">The store could not read it.</exception>
     public abstract ValueTask<ReadOnlyMemory<byte>> ReadBodyAsync(MessageEntry entry);
 
+    /// <summary>
+    /// For a receive that must not wait for a disk read (<see cref="LocalConsumer.TryReceive"/>): whether the body of
+    /// <paramref name="entry"/> is at hand, in memory or read ahead by an earlier call (then <paramref name="readAhead"/>
+    /// is it). When it is not, starts reading it ahead (one read at a time per topic) and returns false.
+    /// </summary>
+    public abstract bool TryBodyAtHandLocked(in MessageEntry entry, out ReadOnlyMemory<byte>? readAhead);
+
     /// <summary>Completes once what was recorded at <paramref name="address"/> is durable.</summary>
     public abstract ValueTask WaitForDurableAsync(long address, CancellationToken cancellationToken);
 
