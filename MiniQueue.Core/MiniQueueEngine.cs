@@ -52,6 +52,9 @@ public sealed class MiniQueueEngine : IAsyncDisposable
     public static async ValueTask<MiniQueueEngine> OpenAsync(MiniQueueOptions? options = null, CancellationToken cancellationToken = default) =>
         new(await LocalBackend.OpenAsync(options, cancellationToken).ConfigureAwait(false));
 
+    /// <summary>The engine over another backend (the PostgreSQL one).</summary>
+    internal static MiniQueueEngine Over(IQueueBackend backend) => new(backend);
+
     /// <summary>Opens an engine over <paramref name="store"/>, rebuilding its state from what the store replays (for tests).</summary>
     internal static async ValueTask<MiniQueueEngine> OpenAsync(MiniQueueOptions options, ILogStore store, CancellationToken cancellationToken) =>
         new(await LocalBackend.OpenAsync(options, store, cancellationToken).ConfigureAwait(false));

@@ -1,8 +1,10 @@
+using MiniQueue.PostgreSql;
+using MiniQueue.Tests.PostgreSql;
 using MiniQueue.Tests.Storage;
 
 namespace MiniQueue.Tests.Engine;
 
-/// <summary>The local backends of the engine, which the rule and model suites run against one by one.</summary>
+/// <summary>The backends of the engine, which the rule and model suites run against one by one.</summary>
 public enum Backend
 {
     /// <summary>Messages in memory only (no <see cref="MiniQueueOptions.DataDirectory"/>).</summary>
@@ -10,17 +12,21 @@ public enum Backend
 
     /// <summary>The durable store: FasterLog in a temporary folder.</summary>
     FasterLog,
+
+    /// <summary>Shared mode: a database of its own on the run's throwaway PostgreSQL cluster.</summary>
+    PostgreSql,
 }
 
 /// <summary>Opens engines on a backend for one test, and deletes the folders of the durable ones afterwards.</summary>
 internal sealed class BackendEngines(Backend backend) : IDisposable
 {
     private readonly List<TempDirectory> _directories = [];
+    private string? _database;
 
     public Backend Backend { get; } = backend;
 
     /// <summary>A new engine on the backend, with a fake clock unless one is given.</summary>
-    public ValueTask<MiniQueueEngine> OpenAsync(TimeProvider? time = null, Action<MiniQueueOptions>? configure = null)
+    public async ValueTask<MiniQueueEngine> OpenAsync(TimeProvider? time = null, Action<MiniQueueOptions>? configure = null)
     {
         var options = new MiniQueueOptions { TimeProvider = time ?? TestSupport.NewClock() };
         if (Backend == Backend.FasterLog)
@@ -33,8 +39,18 @@ internal sealed class BackendEngines(Backend backend) : IDisposable
         }
 
         configure?.Invoke(options);
-        return MiniQueueEngine.OpenAsync(options);
+        if (Backend == Backend.PostgreSql)
+        {
+            // Every engine of a test opens the same database: a second one is another process on the same queue.
+            _database ??= await (await PostgreSqlCluster.SharedAsync()).CreateDatabaseAsync();
+            return await MiniQueuePostgreSql.OpenAsync(_database, options, ProcessLease, CancellationToken.None);
+        }
+
+        return await MiniQueueEngine.OpenAsync(options);
     }
+
+    /// <summary>The process lease of shared-mode engines in tests: short, so that a dead process's holds return soon.</summary>
+    public static TimeSpan ProcessLease { get; } = TimeSpan.FromSeconds(3);
 
     public void Dispose()
     {

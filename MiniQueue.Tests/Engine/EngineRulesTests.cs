@@ -4,6 +4,7 @@ namespace MiniQueue.Tests.Engine;
 [CancelAfter(30_000)]
 [TestFixture(Backend.InMemory)]
 [TestFixture(Backend.FasterLog)]
+[TestFixture(Backend.PostgreSql)]
 public sealed class EngineRulesTests(Backend backend)
 {
     private BackendEngines _engines = null!;

@@ -12,6 +12,7 @@ namespace MiniQueue.Tests.Engine;
 [CancelAfter(120_000)]
 [TestFixture(Backend.InMemory)]
 [TestFixture(Backend.FasterLog)]
+[TestFixture(Backend.PostgreSql)]
 public sealed class ModelTests(Backend backend)
 {
     private static readonly string[] s_topics = ["a", "a-ack", "b"];
@@ -35,7 +36,12 @@ public sealed class ModelTests(Backend backend)
     public async Task RandomSequences_MatchTheReferenceModel()
     {
         // A durable engine takes a few milliseconds to open its log in a new folder: fewer sequences there.
-        var sequences = backend == Backend.InMemory ? 2_000 : 300;
+        var sequences = backend switch
+        {
+            Backend.InMemory => 2_000,
+            Backend.FasterLog => 300,
+            _ => 100,
+        };
         for (var seed = 1; seed <= sequences; seed++)
         {
             await RunSequenceAsync(seed, operations: 60);
@@ -241,6 +247,13 @@ public sealed class ModelTests(Backend backend)
 
             foreach (var topic in s_topics)
             {
+                if (backend == Backend.PostgreSql)
+                {
+                    // Shared mode returns a message whose lease passed (or whose receive was cancelled as it was taken)
+                    // with a statement of its own, just after: its counts arrive where the model is, within the bound.
+                    await Storage.DurableTestSupport.EventuallyAsync(() => queue.GetStats(topic) == model.Stats(topic));
+                }
+
                 Assert.That(queue.GetStats(topic), Is.EqualTo(model.Stats(topic)), $"stats of {topic}: " + Describe(seed, history));
             }
 

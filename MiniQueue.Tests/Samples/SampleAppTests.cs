@@ -53,7 +53,7 @@ public sealed class SampleAppTests
         // 1. Pack the libraries, as built by this test run, into a folder feed with a version nobody has cached.
         await RunAsync(root, "pack", Path.Combine(root, "MiniQueue.slnx"), "-c", Configuration, "--no-build", "-o", feed, $"-p:PackageVersion={_version}");
         var packages = Directory.GetFiles(feed).Select(Path.GetFileName).Order().ToArray();
-        Assert.That(packages, Is.EquivalentTo(new[] { "Core", "Http", "Client" }
+        Assert.That(packages, Is.EquivalentTo(new[] { "Core", "Http", "Client", "PostgreSql" }
             .SelectMany(id => new[] { $"MiniQueue.{id}.{_version}.nupkg", $"MiniQueue.{id}.{_version}.snupkg" })));
 
         // 2. Copy the sample out of the repository and restore it from that feed only for MiniQueue.

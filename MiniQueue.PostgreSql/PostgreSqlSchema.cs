@@ -1,0 +1,88 @@
+using Npgsql;
+
+namespace MiniQueue.PostgreSql;
+
+/// <summary>
+/// The tables of shared mode, created and migrated by MiniQueue itself: each migration runs once, in order, in one
+/// transaction under an advisory lock, so several processes may start at once on a new database.
+/// </summary>
+/// <remarks>
+/// <c>miniqueue_messages</c> holds every message not yet acknowledged. Its delivery order within a topic is
+/// <c>(cls, due, seq)</c>: class 0 are NACKed messages (the latest NACK first: <c>seq</c> is minus a sequence number),
+/// class 1 delayed ones (earliest due first, ties in DACK order; only those due take part), class 2 the FIFO ones (in
+/// publish or BACK order). A held message has a <c>hold</c> (the delivery, named by a settle) and a <c>holder</c> (the
+/// process, whose heartbeat in <c>miniqueue_processes</c> keeps its holds alive).
+/// </remarks>
+internal static class PostgreSqlSchema
+{
+    /// <summary>An arbitrary key for pg_advisory_xact_lock: the migrations of MiniQueue's schema.</summary>
+    private const long MigrationLock = 0x4D51_5343_4845_4D41;
+
+    /// <summary>The migrations, in order; version N is the Nth.</summary>
+    private static readonly string[] s_migrations =
+    [
+        """
+        CREATE SEQUENCE miniqueue_seq;
+        CREATE TABLE miniqueue_messages (
+            id bigint PRIMARY KEY,
+            topic text NOT NULL,
+            body bytea NOT NULL,
+            cls smallint NOT NULL,
+            due timestamptz,
+            seq bigint NOT NULL,
+            dack_count integer NOT NULL DEFAULT 0,
+            deliveries integer NOT NULL DEFAULT 0,
+            holder uuid,
+            hold uuid,
+            lease_until timestamptz
+        );
+        CREATE INDEX miniqueue_messages_next ON miniqueue_messages (topic, cls, due, seq) WHERE hold IS NULL;
+        CREATE INDEX miniqueue_messages_holder ON miniqueue_messages (holder) WHERE holder IS NOT NULL;
+        CREATE TABLE miniqueue_topics (name text PRIMARY KEY);
+        CREATE TABLE miniqueue_processes (id uuid PRIMARY KEY, beat timestamptz NOT NULL);
+        CREATE TABLE miniqueue_keys (
+            topic text NOT NULL,
+            key bytea NOT NULL,
+            expires timestamptz NOT NULL,
+            PRIMARY KEY (topic, key)
+        );
+        """,
+    ];
+
+    /// <summary>The schema version this code writes.</summary>
+    public static int Version => s_migrations.Length;
+
+    /// <summary>Creates or migrates the schema; refuses a database migrated by a newer version.</summary>
+    public static async Task MigrateAsync(NpgsqlDataSource database, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await using (var command = new NpgsqlCommand(
+            $"SELECT pg_advisory_xact_lock({MigrationLock}); CREATE TABLE IF NOT EXISTS miniqueue_schema (version integer NOT NULL);",
+            connection, transaction))
+        {
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        int current;
+        await using (var command = new NpgsqlCommand("SELECT COALESCE(max(version), 0) FROM miniqueue_schema", connection, transaction))
+        {
+            current = (int)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        }
+
+        if (current > Version)
+        {
+            throw new MiniQueueStoreException(
+                $"The database's MiniQueue schema is version {current}, newer than this MiniQueue's ({Version}): upgrade MiniQueue.");
+        }
+
+        for (var version = current + 1; version <= Version; version++)
+        {
+            await using var command = new NpgsqlCommand(
+                s_migrations[version - 1] + $"; INSERT INTO miniqueue_schema (version) VALUES ({version});", connection, transaction);
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+}

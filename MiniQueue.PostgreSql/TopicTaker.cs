@@ -1,0 +1,317 @@
+using MiniQueue.Engine;
+using Npgsql;
+
+namespace MiniQueue.PostgreSql;
+
+/// <summary>
+/// Takes messages of one topic for this process's waiting consumers: one statement takes the next messages for all of
+/// them at once (<c>LIMIT</c> the number waiting, <c>FOR UPDATE SKIP LOCKED</c>) and hands them out longest waiting
+/// first, in delivery order. When the topic has fewer messages than waiting consumers, it waits for a signal
+/// (<see cref="TopicSignals"/>) or for the next delayed message's due time. One taker per topic and process.
+/// </summary>
+internal sealed class TopicTaker
+{
+    /// <summary>The most messages one statement takes.</summary>
+    private const int MaxBatch = 64;
+
+    private readonly PostgreSqlBackend _backend;
+    private readonly TopicPolicy _policy;
+    private readonly Lock _lock = new();
+    private readonly LinkedList<Receiver> _waiting = new();
+    private CancellationTokenSource? _idle;
+    private bool _running;
+
+    public TopicTaker(PostgreSqlBackend backend, string topic)
+    {
+        _backend = backend;
+        Topic = topic;
+        _policy = backend.PolicyOf(topic);
+    }
+
+    public string Topic { get; }
+
+    /// <summary>Waits for the next message for <paramref name="consumer"/>, which then holds it.</summary>
+    public async Task<Delivery> ReceiveAsync(PostgreSqlConsumer consumer, CancellationToken cancellationToken)
+    {
+        var receiver = new Receiver(consumer, this);
+        LinkedListNode<Receiver> node;
+        var start = false;
+        lock (_lock)
+        {
+            node = _waiting.AddLast(receiver);
+            if (!_running)
+            {
+                _running = true;
+                start = true;
+            }
+        }
+
+        if (start)
+        {
+            _ = Task.Run(RunAsync, CancellationToken.None);
+        }
+
+        // A cancelled wait leaves the line at once, so that no message is taken for it.
+        receiver.Node = node;
+        using (cancellationToken.UnsafeRegister(static (state, token) => ((Receiver)state!).Leave(token), receiver))
+        {
+            return await receiver.Done.Task.ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>A waiting receive was cancelled: it leaves the line; the taker stops waiting when nobody is left.</summary>
+    private void Leave(LinkedListNode<Receiver> node, CancellationToken token)
+    {
+        CancellationTokenSource? idle = null;
+        lock (_lock)
+        {
+            if (node.List is not null)
+            {
+                _waiting.Remove(node);
+                if (_waiting.Count == 0)
+                {
+                    idle = _idle;
+                }
+            }
+        }
+
+        node.Value.Done.TrySetCanceled(token);
+        idle?.Cancel();
+    }
+
+    private async Task RunAsync()
+    {
+        var retry = TimeSpan.FromMilliseconds(50);
+        while (true)
+        {
+            int wanted;
+            lock (_lock)
+            {
+                wanted = Math.Min(_waiting.Count, MaxBatch);
+                if (wanted == 0 || _backend.IsDisposed)
+                {
+                    _running = false;
+                    return;
+                }
+            }
+
+            DueTime? nextDue;
+            int handed;
+            try
+            {
+                (handed, nextDue) = await TakeAsync(wanted).ConfigureAwait(false);
+                retry = TimeSpan.FromMilliseconds(50);
+            }
+            catch (MiniQueueStoreException)
+            {
+                // The database is away: the waiting consumers wait on; the taker looks again, less and less often.
+                nextDue = new DueTime(retry, null);
+                handed = 0;
+                retry = TimeSpan.FromTicks(Math.Min(retry.Ticks * 2, TimeSpan.FromSeconds(2).Ticks));
+            }
+
+            if (handed >= wanted)
+            {
+                continue;
+            }
+
+            // Not disposed: a receive that leaves may cancel it at any moment (it has no timer to free).
+            var idle = new CancellationTokenSource();
+            lock (_lock)
+            {
+                if (_waiting.Count == 0)
+                {
+                    continue;
+                }
+
+                _idle = idle;
+            }
+
+            try
+            {
+                await _backend.Signals.WaitAsync(Topic, nextDue, _backend.Time, idle.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+            finally
+            {
+                lock (_lock)
+                {
+                    _idle = null;
+                }
+            }
+        }
+    }
+
+    private const string MoveSpentSql = """
+        WITH spent AS (
+            SELECT id FROM miniqueue_messages
+            WHERE topic = @topic AND hold IS NULL AND deliveries >= @max AND (cls <> 1 OR due <= COALESCE(@now, now()))
+            FOR UPDATE SKIP LOCKED),
+        moved AS (
+            UPDATE miniqueue_messages AS m
+            SET topic = @dead, cls = 2, due = NULL, seq = nextval('miniqueue_seq'), dack_count = 0, deliveries = 0
+            FROM spent WHERE m.id = spent.id
+            RETURNING 1),
+        topics AS (INSERT INTO miniqueue_topics (name) SELECT @dead WHERE EXISTS (SELECT 1 FROM moved) ON CONFLICT DO NOTHING)
+        SELECT count(*)::integer, (SELECT pg_notify('miniqueue', @dead)) FROM moved
+        """;
+
+    private const string TakeSql = """
+        WITH next AS (
+            SELECT id FROM miniqueue_messages
+            WHERE topic = @topic AND hold IS NULL AND (cls <> 1 OR due <= COALESCE(@now, now()))
+            ORDER BY cls, due, seq
+            LIMIT @count
+            FOR UPDATE SKIP LOCKED)
+        UPDATE miniqueue_messages AS m
+        SET holder = @process, hold = gen_random_uuid(), deliveries = m.deliveries + 1,
+            lease_until = CASE WHEN @lease > 0 THEN COALESCE(@now, now()) + make_interval(secs => @lease) END
+        FROM next WHERE m.id = next.id
+        RETURNING m.id, m.body, m.dack_count, m.hold, m.cls, m.due, m.seq
+        """;
+
+    private const string NextDueSql = """
+        SELECT EXTRACT(EPOCH FROM min(due) - COALESCE(@now, now()))::double precision, min(due)
+        FROM miniqueue_messages WHERE topic = @topic AND hold IS NULL AND cls = 1
+        """;
+
+    /// <summary>
+    /// One round trip: moves spent messages to the dead-letter topic, takes up to <paramref name="count"/> messages and
+    /// hands them out; says when the next delayed message comes due.
+    /// </summary>
+    private async Task<(int Handed, DueTime? NextDue)> TakeAsync(int count)
+    {
+        var taken = new List<Taken>(count);
+        DueTime? nextDue = null;
+        try
+        {
+            await using var connection = await _backend.Database.OpenConnectionAsync().ConfigureAwait(false);
+            await using var batch = new NpgsqlBatch(connection);
+            var moves = _policy.MaxDeliveries > 0;
+            if (moves)
+            {
+                var move = new NpgsqlBatchCommand(MoveSpentSql);
+                move.Parameters.Add(new NpgsqlParameter<string>("topic", Topic));
+                move.Parameters.Add(new NpgsqlParameter<string>("dead", _policy.DeadLetterTopic!));
+                move.Parameters.Add(new NpgsqlParameter<int>("max", _policy.MaxDeliveries));
+                move.Parameters.Add(_backend.Now());
+                batch.BatchCommands.Add(move);
+            }
+
+            var take = new NpgsqlBatchCommand(TakeSql);
+            take.Parameters.Add(new NpgsqlParameter<string>("topic", Topic));
+            take.Parameters.Add(new NpgsqlParameter<int>("count", count));
+            take.Parameters.Add(new NpgsqlParameter<Guid>("process", _backend.ProcessId));
+            take.Parameters.Add(new NpgsqlParameter<double>("lease", TimeSpan.FromTicks(_policy.LeaseTicks).TotalSeconds));
+            take.Parameters.Add(_backend.Now());
+            batch.BatchCommands.Add(take);
+            var due = new NpgsqlBatchCommand(NextDueSql);
+            due.Parameters.Add(new NpgsqlParameter<string>("topic", Topic));
+            due.Parameters.Add(_backend.Now());
+            batch.BatchCommands.Add(due);
+
+            await using var reader = await batch.ExecuteReaderAsync().ConfigureAwait(false);
+            if (moves)
+            {
+                await reader.ReadAsync().ConfigureAwait(false);
+                var moved = reader.GetInt32(0);
+                if (moved > 0)
+                {
+                    PostgreSqlLog.DeadLettered(_backend.Logger, Topic, moved, _policy.DeadLetterTopic!);
+                    _backend.Signals.Signal(_policy.DeadLetterTopic!);
+                }
+
+                await reader.NextResultAsync().ConfigureAwait(false);
+            }
+
+            while (await reader.ReadAsync().ConfigureAwait(false))
+            {
+                taken.Add(new Taken(
+                    reader.GetInt64(0), reader.GetFieldValue<byte[]>(1), reader.GetInt32(2), reader.GetGuid(3),
+                    reader.GetInt16(4), reader.IsDBNull(5) ? DateTime.MinValue : reader.GetDateTime(5), reader.GetInt64(6)));
+            }
+
+            await reader.NextResultAsync().ConfigureAwait(false);
+            if (await reader.ReadAsync().ConfigureAwait(false) && !reader.IsDBNull(0))
+            {
+                nextDue = _backend.UntilDue(reader.GetDouble(0), reader.GetFieldValue<DateTimeOffset>(1));
+            }
+
+            _backend.Reached();
+        }
+        catch (Exception exception)
+        {
+            // Whatever it took (if the commit happened) is held by nobody: give it back.
+            foreach (var message in taken)
+            {
+                _ = _backend.ReturnAsync(Topic, message.Id, message.Hold);
+            }
+
+            throw _backend.Unreachable(exception, $"No message of topic '{Topic}' could be taken");
+        }
+
+        // In delivery order, to the longest waiting first.
+        taken.Sort(static (a, b) => (a.Class, a.Due, a.Seq).CompareTo((b.Class, b.Due, b.Seq)));
+        var handed = 0;
+        foreach (var message in taken)
+        {
+            if (!HandOut(message))
+            {
+                // Its consumer went meanwhile: the message returns to the front.
+                await _backend.ReturnAsync(Topic, message.Id, message.Hold).ConfigureAwait(false);
+            }
+            else
+            {
+                handed++;
+            }
+        }
+
+        return (handed, nextDue);
+    }
+
+    /// <summary>Gives a taken message to the longest waiting consumer still waiting; false when none is.</summary>
+    private bool HandOut(Taken message)
+    {
+        while (true)
+        {
+            Receiver receiver;
+            lock (_lock)
+            {
+                if (_waiting.First is not { } first)
+                {
+                    return false;
+                }
+
+                receiver = first.Value;
+                _waiting.RemoveFirst();
+            }
+
+            if (receiver.Consumer.TryHold(message.Id, message.Hold, message.Body, message.DackCount) is { } delivery)
+            {
+                if (receiver.Done.TrySetResult(delivery))
+                {
+                    return true;
+                }
+
+                // Its wait was cancelled just now: it lets go again.
+                receiver.Consumer.Unhold(message.Hold);
+            }
+        }
+    }
+
+    private sealed class Receiver(PostgreSqlConsumer consumer, TopicTaker taker)
+    {
+        public PostgreSqlConsumer Consumer { get; } = consumer;
+
+        /// <summary>Its place in the line.</summary>
+        public LinkedListNode<Receiver>? Node { get; set; }
+
+        public void Leave(CancellationToken token) => taker.Leave(Node!, token);
+
+        public TaskCompletionSource<Delivery> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    private readonly record struct Taken(long Id, byte[] Body, int DackCount, Guid Hold, short Class, DateTime Due, long Seq);
+}
