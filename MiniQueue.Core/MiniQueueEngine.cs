@@ -129,6 +129,9 @@ public sealed class MiniQueueEngine : IAsyncDisposable
     /// <summary>The local backend behind the engine (for tests and benchmarks).</summary>
     internal LocalBackend Local => (LocalBackend)_backend;
 
+    /// <summary>The backend behind the engine (for tests).</summary>
+    internal IQueueBackend Backend => _backend;
+
     /// <summary>The store behind the engine (for tests and benchmarks).</summary>
     internal ILogStore Store => Local.Store;
 

@@ -576,6 +576,21 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         _stopping.Dispose();
     }
 
+    /// <summary>
+    /// For tests: the process goes without a word, as if killed: no NACK of what its consumers hold, no heartbeat, no
+    /// notifications; the other processes return its holds once its heartbeat is a process lease old.
+    /// </summary>
+    internal async Task AbandonAsync()
+    {
+        Interlocked.Exchange(ref _disposed, 1);
+        _publishes.Writer.TryComplete();
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await _heartbeat.ConfigureAwait(false);
+        await Task.WhenAll(_writers).ConfigureAwait(false);
+        await Signals.DisposeAsync().ConfigureAwait(false);
+        await _database.DisposeAsync().ConfigureAwait(false);
+    }
+
     internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, typeof(MiniQueueEngine));
 
     internal bool IsDisposed => Volatile.Read(ref _disposed) != 0;

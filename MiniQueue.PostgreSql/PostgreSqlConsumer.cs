@@ -122,21 +122,23 @@ internal sealed class PostgreSqlConsumer : IQueueConsumer
         return new Delivery(body, dackCount, id) { LeaseExpired = lease?.Token ?? CancellationToken.None };
     }
 
-    /// <summary>A message handed to this consumer whose receive was cancelled at that moment: it goes back to the front.</summary>
+    /// <summary>
+    /// A message handed to this consumer whose receive was cancelled at that moment: the consumer lets go of it (the
+    /// taker gives it to another consumer or returns it).
+    /// </summary>
     internal void Unhold(Guid hold)
     {
         Held? held;
         lock (_lock)
         {
             held = _held?.Hold == hold ? _held : null;
-            _held = null;
+            if (held is not null)
+            {
+                _held = null;
+            }
         }
 
-        if (held is not null)
-        {
-            held.Timer?.Dispose();
-            _ = _backend.ReturnAsync(Topic, held.Id, held.Hold);
-        }
+        held?.Timer?.Dispose();
     }
 
     /// <summary>

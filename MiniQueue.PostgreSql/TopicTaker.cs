@@ -295,7 +295,8 @@ internal sealed class TopicTaker
                     return true;
                 }
 
-                // Its wait was cancelled just now: it lets go again.
+                // Its wait was cancelled just now: it lets go, and the message (still held by this process under the
+                // same hold) goes to the next one waiting, or back to the front.
                 receiver.Consumer.Unhold(message.Hold);
             }
         }

@@ -23,6 +23,9 @@ internal sealed class BackendEngines(Backend backend) : IDisposable
     private readonly List<TempDirectory> _directories = [];
     private string? _database;
 
+    /// <summary>The connection string of the test's database (shared mode; null before the first engine opened).</summary>
+    public string? Database => _database;
+
     public Backend Backend { get; } = backend;
 
     /// <summary>A new engine on the backend, with a fake clock unless one is given.</summary>

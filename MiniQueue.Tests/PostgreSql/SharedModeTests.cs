@@ -1,0 +1,153 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using MiniQueue.PostgreSql;
+using MiniQueue.Tests.Engine;
+using Npgsql;
+
+namespace MiniQueue.Tests.PostgreSql;
+
+/// <summary>
+/// Shared mode across processes: several engines opened on one database of the run's throwaway PostgreSQL cluster
+/// serve one queue (each engine is what one process has; the rule and model suites run on one engine per test).
+/// </summary>
+[CancelAfter(60_000)]
+public sealed class SharedModeTests
+{
+    private BackendEngines _engines = null!;
+
+    [SetUp]
+    public void CreateEngines() => _engines = new BackendEngines(Engine.Backend.PostgreSql);
+
+    [TearDown]
+    public void DeleteEngines() => _engines.Dispose();
+
+    private ValueTask<MiniQueueEngine> OpenAsync() => _engines.OpenAsync(TimeProvider.System);
+
+    [Test]
+    public async Task ConsumersOnTwoProcesses_Compete_EachMessageGoesToExactlyOne()
+    {
+        await using var first = await OpenAsync();
+        await using var second = await OpenAsync();
+        const int Messages = 300;
+        var received = new ConcurrentBag<string>();
+
+        async Task ConsumeAsync(MiniQueueEngine engine)
+        {
+            await using var consumer = engine.Subscribe("work");
+            while (received.Count < Messages)
+            {
+                using var wait = new CancellationTokenSource(TimeSpan.FromMilliseconds(500));
+                try
+                {
+                    var delivery = await consumer.ReceiveAsync(wait.Token);
+                    received.Add(delivery.Text());
+                    await consumer.AckAsync();
+                }
+                catch (OperationCanceledException)
+                {
+                }
+            }
+        }
+
+        var consumers = new[] { ConsumeAsync(first), ConsumeAsync(first), ConsumeAsync(second), ConsumeAsync(second) };
+        await Task.WhenAll(Enumerable.Range(0, Messages).Select(i => (i % 2 == 0 ? first : second).PublishAsync("work", $"m{i}").AsTask()));
+        await Task.WhenAll(consumers).WaitAsync(TestSupport.Bound);
+
+        Assert.That(received.Order(), Is.EqualTo(Enumerable.Range(0, Messages).Select(i => $"m{i}").Order()), "every message once, none twice");
+        Assert.That(first.GetStats("work"), Is.EqualTo(new TopicStats(0, 0, 0, 0)));
+    }
+
+    [Test]
+    public async Task PublishedOnOneProcess_IsReceivedByAConsumerWaitingOnTheOther_AtOnce()
+    {
+        await using var publisher = await OpenAsync();
+        await using var consumerProcess = await OpenAsync();
+        await using var consumer = consumerProcess.Subscribe("orders");
+        var waiting = consumer.ReceiveAsync().AsTask();
+        await Task.Delay(100);
+        Assert.That(waiting.IsCompleted, Is.False);
+
+        await publisher.PublishAsync("orders", "hello");
+
+        // LISTEN/NOTIFY wakes it; no polling interval stands between.
+        Assert.That((await waiting.WaitAsync(TestSupport.Bound)).Text(), Is.EqualTo("hello"));
+        Assert.That(publisher.GetStats("orders"), Is.EqualTo(new TopicStats(0, 1, 0, 0)), "held, seen from the other process");
+    }
+
+    [Test]
+    public async Task NackOnOneProcess_HandsTheMessageToAConsumerWaitingOnTheOther()
+    {
+        await using var first = await OpenAsync();
+        await using var second = await OpenAsync();
+        await first.PublishAsync("t", "job");
+        await using var holder = first.Subscribe("t");
+        Assert.That((await holder.ReceiveAsync().AsTask().WaitAsync(TestSupport.Bound)).Text(), Is.EqualTo("job"));
+        await using var waiter = second.Subscribe("t");
+        var waiting = waiter.ReceiveAsync().AsTask();
+
+        var nacked = Stopwatch.StartNew();
+        await holder.NackAsync();
+        var delivery = await waiting.WaitAsync(TestSupport.Bound);
+        TestContext.Out.WriteLine($"NACK on one process to delivery on the other: {nacked.Elapsed.TotalMilliseconds:F1} ms");
+
+        Assert.That((delivery.Text(), delivery.DackCount), Is.EqualTo(("job", 0)));
+    }
+
+    [Test]
+    public async Task AProcessThatStopsBeating_ItsHeldMessagesReturnToTheFront_AndGoToAnotherProcess()
+    {
+        await using var survivor = await OpenAsync();
+        var doomed = await OpenAsync();
+        await survivor.PublishAsync("t", "first");
+        await survivor.PublishAsync("t", "second");
+        var lost = doomed.Subscribe("t");
+        Assert.That((await lost.ReceiveAsync().AsTask().WaitAsync(TestSupport.Bound)).Text(), Is.EqualTo("first"));
+
+        // The process goes without a word: no NACK, no heartbeat from now on.
+        await ((PostgreSqlBackend)doomed.Backend).AbandonAsync();
+
+        await using var consumer = survivor.Subscribe("t");
+        Assert.That((await consumer.ReceiveAsync().AsTask().WaitAsync(TestSupport.Bound)).Text(), Is.EqualTo("second"));
+        await consumer.AckAsync();
+
+        // Within the process lease (3 s in tests) the survivor's heartbeat returns "first" to the front.
+        var returned = await consumer.ReceiveAsync().AsTask().WaitAsync(BackendEngines.ProcessLease * 3);
+        Assert.That((returned.Text(), returned.DackCount), Is.EqualTo(("first", 0)));
+    }
+
+    [Test]
+    public async Task ProcessesStartingTogether_OnANewDatabase_CreateTheSchemaOnce()
+    {
+        var engines = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => OpenAsync().AsTask()));
+        try
+        {
+            await using var connection = new NpgsqlConnection(_engines.Database);
+            await connection.OpenAsync();
+            await using var command = new NpgsqlCommand("SELECT count(*), max(version) FROM miniqueue_schema", connection);
+            await using var reader = await command.ExecuteReaderAsync();
+            await reader.ReadAsync();
+            Assert.That((reader.GetInt64(0), reader.GetInt32(1)), Is.EqualTo((1L, 1)));
+        }
+        finally
+        {
+            foreach (var engine in engines)
+            {
+                await engine.DisposeAsync();
+            }
+        }
+    }
+
+    [Test]
+    public async Task ADatabaseOfANewerSchema_IsRefused()
+    {
+        await (await OpenAsync()).DisposeAsync();
+        await using (var connection = new NpgsqlConnection(_engines.Database))
+        {
+            await connection.OpenAsync();
+            await using var command = new NpgsqlCommand("INSERT INTO miniqueue_schema (version) VALUES (99)", connection);
+            await command.ExecuteNonQueryAsync();
+        }
+
+        Assert.That(async () => await OpenAsync(), Throws.TypeOf<MiniQueueStoreException>().With.Message.Contains("newer"));
+    }
+}
