@@ -37,6 +37,7 @@ internal sealed class Flags
             new("metrics-topic-limit", "int", "how many of the busiest topics get their own topic label in /metrics; the others are summed under topic=\"/other\"", MiniQueueOptions.DefaultMetricsTopicLimit.ToString(CultureInfo.InvariantCulture), v => MetricsTopicLimit = ParseInt(v, minimum: 0)),
             new("period", "duration", "period between runs to check and restore delayed messages", "1s", v => Period = ParsePositiveDuration(v)),
             new("port", "int", "port used to run the server", "8080", v => Port = ParseInt(v, minimum: 0, maximum: 65535)),
+            new("postgres", "string", "shared mode: keep the queue in this PostgreSQL database (an Npgsql connection string) instead of -db; every host on it serves one queue", "", v => Postgres = v.Length > 0 ? v : null),
         ];
     }
 
@@ -51,6 +52,9 @@ internal sealed class Flags
     public bool KeyGiven { get; private set; }
 
     public string DataDirectory { get; private set; } = "./data";
+
+    /// <summary>Shared mode's connection string (-postgres), or null for the data directory.</summary>
+    public string? Postgres { get; private set; }
 
     public bool Human { get; private set; }
 

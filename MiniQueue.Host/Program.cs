@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Logging.Console;
 using MiniQueue;
 using MiniQueue.Host;
+using MiniQueue.PostgreSql;
 using Prometheus;
 
 // The standalone miniqueue: the original's flags turned into options, then the same AddMiniQueue/MapMiniQueue any
@@ -104,7 +105,8 @@ if (flags.Level != LogLevel.None)
 builder.Services.AddMiniQueue(
     queue =>
     {
-        queue.DataDirectory = flags.DataDirectory;
+        // In shared mode the queue is in the database; the data directory keeps only a self-signed certificate.
+        queue.DataDirectory = flags.Postgres is null ? flags.DataDirectory : null;
         queue.DelayCheckPeriod = flags.Period;
         queue.MaxMessageBytes = flags.MaxMessageBytes;
         queue.CommitMode = flags.Commit;
@@ -135,11 +137,16 @@ builder.Services.AddMiniQueue(
         }
     },
     http => http.PurgeAtRoot = true);
+if (flags.Postgres is { } connectionString)
+{
+    builder.Services.AddMiniQueueEngineOpener((options, cancellationToken) => MiniQueuePostgreSql.OpenAsync(connectionString, options, cancellationToken));
+}
+
 builder.Services.AddHealthChecks().AddMiniQueue();
 
 var app = builder.Build();
 var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger(HostLog.Category);
-if (flags.DataDirectory == "./data")
+if (flags.DataDirectory == "./data" && flags.Postgres is null)
 {
     HostLog.DefaultDataDirectory(log, flags.DataDirectory);
 }
@@ -189,7 +196,7 @@ app.MapMetrics("/metrics");
 app.MapHealthChecks("/healthz");
 app.MapMiniQueue();
 
-var dataDirectory = Path.GetFullPath(flags.DataDirectory);
+var dataDirectory = flags.Postgres is null ? Path.GetFullPath(flags.DataDirectory) : "PostgreSQL (shared mode)";
 try
 {
     HostLog.Starting(log, flags.Port, flags.H2c ? "h2c" : "TLS", dataDirectory);

@@ -66,4 +66,20 @@ public static class MiniQueueServiceCollectionExtensions
 
         return services;
     }
+
+    /// <summary>
+    /// Makes the engine of <see cref="AddMiniQueue"/> open with <paramref name="open"/> (given the bound options) instead of
+    /// <see cref="MiniQueueEngine.OpenAsync(MiniQueueOptions?, CancellationToken)"/>. For shared mode (package
+    /// <c>MiniQueue.PostgreSql</c>): <c>services.AddMiniQueueEngineOpener((options, cancellationToken) =&gt;
+    /// MiniQueuePostgreSql.OpenAsync(connectionString, options, cancellationToken))</c>. The last call wins.
+    /// </summary>
+    public static IServiceCollection AddMiniQueueEngineOpener(
+        this IServiceCollection services, Func<MiniQueueOptions, CancellationToken, ValueTask<MiniQueueEngine>> open)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(open);
+        services.RemoveAll<MiniQueueEngineFactory>();
+        services.AddSingleton(new MiniQueueEngineFactory(open));
+        return services;
+    }
 }

@@ -24,7 +24,7 @@ public static class MiniQueuePostgreSql
     /// <see cref="MiniQueueOptions.DataDirectory"/> and the durable store's settings do not apply.
     /// </summary>
     /// <exception cref="ArgumentException">An option is invalid.</exception>
-    /// <exception cref="MiniQueueStoreException">The database's schema is newer than this MiniQueue's.</exception>
+    /// <exception cref="MiniQueueStoreException">The database cannot be reached, or its schema is newer than this MiniQueue's.</exception>
     public static async ValueTask<MiniQueueEngine> OpenAsync(
         string connectionString, MiniQueueOptions? options = null, CancellationToken cancellationToken = default)
     {

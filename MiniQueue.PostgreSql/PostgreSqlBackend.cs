@@ -79,7 +79,9 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         string connectionString, MiniQueueOptions options, TimeSpan processLease, CancellationToken cancellationToken)
     {
         options.Validate();
-        var database = NpgsqlDataSource.Create(connectionString);
+        // The slim builder keeps the package trimmable and Native AOT-compatible (the host publishes that way); arrays are
+        // the one extra it needs (a batch of publishes is three arrays).
+        var database = new NpgsqlSlimDataSourceBuilder(connectionString).EnableArrays().Build();
         var backend = new PostgreSqlBackend(database, options, processLease);
         try
         {
@@ -90,9 +92,14 @@ internal sealed class PostgreSqlBackend : IQueueBackend
             backend._heartbeat = Task.Run(backend.HeartbeatAsync, CancellationToken.None);
             return backend;
         }
-        catch
+        catch (Exception exception)
         {
             await backend.DisposeAsync().ConfigureAwait(false);
+            if (exception is NpgsqlException or TimeoutException or System.Net.Sockets.SocketException)
+            {
+                throw new MiniQueueStoreException($"The PostgreSQL database could not be opened: {exception.Message}", exception);
+            }
+
             throw;
         }
     }

@@ -150,4 +150,14 @@ public sealed class SharedModeTests
 
         Assert.That(async () => await OpenAsync(), Throws.TypeOf<MiniQueueStoreException>().With.Message.Contains("newer"));
     }
+
+    [Test]
+    public void ADatabaseThatCannotBeReached_IsAClearError()
+    {
+        var nowhere = new NpgsqlConnectionStringBuilder { Host = "127.0.0.1", Port = Host.HostProcess.FreePort(), Username = "postgres", Timeout = 2 };
+
+        Assert.That(
+            async () => await MiniQueuePostgreSql.OpenAsync(nowhere.ConnectionString),
+            Throws.TypeOf<MiniQueueStoreException>().With.Message.StartsWith("The PostgreSQL database could not be opened"));
+    }
 }
