@@ -160,4 +160,37 @@ public sealed class SharedModeTests
             async () => await MiniQueuePostgreSql.OpenAsync(nowhere.ConnectionString),
             Throws.TypeOf<MiniQueueStoreException>().With.Message.StartsWith("The PostgreSQL database could not be opened"));
     }
+
+    [Test]
+    public async Task TheDatabaseStopsAndComesBack_PublishesFailMeanwhile_ThenEverythingWorksWithoutARestart_AndNothingIsLost()
+    {
+        var cluster = await PostgreSqlCluster.SharedAsync();
+        await using var queue = await OpenAsync();
+        await queue.PublishAsync("kept", "published before");
+        await using var waiter = queue.Subscribe("later");
+        var waiting = waiter.ReceiveAsync().AsTask();
+
+        await cluster.StopServerAsync("immediate");
+        try
+        {
+            Assert.That(async () => await queue.PublishAsync("later", "refused"), Throws.TypeOf<MiniQueueStoreException>());
+            Assert.That(queue.IsWritable, Is.False, "the health check reports it");
+            Assert.That(waiting.IsCompleted, Is.False, "a waiting consumer waits on");
+        }
+        finally
+        {
+            await cluster.StartServerAsync();
+        }
+
+        // Back by itself: the pool's broken connections fail once each, then publishes are taken again.
+        Assert.That(await Storage.DurableTestSupport.PublishEventuallyAsync(queue, "later", "published after"), Is.True);
+        Assert.That(await Storage.DurableTestSupport.EventuallyAsync(() => queue.IsWritable), Is.True);
+        Assert.That((await waiting.WaitAsync(TestSupport.Bound)).Text(), Is.EqualTo("published after"), "the waiting consumer got it");
+        await waiter.AckAsync();
+
+        await using var consumer = queue.Subscribe("kept");
+        Assert.That((await consumer.ReceiveAsync().AsTask().WaitAsync(TestSupport.Bound)).Text(), Is.EqualTo("published before"));
+        await consumer.AckAsync();
+        Assert.That(queue.GetStats("later"), Is.EqualTo(new TopicStats(0, 0, 0, 1)), "the refused publish is not there");
+    }
 }
