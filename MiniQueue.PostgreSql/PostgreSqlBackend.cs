@@ -23,7 +23,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     /// <summary>The most publishes one INSERT takes.</summary>
     private const int MaxBatch = 512;
 
-    /// <summary>How many batches of publishes may be in flight at once (each on its own connection).</summary>
+    /// <summary>How many batches of publishes, and of ACKs, may be in flight at once (each on its own connection).</summary>
     private const int Writers = 4;
 
     private readonly NpgsqlDataSource _database;
@@ -32,6 +32,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     private readonly Func<string, TopicPolicy> _policyOf;
     private readonly ILogger _logger;
     private readonly Channel<PendingPublish> _publishes = Channel.CreateUnbounded<PendingPublish>(new UnboundedChannelOptions { SingleReader = false });
+    private readonly Channel<PendingAck> _acks = Channel.CreateUnbounded<PendingAck>(new UnboundedChannelOptions { SingleReader = false });
     private readonly ConcurrentDictionary<PostgreSqlConsumer, byte> _consumers = new();
     private readonly ConcurrentDictionary<string, int> _consumerCounts = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, TopicTaker> _takers = new(StringComparer.Ordinal);
@@ -88,7 +89,13 @@ internal sealed class PostgreSqlBackend : IQueueBackend
             await PostgreSqlSchema.MigrateAsync(database, cancellationToken).ConfigureAwait(false);
             await backend.BeatAsync(cancellationToken).ConfigureAwait(false);
             await backend.Signals.StartAsync(cancellationToken).ConfigureAwait(false);
-            backend._writers = [.. Enumerable.Range(0, Writers).Select(_ => Task.Run(backend.WriteAsync, CancellationToken.None))];
+            backend._writers =
+            [
+                .. Enumerable.Range(0, Writers).Select(_ => Task.Run(
+                    () => RunBatchesAsync(backend._publishes.Reader, backend.InsertBatchAsync, backend.FailPublishes), CancellationToken.None)),
+                .. Enumerable.Range(0, Writers).Select(_ => Task.Run(
+                    () => RunBatchesAsync(backend._acks.Reader, backend.AckBatchAsync, backend.FailAcks), CancellationToken.None)),
+            ];
             backend._heartbeat = Task.Run(backend.HeartbeatAsync, CancellationToken.None);
             return backend;
         }
@@ -178,17 +185,20 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         return publish.Done.Task;
     }
 
-    /// <summary>Takes the publishes waiting, up to <see cref="MaxBatch"/>, into one INSERT and one commit; repeats.</summary>
-    private async Task WriteAsync()
+    /// <summary>
+    /// Runs batches: takes what waits in <paramref name="reader"/>, up to <see cref="MaxBatch"/>, and executes it as one
+    /// statement (one round trip, one commit); <paramref name="fail"/> hears of a batch that failed. Repeats until the
+    /// channel is completed.
+    /// </summary>
+    private static async Task RunBatchesAsync<T>(ChannelReader<T> reader, Func<List<T>, Task> execute, Action<List<T>, Exception> fail)
     {
-        var reader = _publishes.Reader;
-        var batch = new List<PendingPublish>(MaxBatch);
+        var batch = new List<T>(MaxBatch);
         while (await reader.WaitToReadAsync().ConfigureAwait(false))
         {
             batch.Clear();
-            while (batch.Count < MaxBatch && reader.TryRead(out var publish))
+            while (batch.Count < MaxBatch && reader.TryRead(out var item))
             {
-                batch.Add(publish);
+                batch.Add(item);
             }
 
             if (batch.Count == 0)
@@ -198,30 +208,86 @@ internal sealed class PostgreSqlBackend : IQueueBackend
 
             try
             {
-                await InsertAsync(batch).ConfigureAwait(false);
-                Reached();
+                await execute(batch).ConfigureAwait(false);
             }
             catch (Exception exception)
             {
-                var error = Unreachable(exception, "The message was not published: the database did not take it");
-                PostgreSqlLog.PublishFailed(_logger, batch[0].Topic, exception);
-                foreach (var publish in batch)
-                {
-                    publish.Done.TrySetException(error);
-                }
-
-                continue;
+                fail(batch, exception);
             }
+        }
+    }
 
-            foreach (var publish in batch)
+    /// <summary>Publishes a batch with one INSERT and one commit; each publish completes after it.</summary>
+    private async Task InsertBatchAsync(List<PendingPublish> batch)
+    {
+        await InsertAsync(batch).ConfigureAwait(false);
+        Reached();
+        foreach (var publish in batch)
+        {
+            publish.Done.TrySetResult();
+        }
+
+        foreach (var topic in batch.Select(static publish => publish.Topic).Distinct())
+        {
+            Signals.Signal(topic);
+        }
+    }
+
+    private void FailPublishes(List<PendingPublish> batch, Exception exception)
+    {
+        var error = Unreachable(exception, "The message was not published: the database did not take it");
+        PostgreSqlLog.PublishFailed(_logger, batch[0].Topic, exception);
+        foreach (var publish in batch)
+        {
+            publish.Done.TrySetException(error);
+        }
+    }
+
+    /// <summary>
+    /// ACKs a held message (named by its hold): false when that hold had ended (its lease passed, or its process was
+    /// taken for dead). Concurrent ACKs of this process share one DELETE and one commit.
+    /// </summary>
+    internal Task<bool> AckAsync(long id, Guid hold)
+    {
+        var ack = new PendingAck(id, hold);
+        ObjectDisposedException.ThrowIf(!_acks.Writer.TryWrite(ack), typeof(MiniQueueEngine));
+        return ack.Done.Task;
+    }
+
+    private const string AckSql = """
+        DELETE FROM miniqueue_messages AS m
+        USING unnest(@ids, @holds) AS acked(id, hold)
+        WHERE m.id = acked.id AND m.hold = acked.hold
+        RETURNING m.id
+        """;
+
+    private async Task AckBatchAsync(List<PendingAck> batch)
+    {
+        var deleted = new HashSet<long>();
+        await using (var command = _database.CreateCommand(AckSql))
+        {
+            command.Parameters.Add(new NpgsqlParameter<long[]>("ids", [.. batch.Select(static ack => ack.Id)]));
+            command.Parameters.Add(new NpgsqlParameter<Guid[]>("holds", [.. batch.Select(static ack => ack.Hold)]));
+            await using var reader = await command.ExecuteReaderAsync().ConfigureAwait(false);
+            while (await reader.ReadAsync().ConfigureAwait(false))
             {
-                publish.Done.TrySetResult();
+                deleted.Add(reader.GetInt64(0));
             }
+        }
 
-            foreach (var topic in batch.Select(static publish => publish.Topic).Distinct())
-            {
-                Signals.Signal(topic);
-            }
+        Reached();
+        foreach (var ack in batch)
+        {
+            ack.Done.TrySetResult(deleted.Contains(ack.Id));
+        }
+    }
+
+    private void FailAcks(List<PendingAck> batch, Exception exception)
+    {
+        var error = Unreachable(exception, "The ACK failed; the consumer still holds its message");
+        foreach (var ack in batch)
+        {
+            ack.Done.TrySetException(error);
         }
     }
 
@@ -347,6 +413,36 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         {
             _ = Unreachable(exception, "return");
             return false;
+        }
+    }
+
+    private const string UntakeSql = """
+        UPDATE miniqueue_messages
+        SET holder = NULL, hold = NULL, lease_until = NULL, deliveries = deliveries - 1
+        WHERE id = @id AND hold = @hold
+        RETURNING pg_notify('miniqueue', topic)
+        """;
+
+    /// <summary>
+    /// Undoes a take whose message reached no consumer (its receive went meanwhile): the message is where it was in its
+    /// topic's order, and the take does not count as a delivery. Best effort, like <see cref="ReturnAsync"/>.
+    /// </summary>
+    internal async Task UntakeAsync(string topic, long id, Guid hold)
+    {
+        try
+        {
+            await using var command = _database.CreateCommand(UntakeSql);
+            command.Parameters.Add(new NpgsqlParameter<long>("id", id));
+            command.Parameters.Add(new NpgsqlParameter<Guid>("hold", hold));
+            if (await command.ExecuteNonQueryAsync().ConfigureAwait(false) == 1)
+            {
+                Signals.Signal(topic);
+            }
+        }
+        catch (Exception exception) when (exception is NpgsqlException or TimeoutException or ObjectDisposedException)
+        {
+            // The database is away: the holder's heartbeat returns it if this process goes; else it waits for that.
+            _ = Unreachable(exception, "untake");
         }
     }
 
@@ -564,6 +660,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         }
 
         _publishes.Writer.TryComplete();
+        _acks.Writer.TryComplete();
         await Task.WhenAll(_writers).ConfigureAwait(false);
         await _stopping.CancelAsync().ConfigureAwait(false);
         await _heartbeat.ConfigureAwait(false);
@@ -591,6 +688,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     {
         Interlocked.Exchange(ref _disposed, 1);
         _publishes.Writer.TryComplete();
+        _acks.Writer.TryComplete();
         await _stopping.CancelAsync().ConfigureAwait(false);
         await _heartbeat.ConfigureAwait(false);
         await Task.WhenAll(_writers).ConfigureAwait(false);
@@ -601,6 +699,16 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, typeof(MiniQueueEngine));
 
     internal bool IsDisposed => Volatile.Read(ref _disposed) != 0;
+
+    /// <summary>An ACK waiting for its batch: the message and its hold; the result says whether the hold was still on.</summary>
+    private sealed class PendingAck(long id, Guid hold)
+    {
+        public long Id { get; } = id;
+
+        public Guid Hold { get; } = hold;
+
+        public TaskCompletionSource<bool> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
 
     /// <summary>A publish waiting for its batch.</summary>
     private sealed class PendingPublish(string topic, byte[] body, double delaySeconds)

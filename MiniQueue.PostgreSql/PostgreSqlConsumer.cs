@@ -184,8 +184,6 @@ internal sealed class PostgreSqlConsumer : IQueueConsumer
 
     public ValueTask DackAsync(TimeSpan delay, CancellationToken cancellationToken) => SettleAsync("DACK", cancellationToken, delay);
 
-    private const string AckSql = "DELETE FROM miniqueue_messages WHERE id = @id AND hold = @hold";
-
     private const string NackSql = """
         UPDATE miniqueue_messages
         SET cls = 0, due = NULL, seq = -nextval('miniqueue_seq'), holder = NULL, hold = NULL, lease_until = NULL
@@ -221,25 +219,13 @@ internal sealed class PostgreSqlConsumer : IQueueConsumer
         bool settled;
         try
         {
-            await using var sql = _backend.Database.CreateCommand(command switch
-            {
-                "ACK" => AckSql,
-                "NACK" => NackSql,
-                "BACK" => BackSql,
-                _ => DackSql,
-            });
-            sql.Parameters.Add(new NpgsqlParameter<long>("id", held.Id));
-            sql.Parameters.Add(new NpgsqlParameter<Guid>("hold", held.Hold));
-            if (command == "DACK")
-            {
-                sql.Parameters.Add(new NpgsqlParameter<double>("delay", Math.Max(0, delay.TotalSeconds)));
-                sql.Parameters.Add(_backend.Now());
-            }
-
-            settled = await sql.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 1;
+            // ACKs, the common settle, share one DELETE per batch; the others are one statement each.
+            settled = command == "ACK"
+                ? await _backend.AckAsync(held.Id, held.Hold).WaitAsync(cancellationToken).ConfigureAwait(false)
+                : await SettleOneAsync(command, held, delay, cancellationToken).ConfigureAwait(false);
             _backend.Reached();
         }
-        catch (Exception exception) when (exception is not OperationCanceledException)
+        catch (Exception exception) when (exception is not (OperationCanceledException or ObjectDisposedException))
         {
             throw _backend.Unreachable(exception, $"The {command} of message {held.Id} failed; the consumer still holds it");
         }
@@ -264,6 +250,26 @@ internal sealed class PostgreSqlConsumer : IQueueConsumer
         {
             _backend.Signals.Signal(Topic);
         }
+    }
+
+    /// <summary>A NACK, BACK or DACK of the held message: false when its hold had ended.</summary>
+    private async Task<bool> SettleOneAsync(string command, Held held, TimeSpan delay, CancellationToken cancellationToken)
+    {
+        await using var sql = _backend.Database.CreateCommand(command switch
+        {
+            "NACK" => NackSql,
+            "BACK" => BackSql,
+            _ => DackSql,
+        });
+        sql.Parameters.Add(new NpgsqlParameter<long>("id", held.Id));
+        sql.Parameters.Add(new NpgsqlParameter<Guid>("hold", held.Hold));
+        if (command == "DACK")
+        {
+            sql.Parameters.Add(new NpgsqlParameter<double>("delay", Math.Max(0, delay.TotalSeconds)));
+            sql.Parameters.Add(_backend.Now());
+        }
+
+        return await sql.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 1;
     }
 
     private const string TouchSql = """

@@ -246,7 +246,7 @@ internal sealed class TopicTaker
             // Whatever it took (if the commit happened) is held by nobody: give it back.
             foreach (var message in taken)
             {
-                _ = _backend.ReturnAsync(Topic, message.Id, message.Hold);
+                _ = _backend.UntakeAsync(Topic, message.Id, message.Hold);
             }
 
             throw _backend.Unreachable(exception, $"No message of topic '{Topic}' could be taken");
@@ -259,8 +259,8 @@ internal sealed class TopicTaker
         {
             if (!HandOut(message))
             {
-                // Its consumer went meanwhile: the message returns to the front.
-                await _backend.ReturnAsync(Topic, message.Id, message.Hold).ConfigureAwait(false);
+                // Its consumer went meanwhile: the take is undone (the message keeps its place and its delivery count).
+                await _backend.UntakeAsync(Topic, message.Id, message.Hold).ConfigureAwait(false);
             }
             else
             {
@@ -296,7 +296,7 @@ internal sealed class TopicTaker
                 }
 
                 // Its wait was cancelled just now: it lets go, and the message (still held by this process under the
-                // same hold) goes to the next one waiting, or back to the front.
+                // same hold) goes to the next one waiting, or the take is undone.
                 receiver.Consumer.Unhold(message.Hold);
             }
         }

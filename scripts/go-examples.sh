@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Runs the Go miniqueue's own example clients, unchanged, against MiniQueue.Host as shipped (durable, fsync).
 #
-#   scripts/go-examples.sh /path/to/miniqueue-checkout
+#   scripts/go-examples.sh /path/to/miniqueue-checkout [host flags...]
+#
+# Extra arguments go to the host, e.g. -postgres "Host=127.0.0.1;Port=5432;Username=postgres;Database=mq" to run the
+# examples against shared mode (docs/shared-mode.md).
 #
 # Needs Go (Debian: apt-get install golang-go) and a checkout of github.com/tomarrell/miniqueue (not part of this
 # repository; a bare clone works too: pass its git directory). The examples talk to https://localhost:8080 and trust the host's generated certificate through
 # SSL_CERT_FILE. Each example's main.go is built as it is, in a module of its own (they use only the standard library).
 set -euo pipefail
 
-checkout=${1:?usage: scripts/go-examples.sh /path/to/miniqueue-checkout}
+checkout=${1:?usage: scripts/go-examples.sh /path/to/miniqueue-checkout [host flags...]}
+shift
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'kill "${host:-0}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -26,7 +30,7 @@ done
 
 dotnet publish "$root/MiniQueue.Host" -c Release -o "$work/host" > /dev/null
 cd "$work"
-"$work/host/MiniQueue.Host" -db data -port 8080 -level info > host.log 2>&1 &
+"$work/host/MiniQueue.Host" -db data -port 8080 -level info "$@" > host.log 2>&1 &
 host=$!
 for _ in $(seq 50); do [ -f data/tls/localhost.pem ] && break; sleep 0.2; done
 sleep 1

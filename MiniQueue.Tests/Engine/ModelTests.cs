@@ -249,12 +249,16 @@ public sealed class ModelTests(Backend backend)
             {
                 if (backend == Backend.PostgreSql)
                 {
-                    // Shared mode returns a message whose lease passed (or whose receive was cancelled as it was taken)
-                    // with a statement of its own, just after: its counts arrive where the model is, within the bound.
+                    // Shared mode returns a message whose lease passed with a statement of its own, just after; and a
+                    // take that raced a cancelled receive holds a message for a moment before it undoes the take. Its
+                    // counts arrive where the model is within the bound.
                     if (!await Storage.DurableTestSupport.EventuallyAsync(() => queue.GetStats(topic) == model.Stats(topic)))
                     {
                         await AppendRowsAsync(engines.Database!, history);
+                        Assert.That(queue.GetStats(topic), Is.EqualTo(model.Stats(topic)), $"stats of {topic}: " + Describe(seed, history));
                     }
+
+                    continue;
                 }
 
                 Assert.That(queue.GetStats(topic), Is.EqualTo(model.Stats(topic)), $"stats of {topic}: " + Describe(seed, history));
