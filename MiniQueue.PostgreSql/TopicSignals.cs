@@ -160,7 +160,12 @@ internal sealed class TopicSignals : IAsyncDisposable
         TaskCompletionSource wake;
         lock (_lock)
         {
-            var waiters = _topics[topic];
+            // Nobody watches the topic any more (its last consumer just went): there is nobody to wake.
+            if (!_topics.TryGetValue(topic, out var waiters))
+            {
+                return;
+            }
+
             if (waiters.Pending)
             {
                 waiters.Pending = false;
