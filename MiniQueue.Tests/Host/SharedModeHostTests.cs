@@ -80,4 +80,116 @@ public sealed class SharedModeHostTests
             await second.DisposeAsync();
         }
     }
+
+    [Test]
+    public async Task AHostKilledWhileItsConsumerWorks_LosesNothingAnswered201_AndRedeliversNothingWhoseAckWasTaken()
+    {
+        var database = await (await PostgreSqlCluster.SharedAsync()).CreateDatabaseAsync();
+        using var firstDirectory = new TempDirectory();
+        using var secondDirectory = new TempDirectory();
+        await using var first = await StartHostAsync(firstDirectory, database);
+        var second = await StartHostAsync(secondDirectory, database);
+        try
+        {
+            using var firstHttp = first.CreateHttpClient(first.GeneratedCertificate());
+            using var secondHttp = second.CreateHttpClient(second.GeneratedCertificate());
+
+            // The ledger: every publish answered 201, through either host.
+            var answered = new List<string>();
+            for (var i = 0; i < 200; i++)
+            {
+                var body = $"m{i:D3}";
+                using var response = await (i % 2 == 0 ? firstHttp : secondHttp).PostAsync("publish/ledger", new StringContent(body));
+                Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.Created));
+                answered.Add(body);
+            }
+
+            // Deliveries in the order they came, per stream; an ACK counts as taken once the stream's next line arrived
+            // (the server reads the ACK, then sends the next message).
+            var deliveries = new List<(string Stream, string Body)>();
+            var taken = new HashSet<string>();
+            var streams = new Dictionary<string, RawConsumerStream>
+            {
+                ["first"] = await RawConsumerStream.OpenAsync(firstHttp, "subscribe/ledger"),
+                ["second"] = await RawConsumerStream.OpenAsync(secondHttp, "subscribe/ledger"),
+            };
+            var pendingAck = new Dictionary<string, string?> { ["first"] = null, ["second"] = null };
+            foreach (var stream in streams.Values)
+            {
+                await stream.SendAsync("\"INIT\"\n");
+            }
+
+            async Task<bool> StepAsync(string name, bool ack = true)
+            {
+                string? line;
+                try
+                {
+                    line = await streams[name].ReadLineAsync();
+                }
+                catch (Exception exception) when (exception is OperationCanceledException or IOException or HttpRequestException)
+                {
+                    return false;
+                }
+
+                if (line is null)
+                {
+                    return false;
+                }
+
+                if (pendingAck[name] is { } acked)
+                {
+                    taken.Add(acked);
+                }
+
+                var body = System.Text.Encoding.UTF8.GetString(Convert.FromBase64String(System.Text.Json.JsonDocument.Parse(line).RootElement.GetProperty("msg").GetString()!));
+                lock (deliveries)
+                {
+                    deliveries.Add((name, body));
+                }
+
+                pendingAck[name] = ack ? body : null;
+                if (ack)
+                {
+                    await streams[name].SendAsync("\"ACK\"\n");
+                }
+
+                return true;
+            }
+
+            // Both hosts' consumers work; the second host dies (SIGKILL) while it holds its 40th delivery.
+            for (var i = 0; i < 40; i++)
+            {
+                Assert.That(await StepAsync("first"), Is.True);
+                Assert.That(await StepAsync("second", ack: i < 39), Is.True);
+            }
+
+            var takenBeforeKill = new HashSet<string>(taken);
+            var heldAtKill = deliveries[^1].Body;
+            await second.KillAsync();
+
+            // The first host's consumer drains the rest, until every message's ACK was taken (the last one's is sent); what
+            // the dead host held comes back within the process lease.
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+            while (answered.Any(body => !taken.Contains(body) && pendingAck["first"] != body) && DateTime.UtcNow < deadline)
+            {
+                Assert.That(await StepAsync("first"), Is.True, "the surviving host's stream stays up");
+            }
+
+            using (Assert.EnterMultipleScope())
+            {
+                Assert.That(answered.Where(body => !deliveries.Any(delivery => delivery.Body == body)), Is.Empty, "every publish answered 201 was delivered");
+                var afterKill = deliveries.Skip(80).Select(delivery => delivery.Body);
+                Assert.That(afterKill.Where(takenBeforeKill.Contains), Is.Empty, "nothing whose ACK was taken came again");
+                Assert.That(afterKill, Does.Contain(heldAtKill), "the message the dead host held came again through the other");
+                Assert.That(deliveries.Select(delivery => delivery.Body).Distinct().Count(), Is.EqualTo(200));
+            }
+
+            TestContext.Out.WriteLine($"{deliveries.Count} deliveries for 200 messages; {deliveries.Count - 200} redelivered after the kill (held or ACK not yet taken)");
+            await streams["first"].DisposeAsync();
+        }
+        finally
+        {
+            await second.DisposeAsync();
+        }
+    }
 }
