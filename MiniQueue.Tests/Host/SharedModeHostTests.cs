@@ -192,4 +192,69 @@ public sealed class SharedModeHostTests
             await second.DisposeAsync();
         }
     }
+
+    [Test]
+    public async Task TheDatabaseStopsAndComesBack_PublishesAnd503_HealthIs503_ThenTheHostRecoversByItself_AndEvery201IsDelivered()
+    {
+        var cluster = await PostgreSqlCluster.SharedAsync();
+        var database = await cluster.CreateDatabaseAsync();
+        using var directory = new TempDirectory();
+        await using var host = await StartHostAsync(directory, database);
+        using var http = host.CreateHttpClient(host.GeneratedCertificate());
+        var answered = new List<string>();
+        for (var i = 0; i < 20; i++)
+        {
+            using var response = await http.PostAsync("publish/ledger", new StringContent($"before {i}"));
+            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.Created));
+            answered.Add($"before {i}");
+        }
+
+        await cluster.StopServerAsync("immediate");
+        try
+        {
+            using (var response = await http.PostAsync("publish/ledger", new StringContent("while down")))
+            {
+                Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.ServiceUnavailable));
+            }
+
+            using var health = await http.GetAsync("healthz");
+            Assert.That(health.StatusCode, Is.EqualTo(HttpStatusCode.ServiceUnavailable));
+        }
+        finally
+        {
+            await cluster.StartServerAsync();
+        }
+
+        // Back by itself, without a restart: publishes are taken again once the pool's broken connections are gone.
+        var deadline = DateTime.UtcNow + TestSupport.Bound;
+        while (true)
+        {
+            using var response = await http.PostAsync("publish/ledger", new StringContent("after"));
+            if (response.StatusCode == HttpStatusCode.Created)
+            {
+                answered.Add("after");
+                break;
+            }
+
+            Assert.That(DateTime.UtcNow, Is.LessThan(deadline), "publishes are taken again");
+            await Task.Delay(100);
+        }
+
+        using (var health = await http.GetAsync("healthz"))
+        {
+            Assert.That(health.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        }
+
+        await using var stream = await RawConsumerStream.OpenAsync(http, "subscribe/ledger");
+        await stream.SendAsync("\"INIT\"\n");
+        var delivered = new List<string>();
+        foreach (var _ in answered)
+        {
+            var line = await stream.ReadLineAsync();
+            delivered.Add(System.Text.Encoding.UTF8.GetString(Convert.FromBase64String(System.Text.Json.JsonDocument.Parse(line!).RootElement.GetProperty("msg").GetString()!)));
+            await stream.SendAsync("\"ACK\"\n");
+        }
+
+        Assert.That(delivered, Is.EqualTo(answered), "every 201, in order, and not the refused one");
+    }
 }

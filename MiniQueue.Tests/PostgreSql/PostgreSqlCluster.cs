@@ -64,7 +64,8 @@ internal sealed class PostgreSqlCluster
     public async Task<string> CreateDatabaseAsync()
     {
         var name = $"t{Environment.ProcessId}_{Interlocked.Increment(ref s_databases)}";
-        await using var connection = new NpgsqlConnection(ConnectionString());
+        // Not pooled: a pooled connection would be broken after a test restarted the server.
+        await using var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(ConnectionString()) { Pooling = false }.ConnectionString);
         await connection.OpenAsync();
         await using var command = new NpgsqlCommand($"CREATE DATABASE {name}", connection);
         await command.ExecuteNonQueryAsync();
