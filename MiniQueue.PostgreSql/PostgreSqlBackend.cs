@@ -383,39 +383,15 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     /// <summary>The taker of a topic's messages for this process's consumers.</summary>
     internal TopicTaker TakerOf(string topic) => _takers.GetOrAdd(topic, static (name, backend) => new TopicTaker(backend, name), this);
 
-    private const string ReturnSql = """
+    /// <summary>A held message (named by its hold) back to the front of its topic, as NACK puts it.</summary>
+    internal const string ReturnSql = """
         UPDATE miniqueue_messages
         SET cls = 0, due = NULL, seq = -nextval('miniqueue_seq'), holder = NULL, hold = NULL, lease_until = NULL
         WHERE id = @id AND hold = @hold
         RETURNING pg_notify('miniqueue', topic)
         """;
 
-    /// <summary>
-    /// Returns a held message to the front of its topic, as NACK does; false when that hold had ended already. A failure
-    /// is the caller's, except without a token (best effort: the holder's heartbeat returns it if this process goes).
-    /// </summary>
-    internal async Task<bool> ReturnAsync(string topic, long id, Guid hold, CancellationToken cancellationToken = default)
-    {
-        try
-        {
-            await using var command = _database.CreateCommand(ReturnSql);
-            command.Parameters.Add(new NpgsqlParameter<long>("id", id));
-            command.Parameters.Add(new NpgsqlParameter<Guid>("hold", hold));
-            var returned = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 1;
-            if (returned)
-            {
-                Signals.Signal(topic);
-            }
-
-            return returned;
-        }
-        catch (Exception exception) when (!cancellationToken.CanBeCanceled && exception is NpgsqlException or TimeoutException or ObjectDisposedException)
-        {
-            _ = Unreachable(exception, "return");
-            return false;
-        }
-    }
-
+    /// <summary>A take undone: the message keeps its place in its topic's order, and the take is not a delivery.</summary>
     private const string UntakeSql = """
         UPDATE miniqueue_messages
         SET holder = NULL, hold = NULL, lease_until = NULL, deliveries = deliveries - 1
@@ -424,14 +400,23 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         """;
 
     /// <summary>
+    /// Returns a held message to the front of its topic, as NACK does (a lease that passed, a consumer disposed while
+    /// holding). Best effort: when the database is away, the holder's heartbeat returns it if this process goes.
+    /// </summary>
+    internal Task ReturnAsync(string topic, long id, Guid hold) => ReleaseAsync(ReturnSql, topic, id, hold);
+
+    /// <summary>
     /// Undoes a take whose message reached no consumer (its receive went meanwhile): the message is where it was in its
     /// topic's order, and the take does not count as a delivery. Best effort, like <see cref="ReturnAsync"/>.
     /// </summary>
-    internal async Task UntakeAsync(string topic, long id, Guid hold)
+    internal Task UntakeAsync(string topic, long id, Guid hold) => ReleaseAsync(UntakeSql, topic, id, hold);
+
+    /// <summary>Ends a hold with <paramref name="sql"/> (<see cref="ReturnSql"/> or <see cref="UntakeSql"/>) and wakes the topic's taker.</summary>
+    private async Task ReleaseAsync(string sql, string topic, long id, Guid hold)
     {
         try
         {
-            await using var command = _database.CreateCommand(UntakeSql);
+            await using var command = _database.CreateCommand(sql);
             command.Parameters.Add(new NpgsqlParameter<long>("id", id));
             command.Parameters.Add(new NpgsqlParameter<Guid>("hold", hold));
             if (await command.ExecuteNonQueryAsync().ConfigureAwait(false) == 1)
@@ -441,8 +426,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         }
         catch (Exception exception) when (exception is NpgsqlException or TimeoutException or ObjectDisposedException)
         {
-            // The database is away: the holder's heartbeat returns it if this process goes; else it waits for that.
-            _ = Unreachable(exception, "untake");
+            _ = Unreachable(exception, "release");
         }
     }
 
@@ -606,15 +590,9 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         returned AS (
             UPDATE miniqueue_messages
             SET cls = 0, due = NULL, seq = -nextval('miniqueue_seq'), holder = NULL, hold = NULL, lease_until = NULL
-            WHERE holder IN (SELECT id FROM dead)
+            WHERE holder IN (SELECT id FROM dead) OR lease_until < COALESCE(@now, now()) - make_interval(secs => @lease)
             RETURNING topic)
         SELECT topic, count(*)::integer, pg_notify('miniqueue', topic) FROM returned GROUP BY topic;
-        WITH overdue AS (
-            UPDATE miniqueue_messages
-            SET cls = 0, due = NULL, seq = -nextval('miniqueue_seq'), holder = NULL, hold = NULL, lease_until = NULL
-            WHERE lease_until < COALESCE(@now, now()) - make_interval(secs => @lease)
-            RETURNING topic)
-        SELECT topic, count(*)::integer, pg_notify('miniqueue', topic) FROM overdue GROUP BY topic;
         DELETE FROM miniqueue_keys WHERE expires < COALESCE(@now, now()) - interval '1 hour';
         """;
 
@@ -631,15 +609,11 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         command.Parameters.Add(Now());
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         var returned = 0;
-        do
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-            {
-                returned += reader.GetInt32(1);
-                Signals.Signal(reader.GetString(0));
-            }
+            returned += reader.GetInt32(1);
+            Signals.Signal(reader.GetString(0));
         }
-        while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false));
 
         if (returned > 0)
         {
@@ -659,12 +633,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
             await consumer.DisposeAsync().ConfigureAwait(false);
         }
 
-        _publishes.Writer.TryComplete();
-        _acks.Writer.TryComplete();
-        await Task.WhenAll(_writers).ConfigureAwait(false);
-        await _stopping.CancelAsync().ConfigureAwait(false);
-        await _heartbeat.ConfigureAwait(false);
-        await Signals.DisposeAsync().ConfigureAwait(false);
+        await StopWorkAsync().ConfigureAwait(false);
         try
         {
             await using var command = _database.CreateCommand("DELETE FROM miniqueue_processes WHERE id = @process");
@@ -687,16 +656,22 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     internal async Task AbandonAsync()
     {
         Interlocked.Exchange(ref _disposed, 1);
-        _publishes.Writer.TryComplete();
-        _acks.Writer.TryComplete();
-        await _stopping.CancelAsync().ConfigureAwait(false);
-        await _heartbeat.ConfigureAwait(false);
-        await Task.WhenAll(_writers).ConfigureAwait(false);
-        await Signals.DisposeAsync().ConfigureAwait(false);
+        await StopWorkAsync().ConfigureAwait(false);
         await _database.DisposeAsync().ConfigureAwait(false);
     }
 
-    internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, typeof(MiniQueueEngine));
+    /// <summary>Stops the background work: the batch writers (after what they were given), the heartbeat, the listener.</summary>
+    private async Task StopWorkAsync()
+    {
+        _publishes.Writer.TryComplete();
+        _acks.Writer.TryComplete();
+        await Task.WhenAll(_writers).ConfigureAwait(false);
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await _heartbeat.ConfigureAwait(false);
+        await Signals.DisposeAsync().ConfigureAwait(false);
+    }
+
+    internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(IsDisposed, typeof(MiniQueueEngine));
 
     internal bool IsDisposed => Volatile.Read(ref _disposed) != 0;
 

@@ -176,20 +176,13 @@ internal sealed class PostgreSqlConsumer : IQueueConsumer
         _ = _backend.ReturnAsync(Topic, held.Id, held.Hold);
     }
 
-    public ValueTask AckAsync(CancellationToken cancellationToken) => SettleAsync("ACK", cancellationToken);
+    public ValueTask AckAsync(CancellationToken cancellationToken) => SettleAsync(Settlement.Ack, cancellationToken);
 
-    public ValueTask NackAsync(CancellationToken cancellationToken) => SettleAsync("NACK", cancellationToken);
+    public ValueTask NackAsync(CancellationToken cancellationToken) => SettleAsync(Settlement.Nack, cancellationToken);
 
-    public ValueTask BackAsync(CancellationToken cancellationToken) => SettleAsync("BACK", cancellationToken);
+    public ValueTask BackAsync(CancellationToken cancellationToken) => SettleAsync(Settlement.Back, cancellationToken);
 
-    public ValueTask DackAsync(TimeSpan delay, CancellationToken cancellationToken) => SettleAsync("DACK", cancellationToken, delay);
-
-    private const string NackSql = """
-        UPDATE miniqueue_messages
-        SET cls = 0, due = NULL, seq = -nextval('miniqueue_seq'), holder = NULL, hold = NULL, lease_until = NULL
-        WHERE id = @id AND hold = @hold
-        RETURNING pg_notify('miniqueue', topic)
-        """;
+    public ValueTask DackAsync(TimeSpan delay, CancellationToken cancellationToken) => SettleAsync(Settlement.Dack, cancellationToken, delay);
 
     private const string BackSql = """
         UPDATE miniqueue_messages
@@ -206,9 +199,10 @@ internal sealed class PostgreSqlConsumer : IQueueConsumer
         RETURNING pg_notify('miniqueue', topic)
         """;
 
-    private async ValueTask SettleAsync(string command, CancellationToken cancellationToken, TimeSpan delay = default)
+    private async ValueTask SettleAsync(Settlement settlement, CancellationToken cancellationToken, TimeSpan delay = default)
     {
         cancellationToken.ThrowIfCancellationRequested();
+        var command = settlement.ToString().ToUpperInvariant();
         Held held;
         lock (_lock)
         {
@@ -220,9 +214,9 @@ internal sealed class PostgreSqlConsumer : IQueueConsumer
         try
         {
             // ACKs, the common settle, share one DELETE per batch; the others are one statement each.
-            settled = command == "ACK"
+            settled = settlement == Settlement.Ack
                 ? await _backend.AckAsync(held.Id, held.Hold).WaitAsync(cancellationToken).ConfigureAwait(false)
-                : await SettleOneAsync(command, held, delay, cancellationToken).ConfigureAwait(false);
+                : await SettleOneAsync(settlement, held, delay, cancellationToken).ConfigureAwait(false);
             _backend.Reached();
         }
         catch (Exception exception) when (exception is not (OperationCanceledException or ObjectDisposedException))
@@ -246,24 +240,24 @@ internal sealed class PostgreSqlConsumer : IQueueConsumer
             throw NotHolding(command);
         }
 
-        if (command != "ACK")
+        if (settlement != Settlement.Ack)
         {
             _backend.Signals.Signal(Topic);
         }
     }
 
     /// <summary>A NACK, BACK or DACK of the held message: false when its hold had ended.</summary>
-    private async Task<bool> SettleOneAsync(string command, Held held, TimeSpan delay, CancellationToken cancellationToken)
+    private async Task<bool> SettleOneAsync(Settlement settlement, Held held, TimeSpan delay, CancellationToken cancellationToken)
     {
-        await using var sql = _backend.Database.CreateCommand(command switch
+        await using var sql = _backend.Database.CreateCommand(settlement switch
         {
-            "NACK" => NackSql,
-            "BACK" => BackSql,
+            Settlement.Nack => PostgreSqlBackend.ReturnSql,
+            Settlement.Back => BackSql,
             _ => DackSql,
         });
         sql.Parameters.Add(new NpgsqlParameter<long>("id", held.Id));
         sql.Parameters.Add(new NpgsqlParameter<Guid>("hold", held.Hold));
-        if (command == "DACK")
+        if (settlement == Settlement.Dack)
         {
             sql.Parameters.Add(new NpgsqlParameter<double>("delay", Math.Max(0, delay.TotalSeconds)));
             sql.Parameters.Add(_backend.Now());
@@ -314,10 +308,6 @@ internal sealed class PostgreSqlConsumer : IQueueConsumer
         held.Timer?.Change(TimeSpan.FromTicks(_policy.LeaseTicks), Timeout.InfiniteTimeSpan);
     }
 
-    /// <summary>Returns a held message to the front (NACK without the consumer's checks); false when it was not held any more.</summary>
-    private Task<bool> ReturnAsync(Held held, CancellationToken cancellationToken) =>
-        _backend.ReturnAsync(Topic, held.Id, held.Hold, cancellationToken);
-
     private InvalidOperationException NotHolding(string command) => new(_leaseLapsed
         ? $"The consumer holds no message to {command}: the lease on the message it held passed, and the message went back to the front of its topic."
         : $"The consumer holds no message to {command}.");
@@ -342,15 +332,9 @@ internal sealed class PostgreSqlConsumer : IQueueConsumer
         if (held is not null)
         {
             held.Timer?.Dispose();
-            try
-            {
-                await ReturnAsync(held, CancellationToken.None).ConfigureAwait(false);
-            }
-            catch (Exception exception) when (exception is NpgsqlException or TimeoutException)
-            {
-                // The database is away: the message returns to the front when this process's heartbeat is old enough.
-                _ = _backend.Unreachable(exception, "NACK on dispose");
-            }
+
+            // Best effort: if the database is away, the message returns to the front when this process's heartbeat is old enough.
+            await _backend.ReturnAsync(Topic, held.Id, held.Hold).ConfigureAwait(false);
         }
 
         _backend.Signals.Unwatch(Topic);
@@ -359,5 +343,4 @@ internal sealed class PostgreSqlConsumer : IQueueConsumer
 
     /// <summary>The message a consumer holds: its id, the hold its settle names, and its lease (when the topic has one).</summary>
     private sealed record Held(long Id, Guid Hold, CancellationTokenSource? Lease, ITimer? Timer);
-
 }

@@ -6,8 +6,8 @@ namespace MiniQueue.PostgreSql;
 /// <summary>
 /// Wakes this process's waiting consumers when a topic may have a message for them: on a notification from the
 /// database (<c>NOTIFY miniqueue, '&lt;topic&gt;'</c>, sent in the transaction of every publish, NACK, BACK, DACK, redrive
-/// and lease return, by any process) and on the same changes made here. One waiter of a topic is woken per signal,
-/// longest waiting first; one that gets a message passes the signal on (there may be more).
+/// and lease return, by any process) and on the same changes made here. The one waiter of a topic is its
+/// <see cref="TopicTaker"/>; a signal that comes while it is not waiting makes its next wait return at once.
 /// </summary>
 internal sealed class TopicSignals : IAsyncDisposable
 {
@@ -94,10 +94,7 @@ internal sealed class TopicSignals : IAsyncDisposable
         {
             if (_topics.TryGetValue(topic, out var waiters))
             {
-                if (!waiters.Queue.TryDequeue(out wake))
-                {
-                    waiters.Pending = true;
-                }
+                wake = waiters.Take();
             }
         }
 
@@ -111,8 +108,7 @@ internal sealed class TopicSignals : IAsyncDisposable
         {
             foreach (var waiters in _topics.Values)
             {
-                waiters.Pending = true;
-                while (waiters.Queue.TryDequeue(out var waiter))
+                if (waiters.Take() is { } waiter)
                 {
                     wake.Add(waiter);
                 }
@@ -173,7 +169,7 @@ internal sealed class TopicSignals : IAsyncDisposable
             }
 
             wake = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            waiters.Queue.Enqueue(wake);
+            waiters.Waiter = wake;
         }
 
         try
@@ -196,9 +192,9 @@ internal sealed class TopicSignals : IAsyncDisposable
             lock (_lock)
             {
                 woken = wake.Task.IsCompleted;
-                if (!woken && _topics.TryGetValue(topic, out var waiters))
+                if (!woken && _topics.TryGetValue(topic, out var waiters) && waiters.Waiter == wake)
                 {
-                    waiters.Remove(wake);
+                    waiters.Waiter = null;
                 }
             }
 
@@ -217,16 +213,24 @@ internal sealed class TopicSignals : IAsyncDisposable
         _stopping.Dispose();
     }
 
+    /// <summary>A watched topic: its waiting taker, if it waits, and whether a signal came while it did not.</summary>
     private sealed class TopicWaiters
     {
-        public Queue<TaskCompletionSource> Queue { get; private set; } = new();
+        public TaskCompletionSource? Waiter { get; set; }
 
         /// <summary>A signal came while nobody waited: the next wait returns at once.</summary>
         public bool Pending { get; set; }
 
         public int Watchers { get; set; }
 
-        public void Remove(TaskCompletionSource waiter) => Queue = new Queue<TaskCompletionSource>(Queue.Where(w => w != waiter));
+        /// <summary>A signal: the waiter, to be woken (outside the lock); or, when none waits, the next wait returns at once.</summary>
+        public TaskCompletionSource? Take()
+        {
+            var waiter = Waiter;
+            Waiter = null;
+            Pending = waiter is null;
+            return waiter;
+        }
     }
 }
 
