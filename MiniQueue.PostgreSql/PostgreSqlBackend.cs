@@ -18,21 +18,43 @@ namespace MiniQueue.PostgreSql;
 /// <c>miniqueue_processes</c>; the messages its consumers hold return to the front when it stops beating for
 /// <see cref="ProcessLease"/>.
 /// </summary>
+/// <remarks>
+/// Publishes commit as the database's <c>synchronous_commit</c> has it (201 means durable). Takes, settles and returns
+/// commit with <c>synchronous_commit=off</c> (<see cref="Relaxed"/>): as PROTOCOL.md allows, they may still be on their
+/// way to disk when the next message is delivered, and a database crash may undo the last of them (the message is
+/// delivered again). So that none of them leaves a message held by a process that no longer holds it, a process
+/// reconciles its holds after the database was away (<see cref="ReconcileAsync"/>). An ACK does not wait for its DELETE:
+/// it rides on the next take of any topic of the process, which commits it before handing out the next message, or on
+/// its own statement a moment later (<see cref="AckLinger"/>).
+/// </remarks>
 internal sealed class PostgreSqlBackend : IQueueBackend
 {
     /// <summary>The most publishes one INSERT takes.</summary>
     private const int MaxBatch = 512;
 
-    /// <summary>How many batches of publishes, and of ACKs, may be in flight at once (each on its own connection).</summary>
+    /// <summary>How many batches of publishes may be in flight at once (each on its own connection).</summary>
     private const int Writers = 4;
 
+    /// <summary>How long an ACK waits for a take to carry it before it goes in a statement of its own.</summary>
+    private static readonly TimeSpan AckLinger = TimeSpan.FromMilliseconds(5);
+
     private readonly NpgsqlDataSource _database;
+    private readonly NpgsqlDataSource _relaxed;
     private readonly TimeProvider _time;
     private readonly bool _systemClock;
     private readonly Func<string, TopicPolicy> _policyOf;
     private readonly ILogger _logger;
     private readonly Channel<PendingPublish> _publishes = Channel.CreateUnbounded<PendingPublish>(new UnboundedChannelOptions { SingleReader = false });
-    private readonly Channel<PendingAck> _acks = Channel.CreateUnbounded<PendingAck>(new UnboundedChannelOptions { SingleReader = false });
+    private readonly Lock _acksLock = new();
+    private List<PendingAck> _pendingAcks = [];
+    private Task _ackFlight = Task.CompletedTask;
+    private readonly SemaphoreSlim _acksWaiting = new(0, 1);
+    private readonly ConcurrentDictionary<long, byte> _live = new();
+    private readonly ConcurrentDictionary<Guid, byte> _taking = new();
+    private readonly Lock _holdsLock = new();
+    private readonly ulong _holdPrefix = BitConverter.ToUInt64(Guid.NewGuid().ToByteArray());
+    private ulong _holdCount;
+    private int _reconcile;
     private readonly ConcurrentDictionary<PostgreSqlConsumer, byte> _consumers = new();
     private readonly ConcurrentDictionary<string, int> _consumerCounts = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, TopicTaker> _takers = new(StringComparer.Ordinal);
@@ -42,9 +64,10 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     private int _disposed;
     private volatile bool _reachable = true;
 
-    private PostgreSqlBackend(NpgsqlDataSource database, MiniQueueOptions options, TimeSpan processLease)
+    private PostgreSqlBackend(NpgsqlDataSource database, NpgsqlDataSource relaxed, MiniQueueOptions options, TimeSpan processLease)
     {
         _database = database;
+        _relaxed = relaxed;
         _time = options.TimeProvider;
         _systemClock = ReferenceEquals(_time, TimeProvider.System);
         _policyOf = TopicPolicy.Resolver(options);
@@ -73,28 +96,28 @@ internal sealed class PostgreSqlBackend : IQueueBackend
 
     internal ILogger Logger => _logger;
 
-    internal NpgsqlDataSource Database => _database;
+    /// <summary>
+    /// Connections whose commits do not wait for the disk (<c>synchronous_commit=off</c>): for takes, settles, returns and
+    /// the heartbeat, which PROTOCOL.md lets be undone by a crash (the message is delivered again).
+    /// </summary>
+    internal NpgsqlDataSource Relaxed => _relaxed;
 
     /// <summary>Opens the backend: migrates the schema, starts listening, beating and writing.</summary>
     public static async ValueTask<PostgreSqlBackend> OpenAsync(
         string connectionString, MiniQueueOptions options, TimeSpan processLease, CancellationToken cancellationToken)
     {
         options.Validate();
-        // The slim builder keeps the package trimmable and Native AOT-compatible (the host publishes that way); arrays are
-        // the one extra it needs (a batch of publishes is three arrays).
-        var database = new NpgsqlSlimDataSourceBuilder(connectionString).EnableArrays().Build();
-        var backend = new PostgreSqlBackend(database, options, processLease);
+        var backend = new PostgreSqlBackend(Source(connectionString, relaxed: false), Source(connectionString, relaxed: true), options, processLease);
         try
         {
-            await PostgreSqlSchema.MigrateAsync(database, cancellationToken).ConfigureAwait(false);
+            await PostgreSqlSchema.MigrateAsync(backend._database, cancellationToken).ConfigureAwait(false);
             await backend.BeatAsync(cancellationToken).ConfigureAwait(false);
             await backend.Signals.StartAsync(cancellationToken).ConfigureAwait(false);
             backend._writers =
             [
                 .. Enumerable.Range(0, Writers).Select(_ => Task.Run(
                     () => RunBatchesAsync(backend._publishes.Reader, backend.InsertBatchAsync, backend.FailPublishes), CancellationToken.None)),
-                .. Enumerable.Range(0, Writers).Select(_ => Task.Run(
-                    () => RunBatchesAsync(backend._acks.Reader, backend.AckBatchAsync, backend.FailAcks), CancellationToken.None)),
+                Task.Run(backend.FlushAcksAsync, CancellationToken.None),
             ];
             backend._heartbeat = Task.Run(backend.HeartbeatAsync, CancellationToken.None);
             return backend;
@@ -109,6 +132,23 @@ internal sealed class PostgreSqlBackend : IQueueBackend
 
             throw;
         }
+    }
+
+    /// <summary>
+    /// A data source on <paramref name="connectionString"/>. The slim builder keeps the package trimmable and Native
+    /// AOT-compatible (the host publishes that way); arrays are the one extra it needs (a batch is a few arrays). MiniQueue
+    /// changes no session state, so a pooled connection need not be reset.
+    /// </summary>
+    private static NpgsqlDataSource Source(string connectionString, bool relaxed)
+    {
+        var builder = new NpgsqlSlimDataSourceBuilder(connectionString).EnableArrays();
+        builder.ConnectionStringBuilder.NoResetOnClose = true;
+        if (relaxed)
+        {
+            builder.ConnectionStringBuilder.Options = $"{builder.ConnectionStringBuilder.Options} -c synchronous_commit=off".TrimStart();
+        }
+
+        return builder.Build();
     }
 
     /// <summary>The policy of a topic (lease, max deliveries, dead-letter topic, idempotency window).</summary>
@@ -133,6 +173,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         if (exception is NpgsqlException or TimeoutException)
         {
             _reachable = false;
+            Volatile.Write(ref _reconcile, 1);
         }
 
         return exception as MiniQueueStoreException ?? new MiniQueueStoreException($"{what}: {exception.Message}", exception);
@@ -244,51 +285,248 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     }
 
     /// <summary>
-    /// ACKs a held message (named by its hold): false when that hold had ended (its lease passed, or its process was
-    /// taken for dead). Concurrent ACKs of this process share one DELETE and one commit.
+    /// ACKs a held message (named by its hold) without waiting for the database: the DELETE rides on the next take of
+    /// this process (<see cref="DrainAcks"/>), which commits it before it hands out a message, or goes on its own after
+    /// <see cref="AckLinger"/>. It stays among this process's holds until it is done, and is retried while the database
+    /// is away; if this process dies first, the message is delivered again (at-least-once).
     /// </summary>
-    internal Task<bool> AckAsync(long id, Guid hold)
+    internal void Ack(long id, Guid hold)
     {
-        var ack = new PendingAck(id, hold);
-        ObjectDisposedException.ThrowIf(!_acks.Writer.TryWrite(ack), typeof(MiniQueueEngine));
-        return ack.Done.Task;
+        ThrowIfDisposed();
+        lock (_acksLock)
+        {
+            _pendingAcks.Add(new PendingAck(id, hold));
+        }
+
+        WakeFlusher();
     }
 
-    private const string AckSql = """
-        DELETE FROM miniqueue_messages AS m
-        USING unnest(@ids, @holds) AS acked(id, hold)
-        WHERE m.id = acked.id AND m.hold = acked.hold
-        RETURNING m.id
-        """;
-
-    private async Task AckBatchAsync(List<PendingAck> batch)
+    private void WakeFlusher()
     {
-        var deleted = new HashSet<long>();
-        await using (var command = _database.CreateCommand(AckSql))
+        lock (_acksLock)
         {
-            command.Parameters.Add(new NpgsqlParameter<long[]>("ids", [.. batch.Select(static ack => ack.Id)]));
-            command.Parameters.Add(new NpgsqlParameter<Guid[]>("holds", [.. batch.Select(static ack => ack.Hold)]));
-            await using var reader = await command.ExecuteReaderAsync().ConfigureAwait(false);
-            while (await reader.ReadAsync().ConfigureAwait(false))
+            if (_acksWaiting.CurrentCount == 0)
             {
-                deleted.Add(reader.GetInt64(0));
+                _acksWaiting.Release();
             }
         }
+    }
 
-        Reached();
-        foreach (var ack in batch)
+    /// <summary>
+    /// Takes the ACKs waiting for a statement, for a take to carry: it must first wait for <c>Flight</c> (a flush of
+    /// earlier ACKs), so that its commit follows every ACK made before it started.
+    /// </summary>
+    internal (List<PendingAck>? Acks, Task Flight) DrainAcks()
+    {
+        lock (_acksLock)
         {
-            ack.Done.TrySetResult(deleted.Contains(ack.Id));
+            if (_pendingAcks.Count == 0)
+            {
+                return (null, _ackFlight);
+            }
+
+            var acks = _pendingAcks;
+            _pendingAcks = [];
+            return (acks, _ackFlight);
         }
     }
 
-    private void FailAcks(List<PendingAck> batch, Exception exception)
+    /// <summary>ACKs that a statement could not carry wait for the next (the message stays held by this process).</summary>
+    internal void RequeueAcks(List<PendingAck> acks)
     {
-        var error = Unreachable(exception, "The ACK failed; the consumer still holds its message");
-        foreach (var ack in batch)
+        lock (_acksLock)
         {
-            ack.Done.TrySetException(error);
+            _pendingAcks.AddRange(acks);
         }
+
+        WakeFlusher();
+    }
+
+    /// <summary>The ACKs carried by a statement that committed: their messages are gone, no longer this process's.</summary>
+    internal void Acked(List<PendingAck> acks)
+    {
+        foreach (var ack in acks)
+        {
+            _live.TryRemove(ack.Id, out _);
+        }
+    }
+
+    internal const string AckSql = """
+        DELETE FROM miniqueue_messages AS m
+        USING unnest(@ack_ids, @ack_holds) AS acked(id, hold)
+        WHERE m.id = acked.id AND m.hold = acked.hold
+        """;
+
+    /// <summary>The DELETE of <paramref name="acks"/>, for a batch.</summary>
+    internal static NpgsqlBatchCommand AckCommand(List<PendingAck> acks)
+    {
+        var command = new NpgsqlBatchCommand(AckSql);
+        command.Parameters.Add(new NpgsqlParameter<long[]>("ack_ids", [.. acks.Select(static ack => ack.Id)]));
+        command.Parameters.Add(new NpgsqlParameter<Guid[]>("ack_holds", [.. acks.Select(static ack => ack.Hold)]));
+        return command;
+    }
+
+    /// <summary>
+    /// Sends the ACKs that no take carried within <see cref="AckLinger"/>; while the database is away, tries again less and
+    /// less often. Ends when the backend stops, after a last try.
+    /// </summary>
+    private async Task FlushAcksAsync()
+    {
+        var retry = TimeSpan.FromMilliseconds(50);
+        while (true)
+        {
+            var stopping = _stopping.IsCancellationRequested;
+            if (!stopping)
+            {
+                try
+                {
+                    await _acksWaiting.WaitAsync(_stopping.Token).ConfigureAwait(false);
+                    await Task.Delay(AckLinger, _stopping.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    stopping = true;
+                }
+            }
+
+            List<PendingAck> acks;
+            var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            lock (_acksLock)
+            {
+                acks = _pendingAcks;
+                _pendingAcks = [];
+                _ackFlight = done.Task;
+            }
+
+            try
+            {
+                if (acks.Count > 0)
+                {
+                    await using var batch = _relaxed.CreateBatch();
+                    batch.BatchCommands.Add(AckCommand(acks));
+                    await batch.ExecuteNonQueryAsync().ConfigureAwait(false);
+                    Reached();
+                    Acked(acks);
+                }
+
+                retry = TimeSpan.FromMilliseconds(50);
+            }
+            catch (Exception exception) when (!stopping)
+            {
+                _ = Unreachable(exception, "ACK");
+                PostgreSqlLog.AckFailed(_logger, acks.Count, exception);
+                RequeueAcks(acks);
+                try
+                {
+                    await Task.Delay(retry, _stopping.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                }
+
+                retry = TimeSpan.FromTicks(Math.Min(retry.Ticks * 2, TimeSpan.FromSeconds(2).Ticks));
+            }
+            catch (Exception exception)
+            {
+                // Stopping with the database away: these ACKs are lost, and their messages delivered again.
+                PostgreSqlLog.AckFailed(_logger, acks.Count, exception);
+            }
+            finally
+            {
+                done.SetResult();
+            }
+
+            if (stopping)
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>A hold id of this process: its prefix, then a count, so that later holds compare greater in the database.</summary>
+    internal Guid NextHold()
+    {
+        Span<byte> bytes = stackalloc byte[16];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(bytes, _holdPrefix);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(bytes[8..], Interlocked.Increment(ref _holdCount));
+        return new Guid(bytes, bigEndian: true);
+    }
+
+    /// <summary>A take is about to hold messages under a new hold id: until <see cref="Taken"/>, that id is this process's.</summary>
+    internal Guid StartTake()
+    {
+        lock (_holdsLock)
+        {
+            var hold = NextHold();
+            _taking[hold] = 0;
+            return hold;
+        }
+    }
+
+    /// <summary>A take came back: the messages it took are this process's (until settled or given back), not the hold id.</summary>
+    internal void Taken(Guid hold, IEnumerable<long> ids)
+    {
+        foreach (var id in ids)
+        {
+            _live[id] = 0;
+        }
+
+        _taking.TryRemove(hold, out _);
+    }
+
+    /// <summary>A message this process held is settled or given back (or the statement that would have failed).</summary>
+    internal void Released(long id) => _live.TryRemove(id, out _);
+
+    private const string ReconcileSql = """
+        WITH returned AS (
+            UPDATE miniqueue_messages
+            SET cls = 0, due = NULL, seq = -nextval('miniqueue_seq'), holder = NULL, hold = NULL, lease_until = NULL
+            WHERE holder = @process AND hold < @cutoff AND hold <> ALL(@taking) AND id <> ALL(@live)
+            RETURNING topic)
+        SELECT topic, count(*)::integer, pg_notify('miniqueue', topic) FROM returned GROUP BY topic
+        """;
+
+    /// <summary>
+    /// After the database was away: the messages the database says this process holds but none of its consumers does (a
+    /// return or an ACK that failed, a settle that a crash undid) return to the front. Holds made from now on, takes still
+    /// under way and the messages its consumers hold or are settling are left alone.
+    /// </summary>
+    private async Task ReconcileAsync(CancellationToken cancellationToken)
+    {
+        Guid cutoff;
+        Guid[] taking;
+        long[] live;
+        lock (_holdsLock)
+        {
+            cutoff = NextHold();
+            taking = [.. _taking.Keys];
+            live = [.. _live.Keys];
+        }
+
+        await using var command = _relaxed.CreateCommand(ReconcileSql);
+        command.Parameters.Add(new NpgsqlParameter<Guid>("process", ProcessId));
+        command.Parameters.Add(new NpgsqlParameter<Guid>("cutoff", cutoff));
+        command.Parameters.Add(new NpgsqlParameter<Guid[]>("taking", taking));
+        command.Parameters.Add(new NpgsqlParameter<long[]>("live", live));
+        var returned = await ReadReturnedAsync(command, cancellationToken).ConfigureAwait(false);
+        if (returned > 0)
+        {
+            PostgreSqlLog.Reconciled(_logger, returned);
+        }
+    }
+
+    /// <summary>Reads (topic, count) rows of messages returned to the front, wakes those topics; the total.</summary>
+    private async Task<int> ReadReturnedAsync(NpgsqlCommand command, CancellationToken cancellationToken)
+    {
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        var returned = 0;
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            returned += reader.GetInt32(1);
+            Signals.Signal(reader.GetString(0));
+        }
+
+        return returned;
     }
 
     private const string InsertSql = """
@@ -411,12 +649,16 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     /// </summary>
     internal Task UntakeAsync(string topic, long id, Guid hold) => ReleaseAsync(UntakeSql, topic, id, hold);
 
-    /// <summary>Ends a hold with <paramref name="sql"/> (<see cref="ReturnSql"/> or <see cref="UntakeSql"/>) and wakes the topic's taker.</summary>
+    /// <summary>
+    /// Ends a hold with <paramref name="sql"/> (<see cref="ReturnSql"/> or <see cref="UntakeSql"/>) and wakes the topic's
+    /// taker. If the database is away, the message stays held in it by this process until <see cref="ReconcileAsync"/>
+    /// returns it once the database is back (or another process does, should this one die first).
+    /// </summary>
     private async Task ReleaseAsync(string sql, string topic, long id, Guid hold)
     {
         try
         {
-            await using var command = _database.CreateCommand(sql);
+            await using var command = _relaxed.CreateCommand(sql);
             command.Parameters.Add(new NpgsqlParameter<long>("id", id));
             command.Parameters.Add(new NpgsqlParameter<Guid>("hold", hold));
             if (await command.ExecuteNonQueryAsync().ConfigureAwait(false) == 1)
@@ -427,6 +669,10 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         catch (Exception exception) when (exception is NpgsqlException or TimeoutException or ObjectDisposedException)
         {
             _ = Unreachable(exception, "release");
+        }
+        finally
+        {
+            Released(id);
         }
     }
 
@@ -521,19 +767,44 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     {
         TopicName.ThrowIfInvalid(topic, nameof(topic));
         ThrowIfDisposed();
+
+        // The counts follow every ACK made before: those still waiting for a statement go in this one.
+        var (acks, flight) = DrainAcks();
+        flight.GetAwaiter().GetResult();
         try
         {
-            using var command = _database.CreateCommand(StatsSql);
-            command.Parameters.Add(new NpgsqlParameter<string>("topic", topic));
-            command.Parameters.Add(Now());
-            using var reader = command.ExecuteReader();
-            reader.Read();
-            var stats = new TopicStats(reader.GetInt32(0), reader.GetInt32(1), reader.GetInt32(2), _consumerCounts.GetValueOrDefault(topic));
+            // One transaction: the ACKs, then the counts (the first row the batch returns: the DELETE returns none).
+            using var batch = _relaxed.CreateBatch();
+            if (acks is not null)
+            {
+                batch.BatchCommands.Add(AckCommand(acks));
+            }
+
+            var stats = new NpgsqlBatchCommand(StatsSql);
+            stats.Parameters.Add(new NpgsqlParameter<string>("topic", topic));
+            stats.Parameters.Add(Now());
+            batch.BatchCommands.Add(stats);
+            using var reader = batch.ExecuteReader();
+            while (!reader.Read() && reader.NextResult())
+            {
+            }
+
+            var counts = new TopicStats(reader.GetInt32(0), reader.GetInt32(1), reader.GetInt32(2), _consumerCounts.GetValueOrDefault(topic));
             Reached();
-            return stats;
+            if (acks is not null)
+            {
+                Acked(acks);
+            }
+
+            return counts;
         }
         catch (Exception exception)
         {
+            if (acks is not null)
+            {
+                RequeueAcks(acks);
+            }
+
             throw Unreachable(exception, $"The counts of topic '{topic}' could not be read");
         }
     }
@@ -570,6 +841,10 @@ internal sealed class PostgreSqlBackend : IQueueBackend
                 await Task.Delay(every, _stopping.Token).ConfigureAwait(false);
                 await BeatAsync(_stopping.Token).ConfigureAwait(false);
                 Reached();
+                if (Interlocked.Exchange(ref _reconcile, 0) == 1)
+                {
+                    await ReconcileAsync(_stopping.Token).ConfigureAwait(false);
+                }
             }
             catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
             {
@@ -585,34 +860,54 @@ internal sealed class PostgreSqlBackend : IQueueBackend
 
     private const string BeatSql = """
         INSERT INTO miniqueue_processes (id, beat) VALUES (@process, now()) ON CONFLICT (id) DO UPDATE SET beat = now();
-        WITH dead AS (
-            DELETE FROM miniqueue_processes WHERE beat < now() - make_interval(secs => @lease) RETURNING id),
-        returned AS (
+        WITH returned AS (
             UPDATE miniqueue_messages
             SET cls = 0, due = NULL, seq = -nextval('miniqueue_seq'), holder = NULL, hold = NULL, lease_until = NULL
-            WHERE holder IN (SELECT id FROM dead) OR lease_until < COALESCE(@now, now()) - make_interval(secs => @lease)
+            WHERE lease_until < COALESCE(@now, now()) - make_interval(secs => @lease)
             RETURNING topic)
         SELECT topic, count(*)::integer, pg_notify('miniqueue', topic) FROM returned GROUP BY topic;
         DELETE FROM miniqueue_keys WHERE expires < COALESCE(@now, now()) - interval '1 hour';
         """;
 
+    private const string DeadSql = """
+        WITH dead AS (DELETE FROM miniqueue_processes WHERE beat < now() - make_interval(secs => @lease) RETURNING id),
+        returned AS (
+            UPDATE miniqueue_messages
+            SET cls = 0, due = NULL, seq = -nextval('miniqueue_seq'), holder = NULL, hold = NULL, lease_until = NULL
+            WHERE holder IN (SELECT id FROM dead)
+            RETURNING topic)
+        SELECT topic, count(*)::integer, pg_notify('miniqueue', topic) FROM returned GROUP BY topic
+        """;
+
     /// <summary>
-    /// The heartbeat: this process is alive; the messages held by processes that stopped beating for
-    /// <see cref="ProcessLease"/>, and those whose own lease is overdue by as much (their holder could not return them),
-    /// return to the front of their topics; long-expired idempotency keys go.
+    /// The heartbeat: this process is alive; messages whose own lease is overdue by a process lease (their holder could
+    /// not return them) return to the front; long-expired idempotency keys go. When a process has stopped beating for
+    /// <see cref="ProcessLease"/>, the messages it held return to the front in the same transaction as its row goes
+    /// (a scan of the table, which runs only then: no index on the holder keeps takes cheap).
     /// </summary>
     private async Task BeatAsync(CancellationToken cancellationToken)
     {
-        await using var command = _database.CreateCommand(BeatSql);
-        command.Parameters.Add(new NpgsqlParameter<Guid>("process", ProcessId));
-        command.Parameters.Add(new NpgsqlParameter<double>("lease", ProcessLease.TotalSeconds));
-        command.Parameters.Add(Now());
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         var returned = 0;
-        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        await using (var command = _relaxed.CreateCommand(BeatSql))
         {
-            returned += reader.GetInt32(1);
-            Signals.Signal(reader.GetString(0));
+            command.Parameters.Add(new NpgsqlParameter<Guid>("process", ProcessId));
+            command.Parameters.Add(new NpgsqlParameter<double>("lease", ProcessLease.TotalSeconds));
+            command.Parameters.Add(Now());
+            returned += await ReadReturnedAsync(command, cancellationToken).ConfigureAwait(false);
+        }
+
+        bool anyDead;
+        await using (var command = _relaxed.CreateCommand("SELECT EXISTS (SELECT 1 FROM miniqueue_processes WHERE beat < now() - make_interval(secs => @lease))"))
+        {
+            command.Parameters.Add(new NpgsqlParameter<double>("lease", ProcessLease.TotalSeconds));
+            anyDead = (bool)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        }
+
+        if (anyDead)
+        {
+            await using var command = _relaxed.CreateCommand(DeadSql);
+            command.Parameters.Add(new NpgsqlParameter<double>("lease", ProcessLease.TotalSeconds));
+            returned += await ReadReturnedAsync(command, cancellationToken).ConfigureAwait(false);
         }
 
         if (returned > 0)
@@ -646,6 +941,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         }
 
         await _database.DisposeAsync().ConfigureAwait(false);
+        await _relaxed.DisposeAsync().ConfigureAwait(false);
         _stopping.Dispose();
     }
 
@@ -658,15 +954,18 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         Interlocked.Exchange(ref _disposed, 1);
         await StopWorkAsync().ConfigureAwait(false);
         await _database.DisposeAsync().ConfigureAwait(false);
+        await _relaxed.DisposeAsync().ConfigureAwait(false);
     }
 
-    /// <summary>Stops the background work: the batch writers (after what they were given), the heartbeat, the listener.</summary>
+    /// <summary>
+    /// Stops the background work: the batch writers (after what they were given), the ACK flusher (after a last try), the
+    /// heartbeat, the listener.
+    /// </summary>
     private async Task StopWorkAsync()
     {
         _publishes.Writer.TryComplete();
-        _acks.Writer.TryComplete();
-        await Task.WhenAll(_writers).ConfigureAwait(false);
         await _stopping.CancelAsync().ConfigureAwait(false);
+        await Task.WhenAll(_writers).ConfigureAwait(false);
         await _heartbeat.ConfigureAwait(false);
         await Signals.DisposeAsync().ConfigureAwait(false);
     }
@@ -675,15 +974,8 @@ internal sealed class PostgreSqlBackend : IQueueBackend
 
     internal bool IsDisposed => Volatile.Read(ref _disposed) != 0;
 
-    /// <summary>An ACK waiting for its batch: the message and its hold; the result says whether the hold was still on.</summary>
-    private sealed class PendingAck(long id, Guid hold)
-    {
-        public long Id { get; } = id;
-
-        public Guid Hold { get; } = hold;
-
-        public TaskCompletionSource<bool> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    }
+    /// <summary>An ACK waiting for a statement: the message and its hold.</summary>
+    internal readonly record struct PendingAck(long Id, Guid Hold);
 
     /// <summary>A publish waiting for its batch.</summary>
     private sealed class PendingPublish(string topic, byte[] body, double delaySeconds)

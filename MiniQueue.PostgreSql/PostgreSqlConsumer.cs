@@ -211,17 +211,26 @@ internal sealed class PostgreSqlConsumer : IQueueConsumer
         }
 
         bool settled;
-        try
+        if (settlement == Settlement.Ack)
         {
-            // ACKs, the common settle, share one DELETE per batch; the others are one statement each.
-            settled = settlement == Settlement.Ack
-                ? await _backend.AckAsync(held.Id, held.Hold).WaitAsync(cancellationToken).ConfigureAwait(false)
-                : await SettleOneAsync(settlement, held, delay, cancellationToken).ConfigureAwait(false);
-            _backend.Reached();
+            // The common settle does not wait for the database: the next take of this process carries it (see
+            // PostgreSqlBackend.Ack). Whether the hold was still on is this consumer's to know (its lease timer).
+            _backend.Ack(held.Id, held.Hold);
+            settled = true;
         }
-        catch (Exception exception) when (exception is not (OperationCanceledException or ObjectDisposedException))
+        else
         {
-            throw _backend.Unreachable(exception, $"The {command} of message {held.Id} failed; the consumer still holds it");
+            try
+            {
+                settled = await SettleOneAsync(settlement, held, delay, cancellationToken).ConfigureAwait(false);
+                _backend.Reached();
+            }
+            catch (Exception exception) when (exception is not (OperationCanceledException or ObjectDisposedException))
+            {
+                throw _backend.Unreachable(exception, $"The {command} of message {held.Id} failed; the consumer still holds it");
+            }
+
+            _backend.Released(held.Id);
         }
 
         lock (_lock)
@@ -249,7 +258,7 @@ internal sealed class PostgreSqlConsumer : IQueueConsumer
     /// <summary>A NACK, BACK or DACK of the held message: false when its hold had ended.</summary>
     private async Task<bool> SettleOneAsync(Settlement settlement, Held held, TimeSpan delay, CancellationToken cancellationToken)
     {
-        await using var sql = _backend.Database.CreateCommand(settlement switch
+        await using var sql = _backend.Relaxed.CreateCommand(settlement switch
         {
             Settlement.Nack => PostgreSqlBackend.ReturnSql,
             Settlement.Back => BackSql,
@@ -288,7 +297,7 @@ internal sealed class PostgreSqlConsumer : IQueueConsumer
 
         try
         {
-            await using var sql = _backend.Database.CreateCommand(TouchSql);
+            await using var sql = _backend.Relaxed.CreateCommand(TouchSql);
             sql.Parameters.Add(new NpgsqlParameter<long>("id", held.Id));
             sql.Parameters.Add(new NpgsqlParameter<Guid>("hold", held.Hold));
             sql.Parameters.Add(new NpgsqlParameter<double>("lease", TimeSpan.FromTicks(_policy.LeaseTicks).TotalSeconds));

@@ -32,4 +32,12 @@ internal static partial class PostgreSqlLog
 
     [LoggerMessage(EventId = 1307, Level = LogLevel.Warning, Message = "A callback on the lease token of a delivery of topic {Topic} failed")]
     public static partial void LeaseCallbackFailed(ILogger logger, string topic, Exception exception);
+
+    [LoggerMessage(EventId = 1308, Level = LogLevel.Warning,
+        Message = "{Count} ACKs could not reach the database; they are tried again (their messages stay held until then)")]
+    public static partial void AckFailed(ILogger logger, int count, Exception exception);
+
+    [LoggerMessage(EventId = 1309, Level = LogLevel.Warning,
+        Message = "After the database was away, {Count} messages it still had as held by this process, which no consumer holds, returned to the front")]
+    public static partial void Reconciled(ILogger logger, int count);
 }

@@ -47,6 +47,17 @@ internal static class PostgreSqlSchema
             PRIMARY KEY (topic, key)
         );
         """,
+        // 2: a take (which sets hold, holder and deliveries) is a HOT update: no index covers a column it changes (unless
+        // the topic has a lease), and pages keep room for the new row version. The take's index holds held rows too (a
+        // take skips them; there are at most as many as consumers). A lease that must be returned is found by its index;
+        // the holds of a dead process by a scan, which runs only when a process died.
+        """
+        DROP INDEX miniqueue_messages_holder;
+        DROP INDEX miniqueue_messages_next;
+        CREATE INDEX miniqueue_messages_next ON miniqueue_messages (topic, cls, due, seq);
+        CREATE INDEX miniqueue_messages_lease ON miniqueue_messages (lease_until) WHERE lease_until IS NOT NULL;
+        ALTER TABLE miniqueue_messages SET (fillfactor = 70);
+        """,
     ];
 
     /// <summary>The schema version this code writes.</summary>

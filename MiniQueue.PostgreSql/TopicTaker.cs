@@ -9,6 +9,11 @@ namespace MiniQueue.PostgreSql;
 /// first, in delivery order. When the topic has fewer messages than waiting consumers, it waits for a signal
 /// (<see cref="TopicSignals"/>) or for the next delayed message's due time. One taker per topic and process.
 /// </summary>
+/// <remarks>
+/// A take also carries the process's waiting ACKs (<see cref="PostgreSqlBackend.DrainAcks"/>) in its transaction, and
+/// hands its messages only to receives that began before it did: so a consumer that ACKs and receives again gets its
+/// next message only once its ACK is committed.
+/// </remarks>
 internal sealed class TopicTaker
 {
     /// <summary>The most messages one statement takes.</summary>
@@ -20,6 +25,7 @@ internal sealed class TopicTaker
     private readonly LinkedList<Receiver> _waiting = new();
     private CancellationTokenSource? _idle;
     private bool _running;
+    private long _tickets;
 
     public TopicTaker(PostgreSqlBackend backend, string topic)
     {
@@ -38,6 +44,7 @@ internal sealed class TopicTaker
         var start = false;
         lock (_lock)
         {
+            receiver.Ticket = ++_tickets;
             node = _waiting.AddLast(receiver);
             if (!_running)
             {
@@ -85,9 +92,11 @@ internal sealed class TopicTaker
         while (true)
         {
             int wanted;
+            long cutoff;
             lock (_lock)
             {
                 wanted = Math.Min(_waiting.Count, MaxBatch);
+                cutoff = _tickets;
                 if (wanted == 0 || _backend.IsDisposed)
                 {
                     _running = false;
@@ -99,7 +108,7 @@ internal sealed class TopicTaker
             int handed;
             try
             {
-                (handed, nextDue) = await TakeAsync(wanted).ConfigureAwait(false);
+                (handed, nextDue) = await TakeAsync(wanted, cutoff).ConfigureAwait(false);
                 retry = TimeSpan.FromMilliseconds(50);
             }
             catch (MiniQueueStoreException)
@@ -166,10 +175,10 @@ internal sealed class TopicTaker
             LIMIT @count
             FOR UPDATE SKIP LOCKED)
         UPDATE miniqueue_messages AS m
-        SET holder = @process, hold = gen_random_uuid(), deliveries = m.deliveries + 1,
+        SET holder = @process, hold = @hold, deliveries = m.deliveries + 1,
             lease_until = CASE WHEN @lease > 0 THEN COALESCE(@now, now()) + make_interval(secs => @lease) END
         FROM next WHERE m.id = next.id
-        RETURNING m.id, m.body, m.dack_count, m.hold, m.cls, m.due, m.seq
+        RETURNING m.id, m.body, m.dack_count, m.cls, m.due, m.seq
         """;
 
     private const string NextDueSql = """
@@ -178,16 +187,19 @@ internal sealed class TopicTaker
         """;
 
     /// <summary>
-    /// One round trip: moves spent messages to the dead-letter topic, takes up to <paramref name="count"/> messages and
-    /// hands them out; says when the next delayed message comes due.
+    /// One round trip: moves spent messages to the dead-letter topic, takes up to <paramref name="count"/> messages, commits
+    /// the waiting ACKs, and hands the messages out to receives with a ticket up to <paramref name="cutoff"/>; when it took
+    /// fewer than asked, says when the next delayed message comes due (a second round trip, only then).
     /// </summary>
-    private async Task<(int Handed, DueTime? NextDue)> TakeAsync(int count)
+    private async Task<(int Handed, DueTime? NextDue)> TakeAsync(int count, long cutoff)
     {
         var taken = new List<Taken>(count);
-        DueTime? nextDue = null;
+        var hold = _backend.StartTake();
+        var (acks, flight) = _backend.DrainAcks();
         try
         {
-            await using var connection = await _backend.Database.OpenConnectionAsync().ConfigureAwait(false);
+            await flight.ConfigureAwait(false);
+            await using var connection = await _backend.Relaxed.OpenConnectionAsync().ConfigureAwait(false);
             await using var batch = new NpgsqlBatch(connection);
             var moves = _policy.MaxDeliveries > 0;
             if (moves)
@@ -204,52 +216,62 @@ internal sealed class TopicTaker
             take.Parameters.Add(new NpgsqlParameter<string>("topic", Topic));
             take.Parameters.Add(new NpgsqlParameter<int>("count", count));
             take.Parameters.Add(new NpgsqlParameter<Guid>("process", _backend.ProcessId));
+            take.Parameters.Add(new NpgsqlParameter<Guid>("hold", hold));
             take.Parameters.Add(new NpgsqlParameter<double>("lease", TimeSpan.FromTicks(_policy.LeaseTicks).TotalSeconds));
             take.Parameters.Add(_backend.Now());
             batch.BatchCommands.Add(take);
-            var due = new NpgsqlBatchCommand(NextDueSql);
-            due.Parameters.Add(new NpgsqlParameter<string>("topic", Topic));
-            due.Parameters.Add(_backend.Now());
-            batch.BatchCommands.Add(due);
-
-            await using var reader = await batch.ExecuteReaderAsync().ConfigureAwait(false);
-            if (moves)
+            if (acks is not null)
             {
-                await reader.ReadAsync().ConfigureAwait(false);
-                var moved = reader.GetInt32(0);
-                if (moved > 0)
+                // Last: it returns no rows, and the batch is one transaction.
+                batch.BatchCommands.Add(PostgreSqlBackend.AckCommand(acks));
+            }
+
+            await using (var reader = await batch.ExecuteReaderAsync().ConfigureAwait(false))
+            {
+                if (moves)
                 {
-                    PostgreSqlLog.DeadLettered(_backend.Logger, Topic, moved, _policy.DeadLetterTopic!);
-                    _backend.Signals.Signal(_policy.DeadLetterTopic!);
+                    await reader.ReadAsync().ConfigureAwait(false);
+                    var moved = reader.GetInt32(0);
+                    if (moved > 0)
+                    {
+                        PostgreSqlLog.DeadLettered(_backend.Logger, Topic, moved, _policy.DeadLetterTopic!);
+                        _backend.Signals.Signal(_policy.DeadLetterTopic!);
+                    }
+
+                    await reader.NextResultAsync().ConfigureAwait(false);
                 }
 
-                await reader.NextResultAsync().ConfigureAwait(false);
-            }
+                while (await reader.ReadAsync().ConfigureAwait(false))
+                {
+                    taken.Add(new Taken(
+                        reader.GetInt64(0), reader.GetFieldValue<byte[]>(1), reader.GetInt32(2), hold,
+                        reader.GetInt16(3), reader.IsDBNull(4) ? DateTime.MinValue : reader.GetDateTime(4), reader.GetInt64(5)));
+                }
 
-            while (await reader.ReadAsync().ConfigureAwait(false))
-            {
-                taken.Add(new Taken(
-                    reader.GetInt64(0), reader.GetFieldValue<byte[]>(1), reader.GetInt32(2), reader.GetGuid(3),
-                    reader.GetInt16(4), reader.IsDBNull(5) ? DateTime.MinValue : reader.GetDateTime(5), reader.GetInt64(6)));
-            }
-
-            await reader.NextResultAsync().ConfigureAwait(false);
-            if (await reader.ReadAsync().ConfigureAwait(false) && !reader.IsDBNull(0))
-            {
-                nextDue = _backend.UntilDue(reader.GetDouble(0), reader.GetFieldValue<DateTimeOffset>(1));
+                while (await reader.NextResultAsync().ConfigureAwait(false))
+                {
+                }
             }
 
             _backend.Reached();
         }
         catch (Exception exception)
         {
-            // Whatever it took (if the commit happened) is held by nobody: give it back.
-            foreach (var message in taken)
+            // Nothing was taken or ACKed (one transaction), or, if it failed after the commit, the messages it took are
+            // this process's in the database until the reconcile after the failure returns them.
+            _backend.Taken(hold, []);
+            if (acks is not null)
             {
-                _ = _backend.UntakeAsync(Topic, message.Id, message.Hold);
+                _backend.RequeueAcks(acks);
             }
 
             throw _backend.Unreachable(exception, $"No message of topic '{Topic}' could be taken");
+        }
+
+        _backend.Taken(hold, taken.Select(static message => message.Id));
+        if (acks is not null)
+        {
+            _backend.Acked(acks);
         }
 
         // In delivery order, to the longest waiting first.
@@ -257,7 +279,7 @@ internal sealed class TopicTaker
         var handed = 0;
         foreach (var message in taken)
         {
-            if (!HandOut(message))
+            if (!HandOut(message, cutoff))
             {
                 // Its consumer went meanwhile: the take is undone (the message keeps its place and its delivery count).
                 await _backend.UntakeAsync(Topic, message.Id, message.Hold).ConfigureAwait(false);
@@ -268,18 +290,40 @@ internal sealed class TopicTaker
             }
         }
 
-        return (handed, nextDue);
+        return (handed, handed < count ? await NextDueAsync().ConfigureAwait(false) : null);
     }
 
-    /// <summary>Gives a taken message to the longest waiting consumer still waiting; false when none is.</summary>
-    private bool HandOut(Taken message)
+    /// <summary>When the topic's next delayed message comes due, if it has one (the taker then waits for it or a signal).</summary>
+    private async Task<DueTime?> NextDueAsync()
+    {
+        try
+        {
+            await using var command = _backend.Relaxed.CreateCommand(NextDueSql);
+            command.Parameters.Add(new NpgsqlParameter<string>("topic", Topic));
+            command.Parameters.Add(_backend.Now());
+            await using var reader = await command.ExecuteReaderAsync().ConfigureAwait(false);
+            return await reader.ReadAsync().ConfigureAwait(false) && !reader.IsDBNull(0)
+                ? _backend.UntilDue(reader.GetDouble(0), reader.GetFieldValue<DateTimeOffset>(1))
+                : null;
+        }
+        catch (Exception exception)
+        {
+            throw _backend.Unreachable(exception, $"The next due time of topic '{Topic}' could not be read");
+        }
+    }
+
+    /// <summary>
+    /// Gives a taken message to the longest waiting consumer still waiting, if its receive began before the take
+    /// (its ticket is at most <paramref name="cutoff"/>); false when none is.
+    /// </summary>
+    private bool HandOut(Taken message, long cutoff)
     {
         while (true)
         {
             Receiver receiver;
             lock (_lock)
             {
-                if (_waiting.First is not { } first)
+                if (_waiting.First is not { } first || first.Value.Ticket > cutoff)
                 {
                     return false;
                 }
@@ -305,6 +349,9 @@ internal sealed class TopicTaker
     private sealed class Receiver(PostgreSqlConsumer consumer, TopicTaker taker)
     {
         public PostgreSqlConsumer Consumer { get; } = consumer;
+
+        /// <summary>The order in which receives began: a take hands out only to those that began before it.</summary>
+        public long Ticket { get; set; }
 
         /// <summary>Its place in the line.</summary>
         public LinkedListNode<Receiver>? Node { get; set; }

@@ -126,7 +126,7 @@ public sealed class SharedModeTests
             await using var command = new NpgsqlCommand("SELECT count(*), max(version) FROM miniqueue_schema", connection);
             await using var reader = await command.ExecuteReaderAsync();
             await reader.ReadAsync();
-            Assert.That((reader.GetInt64(0), reader.GetInt32(1)), Is.EqualTo((1L, 1)));
+            Assert.That((reader.GetInt64(0), reader.GetInt32(1)), Is.EqualTo(((long)PostgreSqlSchema.Version, PostgreSqlSchema.Version)));
         }
         finally
         {

@@ -14,7 +14,7 @@ static int Usage()
         usage:
           MiniQueue.HttpBench serve --mode miniqueue|bare --port N [--cert PEM --key PEM | --cert-out FILE] [--prefill N --size B --topic T --drain T]
           MiniQueue.HttpBench consume --url https://127.0.0.1:N --trust FILE --streams S --connections C --seconds D [--warmup W --topic T --name X --max-messages N]
-          MiniQueue.HttpBench publish --url https://127.0.0.1:N --trust FILE --connections C --streams M --seconds D [--warmup W --size B --topic T --name X]
+          MiniQueue.HttpBench publish --url https://127.0.0.1:N --trust FILE --connections C --streams M --seconds D [--warmup W --size B --topic T --name X --rate R]
         """);
     return 2;
 }

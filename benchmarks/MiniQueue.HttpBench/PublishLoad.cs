@@ -6,7 +6,7 @@ namespace MiniQueue.HttpBench;
 
 /// <summary>
 /// Publish load with latency percentiles (h2load gives the headline rate): C connections × M concurrent publishers
-/// per connection, each looping publish → 201.
+/// per connection, each looping publish → 201, as fast as the server answers or paced to <c>--rate</c> in all.
 /// </summary>
 internal static class PublishLoad
 {
@@ -20,6 +20,9 @@ internal static class PublishLoad
         var seconds = double.Parse(BenchServer.Arg(args, "--seconds", "10"), CultureInfo.InvariantCulture);
         var warmup = double.Parse(BenchServer.Arg(args, "--warmup", "2"), CultureInfo.InvariantCulture);
         var name = BenchServer.Arg(args, "--name", "publish");
+
+        // --rate R paces the publishers to R publishes a second in all (0: as fast as the server answers).
+        var rate = double.Parse(BenchServer.Arg(args, "--rate", "0"), CultureInfo.InvariantCulture);
 
         using var client = new MiniQueueClient(new MiniQueueClientOptions
         {
@@ -39,8 +42,16 @@ internal static class PublishLoad
             var latencies = new long[1 << 20];
             var recorded = 0;
             long count = 0;
+            var interval = rate > 0 ? TimeSpan.FromSeconds(workerCount / rate) : TimeSpan.Zero;
+            var paced = Stopwatch.StartNew();
+            long sent = 0;
             while (Volatile.Read(ref stop) == 0)
             {
+                if (rate > 0 && interval * ++sent - paced.Elapsed is { Ticks: > 0 } ahead)
+                {
+                    await Task.Delay(ahead);
+                }
+
                 var started = Stopwatch.GetTimestamp();
                 await client.PublishAsync(topic, payload);
                 var latency = Stopwatch.GetTimestamp() - started;
