@@ -64,7 +64,11 @@ internal static class PostgreSqlSchema
     public static int Version => s_migrations.Length;
 
     /// <summary>Creates or migrates the schema; refuses a database migrated by a newer version.</summary>
-    public static async Task MigrateAsync(NpgsqlDataSource database, CancellationToken cancellationToken)
+    public static Task MigrateAsync(NpgsqlDataSource database, CancellationToken cancellationToken) =>
+        MigrateAsync(database, Version, cancellationToken);
+
+    /// <summary>Migrates the schema up to <paramref name="version"/> (tests start from an older one).</summary>
+    internal static async Task MigrateAsync(NpgsqlDataSource database, int version, CancellationToken cancellationToken)
     {
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
@@ -87,10 +91,10 @@ internal static class PostgreSqlSchema
                 $"The database's MiniQueue schema is version {current}, newer than this MiniQueue's ({Version}): upgrade MiniQueue.");
         }
 
-        for (var version = current + 1; version <= Version; version++)
+        for (var next = current + 1; next <= version; next++)
         {
             await using var command = new NpgsqlCommand(
-                s_migrations[version - 1] + $"; INSERT INTO miniqueue_schema (version) VALUES ({version});", connection, transaction);
+                s_migrations[next - 1] + $"; INSERT INTO miniqueue_schema (version) VALUES ({next});", connection, transaction);
             await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
 

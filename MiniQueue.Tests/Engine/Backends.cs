@@ -45,12 +45,14 @@ internal sealed class BackendEngines(Backend backend) : IDisposable
         if (Backend == Backend.PostgreSql)
         {
             // Every engine of a test opens the same database: a second one is another process on the same queue.
-            _database ??= await (await PostgreSqlCluster.SharedAsync()).CreateDatabaseAsync();
-            return await MiniQueuePostgreSql.OpenAsync(_database, options, ProcessLease, CancellationToken.None);
+            return await MiniQueuePostgreSql.OpenAsync(await DatabaseAsync(), options, ProcessLease, CancellationToken.None);
         }
 
         return await MiniQueueEngine.OpenAsync(options);
     }
+
+    /// <summary>The test's database (shared mode), created on first use.</summary>
+    public async Task<string> DatabaseAsync() => _database ??= await (await PostgreSqlCluster.SharedAsync()).CreateDatabaseAsync();
 
     /// <summary>The process lease of shared-mode engines in tests: short, so that a dead process's holds return soon.</summary>
     public static TimeSpan ProcessLease { get; } = TimeSpan.FromSeconds(3);
