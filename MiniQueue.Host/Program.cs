@@ -139,7 +139,7 @@ builder.Services.AddMiniQueue(
     http => http.PurgeAtRoot = true);
 if (flags.Postgres is { } connectionString)
 {
-    builder.Services.AddMiniQueueEngineOpener((options, cancellationToken) => MiniQueuePostgreSql.OpenAsync(connectionString, options, cancellationToken));
+    builder.Services.AddMiniQueuePostgreSql(connectionString);
 }
 
 builder.Services.AddHealthChecks().AddMiniQueue();

@@ -70,16 +70,15 @@ public static class MiniQueueServiceCollectionExtensions
     /// <summary>
     /// Makes the engine of <see cref="AddMiniQueue"/> open with <paramref name="open"/> (given the bound options) instead of
     /// <see cref="MiniQueueEngine.OpenAsync(MiniQueueOptions?, CancellationToken)"/>. For shared mode (package
-    /// <c>MiniQueue.PostgreSql</c>): <c>services.AddMiniQueueEngineOpener((options, cancellationToken) =&gt;
-    /// MiniQueuePostgreSql.OpenAsync(connectionString, options, cancellationToken))</c>. The last call wins.
+    /// <c>MiniQueue.PostgreSql</c>) use its <c>AddMiniQueuePostgreSql</c>, which registers one. The last call wins.
     /// </summary>
     public static IServiceCollection AddMiniQueueEngineOpener(
         this IServiceCollection services, Func<MiniQueueOptions, CancellationToken, ValueTask<MiniQueueEngine>> open)
     {
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(open);
-        services.RemoveAll<MiniQueueEngineFactory>();
-        services.AddSingleton(new MiniQueueEngineFactory(open));
+        services.RemoveAll<MiniQueueEngineOpener>();
+        services.AddSingleton(new MiniQueueEngineOpener((_, options, cancellationToken) => open(options, cancellationToken)));
         return services;
     }
 }

@@ -137,12 +137,20 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     /// <summary>
     /// A data source on <paramref name="connectionString"/>. The slim builder keeps the package trimmable and Native
     /// AOT-compatible (the host publishes that way); arrays are the one extra it needs (a batch is a few arrays). MiniQueue
-    /// changes no session state, so a pooled connection need not be reset.
+    /// changes no session state, so a pooled connection need not be reset. Its statements are few and run again and again:
+    /// unless the connection string says otherwise, Npgsql prepares them (planning a take cost more than running it).
     /// </summary>
     private static NpgsqlDataSource Source(string connectionString, bool relaxed)
     {
         var builder = new NpgsqlSlimDataSourceBuilder(connectionString).EnableArrays();
         builder.ConnectionStringBuilder.NoResetOnClose = true;
+        var given = new System.Data.Common.DbConnectionStringBuilder { ConnectionString = connectionString }.Keys.Cast<string>();
+        if (!given.Any(static key => key.Replace(" ", "", StringComparison.Ordinal).Equals("MaxAutoPrepare", StringComparison.OrdinalIgnoreCase)))
+        {
+            builder.ConnectionStringBuilder.MaxAutoPrepare = 32;
+            builder.ConnectionStringBuilder.AutoPrepareMinUsages = 2;
+        }
+
         if (relaxed)
         {
             builder.ConnectionStringBuilder.Options = $"{builder.ConnectionStringBuilder.Options} -c synchronous_commit=off".TrimStart();
@@ -398,6 +406,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
                 _ackFlight = done.Task;
             }
 
+            var failed = false;
             try
             {
                 if (acks.Count > 0)
@@ -416,15 +425,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
                 _ = Unreachable(exception, "ACK");
                 PostgreSqlLog.AckFailed(_logger, acks.Count, exception);
                 RequeueAcks(acks);
-                try
-                {
-                    await Task.Delay(retry, _stopping.Token).ConfigureAwait(false);
-                }
-                catch (OperationCanceledException)
-                {
-                }
-
-                retry = TimeSpan.FromTicks(Math.Min(retry.Ticks * 2, TimeSpan.FromSeconds(2).Ticks));
+                failed = true;
             }
             catch (Exception exception)
             {
@@ -439,6 +440,19 @@ internal sealed class PostgreSqlBackend : IQueueBackend
             if (stopping)
             {
                 return;
+            }
+
+            if (failed)
+            {
+                try
+                {
+                    await Task.Delay(retry, _stopping.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                }
+
+                retry = TimeSpan.FromTicks(Math.Min(retry.Ticks * 2, TimeSpan.FromSeconds(2).Ticks));
             }
         }
     }

@@ -167,13 +167,26 @@ internal sealed class TopicTaker
         SELECT count(*)::integer, (SELECT pg_notify('miniqueue', @dead)) FROM moved
         """;
 
+    /// <summary>
+    /// Takes the next <c>@count</c> messages: the NACKed, then the delayed ones that are due, then the FIFO ones, each an
+    /// index range (so delayed messages not yet due are never read), read in that order until there are enough; a row is
+    /// locked only when read, so exactly those taken are.
+    /// </summary>
     private const string TakeSql = """
         WITH next AS (
-            SELECT id FROM miniqueue_messages
-            WHERE topic = @topic AND hold IS NULL AND (cls <> 1 OR due <= COALESCE(@now, now()))
-            ORDER BY cls, due, seq
-            LIMIT @count
-            FOR UPDATE SKIP LOCKED)
+            SELECT id FROM (
+                SELECT id FROM (
+                    SELECT id FROM miniqueue_messages WHERE topic = @topic AND cls = 0 AND hold IS NULL
+                    ORDER BY due, seq LIMIT @count FOR UPDATE SKIP LOCKED) AS nacked
+                UNION ALL
+                SELECT id FROM (
+                    SELECT id FROM miniqueue_messages WHERE topic = @topic AND cls = 1 AND due <= COALESCE(@now, now()) AND hold IS NULL
+                    ORDER BY due, seq LIMIT @count FOR UPDATE SKIP LOCKED) AS due
+                UNION ALL
+                SELECT id FROM (
+                    SELECT id FROM miniqueue_messages WHERE topic = @topic AND cls = 2 AND hold IS NULL
+                    ORDER BY due, seq LIMIT @count FOR UPDATE SKIP LOCKED) AS fifo) AS candidates
+            LIMIT @count)
         UPDATE miniqueue_messages AS m
         SET holder = @process, hold = @hold, deliveries = m.deliveries + 1,
             lease_until = CASE WHEN @lease > 0 THEN COALESCE(@now, now()) + make_interval(secs => @lease) END

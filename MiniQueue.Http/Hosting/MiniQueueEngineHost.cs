@@ -12,18 +12,21 @@ namespace MiniQueue.Http.Hosting;
 internal sealed class MiniQueueEngineHost : IHostedService, IAsyncDisposable
 {
     private readonly IOptions<MiniQueueOptions> _options;
-    private readonly MiniQueueEngineFactory? _factory;
+    private readonly IServiceProvider _services;
+    private readonly MiniQueueEngineOpener? _opener;
     private readonly ILogger _logger;
     private readonly Lock _lock = new();
     private Task<MiniQueueEngine>? _opening;
     private bool _closed;
 
-    public MiniQueueEngineHost(IOptions<MiniQueueOptions> options, ILoggerFactory loggerFactory, MiniQueueEngineFactory? factory = null)
+    public MiniQueueEngineHost(
+        IOptions<MiniQueueOptions> options, ILoggerFactory loggerFactory, IServiceProvider services, MiniQueueEngineOpener? opener = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(loggerFactory);
         _options = options;
-        _factory = factory;
+        _services = services;
+        _opener = opener;
         _logger = loggerFactory.CreateLogger(HttpLog.Category);
     }
 
@@ -89,9 +92,9 @@ internal sealed class MiniQueueEngineHost : IHostedService, IAsyncDisposable
 
     private async Task<MiniQueueEngine> OpenAsync()
     {
-        var engine = _factory is null
+        var engine = _opener is null
             ? await MiniQueueEngine.OpenAsync(_options.Value).ConfigureAwait(false)
-            : await _factory.OpenAsync(_options.Value, CancellationToken.None).ConfigureAwait(false);
+            : await _opener.OpenAsync(_services, _options.Value, CancellationToken.None).ConfigureAwait(false);
         HttpLog.EngineOpened(_logger);
         return engine;
     }

@@ -13,7 +13,7 @@ public sealed class StoreFaultTests
 {
     private static async Task<MiniQueueTestHost> StartOverAsync(Mock<ILogStore> store) =>
         await MiniQueueTestHost.StartAsync(builder => builder.Services.AddSingleton(
-            new MiniQueueEngineFactory((options, cancellationToken) => MiniQueueEngine.OpenAsync(options, store.Object, cancellationToken))));
+            new MiniQueueEngineOpener((_, options, cancellationToken) => MiniQueueEngine.OpenAsync(options, store.Object, cancellationToken))));
 
     private static Mock<ILogStore> NewStore()
     {
@@ -52,7 +52,7 @@ public sealed class StoreFaultTests
         store.Setup(s => s.Append(It.Is<LogRecord>(r => r.Kind == LogRecordKind.Purge))).Throws(new IOException("disk full"));
         await using var host = await MiniQueueTestHost.StartAsync(
             builder => builder.Services.AddSingleton(
-                new MiniQueueEngineFactory((options, cancellationToken) => MiniQueueEngine.OpenAsync(options, store.Object, cancellationToken))),
+                new MiniQueueEngineOpener((_, options, cancellationToken) => MiniQueueEngine.OpenAsync(options, store.Object, cancellationToken))),
             static app => app.MapMiniQueue("/mq"));
         using var client = host.CreateHttpClient();
         await host.Engine.PublishAsync("t", "x");
@@ -80,7 +80,7 @@ public sealed class StoreFaultTests
 
         // No body cache, so the body must be read back from the store.
         await using var host = await MiniQueueTestHost.StartAsync(builder => builder.Services.AddSingleton(
-            new MiniQueueEngineFactory((options, cancellationToken) =>
+            new MiniQueueEngineOpener((_, options, cancellationToken) =>
             {
                 options.BodyCacheBytes = 0;
                 return MiniQueueEngine.OpenAsync(options, store.Object, cancellationToken);
@@ -126,7 +126,7 @@ public sealed class HealthCheckTests
         await using var host = await MiniQueueTestHost.StartAsync(
             builder =>
             {
-                builder.Services.AddSingleton(new MiniQueueEngineFactory((options, cancellationToken) => MiniQueueEngine.OpenAsync(options, store.Object, cancellationToken)));
+                builder.Services.AddSingleton(new MiniQueueEngineOpener((_, options, cancellationToken) => MiniQueueEngine.OpenAsync(options, store.Object, cancellationToken)));
                 builder.Services.AddHealthChecks().AddMiniQueue();
             },
             static app =>

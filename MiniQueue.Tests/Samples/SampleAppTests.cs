@@ -7,6 +7,7 @@ using System.Text;
 using MiniQueue.Client;
 using MiniQueue.Tests.Host;
 using MiniQueue.Tests.Http;
+using MiniQueue.Tests.PostgreSql;
 
 namespace MiniQueue.Tests.Samples;
 
@@ -38,7 +39,7 @@ public sealed class SampleAppTests
         // The unique version's copies in the NuGet cache are of no use to anyone else.
         var cache = Environment.GetEnvironmentVariable("NUGET_PACKAGES")
             ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
-        foreach (var id in new[] { "miniqueue.core", "miniqueue.http", "miniqueue.client" })
+        foreach (var id in new[] { "miniqueue.core", "miniqueue.http", "miniqueue.client", "miniqueue.postgresql" })
         {
             TryDelete(Path.Combine(cache, id, _version));
         }
@@ -142,6 +143,37 @@ public sealed class SampleAppTests
         }
 
         Assert.That(sample.Output.ToString(), Does.Contain("Processed an order of 2 x pears"), "the worker logs through the app's logging");
+
+        // 7. Shared mode: two replicas of the shop, each given the same database at MiniQueue:PostgreSql, serve one queue.
+        var database = await (await PostgreSqlCluster.SharedAsync()).CreateDatabaseAsync();
+        var replicas = new[] { HostProcess.FreePort(), HostProcess.FreePort() }.Select(replicaPort => (Port: replicaPort, Process: StartSample(output,
+            $"--Kestrel:Endpoints:Https:Url=https://127.0.0.1:{replicaPort}",
+            $"--Kestrel:Endpoints:Https:Certificate:Path={certificate}",
+            $"--Kestrel:Endpoints:Https:Certificate:KeyPath={key}",
+            $"--MiniQueue:PostgreSql={database}"))).ToArray();
+        try
+        {
+            foreach (var replica in replicas)
+            {
+                using var probe = CreateHttpClient(new Uri($"https://127.0.0.1:{replica.Port}/"), apiKey: null);
+                await WaitUntilReadyAsync(probe, replica.Process.Process, replica.Process.Output);
+            }
+
+            using var first = CreateClient(new Uri($"https://127.0.0.1:{replicas[0].Port}/mq/"), "warehouse-secret");
+            using var second = CreateClient(new Uri($"https://127.0.0.1:{replicas[1].Port}/mq/"), "warehouse-secret");
+            await first.PublishAsync("jobs", Encoding.UTF8.GetBytes("published on the first"));
+            await using var jobs = await second.SubscribeAsync("jobs");
+            var message = await jobs.ReceiveAsync().AsTask().WaitAsync(TestSupport.Bound);
+            Assert.That(Encoding.UTF8.GetString(message.Body.Span), Is.EqualTo("published on the first"), "consumed on the second");
+            await jobs.AckAsync();
+        }
+        finally
+        {
+            foreach (var replica in replicas)
+            {
+                replica.Process.Dispose();
+            }
+        }
     }
 
     private static string Configuration =>

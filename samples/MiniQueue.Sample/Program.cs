@@ -1,6 +1,7 @@
 // A shop's web app that existed before MiniQueue: its own endpoints, its own API-key authentication. It embeds
 // MiniQueue from the NuGet packages: the engine in process (an order worker consumes the "orders" topic) and the
-// miniqueue HTTP/2 protocol under /mq for other services, behind the shop's authorization.
+// miniqueue HTTP/2 protocol under /mq for other services, behind the shop's authorization. Run as several replicas,
+// it keeps one queue in PostgreSQL (shared mode, below).
 using System.Text.Json;
 using MiniQueue;
 using Shop;
@@ -17,6 +18,13 @@ builder.Services.AddAuthorizationBuilder()
 // MiniQueue, with its options bound from the "MiniQueue" section of appsettings.json. Added before the worker, so that
 // at shutdown the worker stops first and the engine then commits and closes.
 builder.Services.AddMiniQueue();
+
+// Shared mode: given a PostgreSQL connection string at MiniQueue:PostgreSql (in appsettings.json, or the environment
+// variable MiniQueue__PostgreSql), the queue lives in that database, and every replica of the shop serves the same one.
+if (builder.Configuration[MiniQueuePostgreSqlServiceCollectionExtensions.ConnectionStringKey] is not null)
+{
+    builder.Services.AddMiniQueuePostgreSql();
+}
 
 builder.Services.AddSingleton<ProcessedOrders>();
 builder.Services.AddHostedService<OrderWorker>();
