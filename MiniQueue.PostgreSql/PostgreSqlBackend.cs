@@ -59,6 +59,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     private readonly ConcurrentDictionary<string, int> _consumerCounts = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, TopicTaker> _takers = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stopping = new();
+    private readonly MiniQueueMetrics _metrics;
     private Task[] _writers = [];
     private Task _heartbeat = Task.CompletedTask;
     private int _disposed;
@@ -75,6 +76,8 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         ProcessLease = processLease;
         _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("MiniQueue.PostgreSql");
         Signals = new TopicSignals(database, _logger);
+        var (meter, ownsMeter) = MiniQueueMetrics.CreateMeter(options);
+        _metrics = new MiniQueueMetrics(meter, ownsMeter, GetTopicsWithStats, static () => 0, static () => null, options);
     }
 
     /// <summary>This process's id in <c>miniqueue_processes</c>: the holder of its consumers' messages.</summary>
@@ -95,6 +98,12 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     internal TimeProvider Time => _time;
 
     internal ILogger Logger => _logger;
+
+    /// <summary>
+    /// The engine's instruments, as a local engine has them: the counters are this process's (sum them over the
+    /// processes), the ready, held and delayed gauges the database's (the same on every process), consumers this process's.
+    /// </summary>
+    internal MiniQueueMetrics Metrics => _metrics;
 
     /// <summary>
     /// Connections whose commits do not wait for the disk (<c>synchronous_commit=off</c>): for takes, settles, returns and
@@ -273,6 +282,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         Reached();
         foreach (var publish in batch)
         {
+            _metrics.Published(publish.Topic, publish.Started);
             publish.Done.TrySetResult();
         }
 
@@ -589,6 +599,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     /// <summary>A publish with an idempotency key (not batched): false when the key repeats one within its window.</summary>
     private async Task<bool> PublishKeyedAsync(string topic, byte[] body, double delay, byte[] key, CancellationToken cancellationToken)
     {
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         bool published;
         try
         {
@@ -612,10 +623,12 @@ internal sealed class PostgreSqlBackend : IQueueBackend
 
         if (published)
         {
+            _metrics.Published(topic, started);
             Signals.Signal(topic);
         }
         else
         {
+            _metrics.Duplicate(topic);
             EngineLog.Duplicate(_logger, topic);
         }
 
@@ -761,6 +774,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
 
         if (moved > 0)
         {
+            _metrics.Redriven(topic, moved);
             PostgreSqlLog.Redriven(_logger, moved, deadLetter, topic);
             Signals.Signal(topic);
         }
@@ -820,6 +834,49 @@ internal sealed class PostgreSqlBackend : IQueueBackend
             }
 
             throw Unreachable(exception, $"The counts of topic '{topic}' could not be read");
+        }
+    }
+
+    private const string AllStatsSql = """
+        SELECT t.name,
+               count(m.id) FILTER (WHERE m.hold IS NULL AND (m.cls <> 1 OR m.due <= clock.n))::integer,
+               count(m.id) FILTER (WHERE m.hold IS NOT NULL)::integer,
+               count(m.id) FILTER (WHERE m.hold IS NULL AND m.cls = 1 AND m.due > clock.n)::integer
+        FROM miniqueue_topics AS t
+        CROSS JOIN (SELECT COALESCE(@now, now()) AS n) AS clock
+        LEFT JOIN miniqueue_messages AS m ON m.topic = t.name
+        GROUP BY t.name
+        """;
+
+    /// <summary>
+    /// Every topic's counts, for the metrics (one statement that reads the whole table, at each collection); none while
+    /// the database is away.
+    /// </summary>
+    private List<(string Topic, TopicStats Stats)> GetTopicsWithStats()
+    {
+        if (IsDisposed)
+        {
+            return [];
+        }
+
+        try
+        {
+            using var command = _relaxed.CreateCommand(AllStatsSql);
+            command.Parameters.Add(Now());
+            using var reader = command.ExecuteReader();
+            var all = new List<(string Topic, TopicStats Stats)>();
+            while (reader.Read())
+            {
+                var topic = reader.GetString(0);
+                all.Add((topic, new TopicStats(reader.GetInt32(1), reader.GetInt32(2), reader.GetInt32(3), _consumerCounts.GetValueOrDefault(topic))));
+            }
+
+            return all;
+        }
+        catch (Exception exception) when (exception is NpgsqlException or TimeoutException or ObjectDisposedException)
+        {
+            _ = Unreachable(exception, "metrics");
+            return [];
         }
     }
 
@@ -956,6 +1013,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
 
         await _database.DisposeAsync().ConfigureAwait(false);
         await _relaxed.DisposeAsync().ConfigureAwait(false);
+        _metrics.Dispose();
         _stopping.Dispose();
     }
 
@@ -969,6 +1027,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         await StopWorkAsync().ConfigureAwait(false);
         await _database.DisposeAsync().ConfigureAwait(false);
         await _relaxed.DisposeAsync().ConfigureAwait(false);
+        _metrics.Dispose();
     }
 
     /// <summary>
@@ -999,6 +1058,9 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         public byte[] Body { get; } = body;
 
         public double DelaySeconds { get; } = delaySeconds;
+
+        /// <summary>When it was made (for the publish duration histogram).</summary>
+        public long Started { get; } = System.Diagnostics.Stopwatch.GetTimestamp();
 
         public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }

@@ -162,6 +162,7 @@ internal sealed class PostgreSqlConsumer : IQueueConsumer
         }
 
         held.Timer?.Dispose();
+        _backend.Metrics.LeaseExpired(Topic);
         PostgreSqlLog.LeaseExpired(_backend.Logger, Topic, held.Id);
         try
         {
@@ -249,6 +250,7 @@ internal sealed class PostgreSqlConsumer : IQueueConsumer
             throw NotHolding(command);
         }
 
+        _backend.Metrics.Settled(Topic, settlement);
         if (settlement != Settlement.Ack)
         {
             _backend.Signals.Signal(Topic);
@@ -342,8 +344,9 @@ internal sealed class PostgreSqlConsumer : IQueueConsumer
         {
             held.Timer?.Dispose();
 
-            // Best effort: if the database is away, the message returns to the front when this process's heartbeat is old enough.
+            // If the database is away, the reconcile returns it once it is back (or another process, should this one die).
             await _backend.ReturnAsync(Topic, held.Id, held.Hold).ConfigureAwait(false);
+            _backend.Metrics.Settled(Topic, Settlement.Nack);
         }
 
         _backend.Signals.Unwatch(Topic);

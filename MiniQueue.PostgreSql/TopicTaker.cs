@@ -247,6 +247,7 @@ internal sealed class TopicTaker
                     var moved = reader.GetInt32(0);
                     if (moved > 0)
                     {
+                        _backend.Metrics.DeadLettered(Topic, moved);
                         PostgreSqlLog.DeadLettered(_backend.Logger, Topic, moved, _policy.DeadLetterTopic!);
                         _backend.Signals.Signal(_policy.DeadLetterTopic!);
                     }
@@ -349,6 +350,7 @@ internal sealed class TopicTaker
             {
                 if (receiver.Done.TrySetResult(delivery))
                 {
+                    _backend.Metrics.Delivered(Topic);
                     return true;
                 }
 

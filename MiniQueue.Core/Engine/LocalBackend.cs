@@ -34,7 +34,7 @@ internal sealed partial class LocalBackend : IQueueBackend
 
     private LocalBackend(MiniQueueOptions options, ILogStore? store, Meter meter, bool ownsMeter)
     {
-        _metrics = new MiniQueueMetrics(meter, ownsMeter, this, options);
+        _metrics = new MiniQueueMetrics(meter, ownsMeter, GetTopicsWithStats, LogBytes, DiskSpace, options);
         _time = options.TimeProvider;
         _delayCheckPeriod = options.DelayCheckPeriod;
         _policyOf = TopicPolicy.Resolver(options);

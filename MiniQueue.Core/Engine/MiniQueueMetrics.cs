@@ -25,11 +25,21 @@ internal sealed class MiniQueueMetrics : IDisposable
     private readonly Histogram<double> _publishDuration;
     private readonly Counter<long> _refusedForSpace;
 
-    public MiniQueueMetrics(Meter meter, bool ownsMeter, LocalBackend engine, MiniQueueOptions options)
+    /// <summary>
+    /// The instruments of a backend: <paramref name="topics"/> gives every topic's counts at a collection,
+    /// <paramref name="logBytes"/> and <paramref name="diskSpace"/> the durable store's (0 and null without one).
+    /// </summary>
+    public MiniQueueMetrics(
+        Meter meter,
+        bool ownsMeter,
+        Func<IEnumerable<(string Topic, TopicStats Stats)>> topics,
+        Func<long> logBytes,
+        Func<(long Available, long Reserve, bool Low)?> diskSpace,
+        MiniQueueOptions options)
     {
         _meter = meter;
         _ownsMeter = ownsMeter;
-        _topics = new TopicMetrics(engine.GetTopicsWithStats, options.TimeProvider, options.MetricsTopicLimit);
+        _topics = new TopicMetrics(topics, options.TimeProvider, options.MetricsTopicLimit);
 
         // Per topic. The instrument numbers tell TopicMetrics which instruments one collection has observed.
         _counters[(int)TopicCounter.Published] = CreateCounter(TopicCounter.Published, "messages.published", "Messages published (acknowledged to the publisher).");
@@ -55,17 +65,17 @@ internal sealed class MiniQueueMetrics : IDisposable
         _publishDuration = _meter.CreateHistogram<double>(
             "publish.duration", "s", "From a publish to its acknowledgement (its commit, for a durable engine).",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1] });
-        _meter.CreateObservableGauge("log.size", () => engine.LogBytes(), "By", "Bytes the durable log's files take on disk (0 in memory).");
+        _meter.CreateObservableGauge("log.size", logBytes, "By", "Bytes the durable log's files take on disk (0 in memory).");
         _refusedForSpace = _meter.CreateCounter<long>(
             "publishes.refused_for_space", "{message}", "Publishes refused because the durable store's disk was under its reserve.");
         _meter.CreateObservableGauge(
-            "disk.available", () => engine.DiskSpace() is { } space ? [new Measurement<long>(space.Available)] : Array.Empty<Measurement<long>>(),
+            "disk.available", () => diskSpace() is { } space ? [new Measurement<long>(space.Available)] : Array.Empty<Measurement<long>>(),
             "By", "The room the durable store's data directory has left on its disk (or under its size cap).");
         _meter.CreateObservableGauge(
-            "disk.reserve", () => engine.DiskSpace() is { } space ? [new Measurement<long>(space.Reserve)] : Array.Empty<Measurement<long>>(),
+            "disk.reserve", () => diskSpace() is { } space ? [new Measurement<long>(space.Reserve)] : Array.Empty<Measurement<long>>(),
             "By", "The room that publishes leave for the store's own writes; under it they are refused.");
         _meter.CreateObservableGauge(
-            "disk.low", () => engine.DiskSpace() is { } space ? [new Measurement<int>(space.Low ? 1 : 0)] : Array.Empty<Measurement<int>>(),
+            "disk.low", () => diskSpace() is { } space ? [new Measurement<int>(space.Low ? 1 : 0)] : Array.Empty<Measurement<int>>(),
             "", "1 while publishes are refused because the disk is under the reserve, else 0.");
     }
 
@@ -84,7 +94,7 @@ internal sealed class MiniQueueMetrics : IDisposable
 
     public void LeaseExpired(string topic) => Count(topic, TopicCounter.LeaseExpired);
 
-    public void DeadLettered(string topic) => Count(topic, TopicCounter.DeadLettered);
+    public void DeadLettered(string topic, int count = 1) => Count(topic, TopicCounter.DeadLettered, count);
 
     public void Redriven(string topic, int count) => Count(topic, TopicCounter.Redriven, count);
 

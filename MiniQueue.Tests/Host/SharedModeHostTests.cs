@@ -117,6 +117,57 @@ public sealed class SharedModeHostTests
     }
 
     [Test]
+    public async Task EachHostsMetrics_CountItsOwnOperations_AndShowTheDatabasesCounts()
+    {
+        await using var hosts = await HostPair.StartAsync();
+        var (firstHttp, secondHttp) = (hosts.FirstHttp, hosts.SecondHttp);
+        foreach (var body in new[] { "a", "b", "c" })
+        {
+            using var response = await firstHttp.PostAsync("publish/metered", new StringContent(body));
+            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.Created));
+        }
+
+        await using (var stream = await RawConsumerStream.OpenAsync(secondHttp, "subscribe/metered"))
+        {
+            await stream.SendAsync("\"INIT\"\n");
+            Assert.That(await stream.ReadLineAsync(), Is.EqualTo(MessageLine("a")));
+            await stream.SendAsync("\"ACK\"\n");
+            Assert.That(await stream.ReadLineAsync(), Is.EqualTo(MessageLine("b")));
+            await stream.SendAsync("\"ACK\"\n");
+            Assert.That(await stream.ReadLineAsync(), Is.EqualTo(MessageLine("c")));
+        }
+
+        // The counters are each process's; ready, held and delayed are the database's, so both hosts show them. The
+        // gauges are sampled by the exporter and the held message returns once the server sees the stream end: scrape
+        // until both have caught up.
+        static async Task<string> ScrapeAsync(HttpClient http, string until)
+        {
+            var deadline = DateTime.UtcNow + TestSupport.Bound;
+            string text;
+            while (!(text = await http.GetStringAsync("metrics")).Contains(until, StringComparison.Ordinal) && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(100);
+            }
+
+            return text;
+        }
+
+        var first = await ScrapeAsync(firstHttp, "miniqueue_messages_ready{topic=\"metered\"} 1");
+        var second = await ScrapeAsync(secondHttp, "miniqueue_messages_nacked{topic=\"metered\"} 1");
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(first, Does.Contain("miniqueue_messages_published{topic=\"metered\"} 3"));
+            Assert.That(first, Does.Contain("miniqueue_messages_ready{topic=\"metered\"} 1"));
+            Assert.That(first, Does.Contain("miniqueue_publish_duration_count 3"));
+            Assert.That(second, Does.Contain("miniqueue_messages_delivered{topic=\"metered\"} 3"));
+            Assert.That(second, Does.Contain("miniqueue_messages_acked{topic=\"metered\"} 2"));
+            Assert.That(second, Does.Contain("miniqueue_messages_nacked{topic=\"metered\"} 1"), "the held message returned when its stream ended");
+            Assert.That(second, Does.Contain("miniqueue_messages_ready{topic=\"metered\"} 1"));
+            Assert.That(second, Does.Not.Match("miniqueue_messages_published\\{topic=\"metered\"\\} [1-9]"), "nothing was published through the second");
+        }
+    }
+
+    [Test]
     public async Task AHostKilledWhileItsConsumerWorks_LosesNothingAnswered201_AndRedeliversNothingWhoseAckWasTaken()
     {
         await using var hosts = await HostPair.StartAsync();
