@@ -49,6 +49,8 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     private List<PendingAck> _pendingAcks = [];
     private Task _ackFlight = Task.CompletedTask;
     private readonly SemaphoreSlim _acksWaiting = new(0, 1);
+    private readonly SemaphoreSlim _consumersChanged = new(0, 1);
+    private readonly Lock _consumersLock = new();
     private readonly ConcurrentDictionary<long, byte> _live = new();
     private readonly ConcurrentDictionary<Guid, byte> _taking = new();
     private readonly Lock _holdsLock = new();
@@ -127,6 +129,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
                 .. Enumerable.Range(0, Writers).Select(_ => Task.Run(
                     () => RunBatchesAsync(backend._publishes.Reader, backend.InsertBatchAsync, backend.FailPublishes), CancellationToken.None)),
                 Task.Run(backend.FlushAcksAsync, CancellationToken.None),
+                Task.Run(backend.WriteConsumersAsync, CancellationToken.None),
             ];
             backend._heartbeat = Task.Run(backend.HeartbeatAsync, CancellationToken.None);
             return backend;
@@ -642,6 +645,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         var consumer = new PostgreSqlConsumer(this, topic);
         _consumers[consumer] = 0;
         _consumerCounts.AddOrUpdate(topic, 1, static (_, count) => count + 1);
+        ConsumersChanged();
         return consumer;
     }
 
@@ -710,6 +714,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         {
             _consumerCounts.AddOrUpdate(consumer.Topic, 0, static (_, count) => count - 1);
             _consumerCounts.TryRemove(new KeyValuePair<string, int>(consumer.Topic, 0));
+            ConsumersChanged();
         }
     }
 
@@ -785,12 +790,16 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     private const string StatsSql = """
         SELECT count(*) FILTER (WHERE hold IS NULL AND (cls <> 1 OR due <= n))::integer,
                count(*) FILTER (WHERE hold IS NOT NULL)::integer,
-               count(*) FILTER (WHERE hold IS NULL AND cls = 1 AND due > n)::integer
+               count(*) FILTER (WHERE hold IS NULL AND cls = 1 AND due > n)::integer,
+               (SELECT COALESCE(sum(count), 0) FROM miniqueue_consumers WHERE topic = @topic AND process <> @process)::integer
         FROM miniqueue_messages, (SELECT COALESCE(@now, now()) AS n) AS clock
         WHERE topic = @topic
         """;
 
-    /// <summary>The topic's counts now (ready, held and delayed from the database; consumers of this process).</summary>
+    /// <summary>
+    /// The topic's counts now: ready, held and delayed from the database; consumers of this process, and of the others as
+    /// they last wrote them (<see cref="WriteConsumersAsync"/>).
+    /// </summary>
     public TopicStats GetStats(string topic)
     {
         TopicName.ThrowIfInvalid(topic, nameof(topic));
@@ -810,6 +819,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
 
             var stats = new NpgsqlBatchCommand(StatsSql);
             stats.Parameters.Add(new NpgsqlParameter<string>("topic", topic));
+            stats.Parameters.Add(new NpgsqlParameter<Guid>("process", ProcessId));
             stats.Parameters.Add(Now());
             batch.BatchCommands.Add(stats);
             using var reader = batch.ExecuteReader();
@@ -817,7 +827,8 @@ internal sealed class PostgreSqlBackend : IQueueBackend
             {
             }
 
-            var counts = new TopicStats(reader.GetInt32(0), reader.GetInt32(1), reader.GetInt32(2), _consumerCounts.GetValueOrDefault(topic));
+            var counts = new TopicStats(
+                reader.GetInt32(0), reader.GetInt32(1), reader.GetInt32(2), _consumerCounts.GetValueOrDefault(topic) + reader.GetInt32(3));
             Reached();
             if (acks is not null)
             {
@@ -841,7 +852,8 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         SELECT t.name,
                count(m.id) FILTER (WHERE m.hold IS NULL AND (m.cls <> 1 OR m.due <= clock.n))::integer,
                count(m.id) FILTER (WHERE m.hold IS NOT NULL)::integer,
-               count(m.id) FILTER (WHERE m.hold IS NULL AND m.cls = 1 AND m.due > clock.n)::integer
+               count(m.id) FILTER (WHERE m.hold IS NULL AND m.cls = 1 AND m.due > clock.n)::integer,
+               (SELECT COALESCE(sum(c.count), 0) FROM miniqueue_consumers AS c WHERE c.topic = t.name AND c.process <> @process)::integer
         FROM miniqueue_topics AS t
         CROSS JOIN (SELECT COALESCE(@now, now()) AS n) AS clock
         LEFT JOIN miniqueue_messages AS m ON m.topic = t.name
@@ -862,13 +874,15 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         try
         {
             using var command = _relaxed.CreateCommand(AllStatsSql);
+            command.Parameters.Add(new NpgsqlParameter<Guid>("process", ProcessId));
             command.Parameters.Add(Now());
             using var reader = command.ExecuteReader();
             var all = new List<(string Topic, TopicStats Stats)>();
             while (reader.Read())
             {
                 var topic = reader.GetString(0);
-                all.Add((topic, new TopicStats(reader.GetInt32(1), reader.GetInt32(2), reader.GetInt32(3), _consumerCounts.GetValueOrDefault(topic))));
+                all.Add((topic, new TopicStats(
+                    reader.GetInt32(1), reader.GetInt32(2), reader.GetInt32(3), _consumerCounts.GetValueOrDefault(topic) + reader.GetInt32(4))));
             }
 
             return all;
@@ -902,6 +916,55 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         }
     }
 
+    private void ConsumersChanged()
+    {
+        lock (_consumersLock)
+        {
+            if (_consumersChanged.CurrentCount == 0)
+            {
+                _consumersChanged.Release();
+            }
+        }
+    }
+
+    private const string ConsumersSql = """
+        WITH gone AS (DELETE FROM miniqueue_consumers WHERE process = @process AND topic <> ALL(@topics))
+        INSERT INTO miniqueue_consumers (process, topic, count)
+        SELECT @process, topic, count FROM unnest(@topics, @counts) AS c(topic, count)
+        ON CONFLICT (process, topic) DO UPDATE SET count = EXCLUDED.count
+        """;
+
+    /// <summary>
+    /// Writes this process's consumers per topic for the other processes' stats: after each change (a subscribe, a
+    /// consumer that ends) and after each heartbeat (which may have had to put this process's row back). Ends when the
+    /// backend stops.
+    /// </summary>
+    private async Task WriteConsumersAsync()
+    {
+        while (true)
+        {
+            try
+            {
+                await _consumersChanged.WaitAsync(_stopping.Token).ConfigureAwait(false);
+                var counts = _consumerCounts.ToArray();
+                await using var command = _relaxed.CreateCommand(ConsumersSql);
+                command.Parameters.Add(new NpgsqlParameter<Guid>("process", ProcessId));
+                command.Parameters.Add(new NpgsqlParameter<string[]>("topics", [.. counts.Select(static pair => pair.Key)]));
+                command.Parameters.Add(new NpgsqlParameter<int[]>("counts", [.. counts.Select(static pair => pair.Value)]));
+                await command.ExecuteNonQueryAsync(_stopping.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception exception) when (exception is NpgsqlException or TimeoutException)
+            {
+                // The database is away, or this process's row is (it was taken for dead): the next heartbeat, which puts
+                // the row back, writes them again.
+            }
+        }
+    }
+
     private async Task HeartbeatAsync()
     {
         var every = ProcessLease / 3;
@@ -912,6 +975,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
                 await Task.Delay(every, _stopping.Token).ConfigureAwait(false);
                 await BeatAsync(_stopping.Token).ConfigureAwait(false);
                 Reached();
+                ConsumersChanged();
                 if (Interlocked.Exchange(ref _reconcile, 0) == 1)
                 {
                     await ReconcileAsync(_stopping.Token).ConfigureAwait(false);

@@ -58,6 +58,16 @@ internal static class PostgreSqlSchema
         CREATE INDEX miniqueue_messages_lease ON miniqueue_messages (lease_until) WHERE lease_until IS NOT NULL;
         ALTER TABLE miniqueue_messages SET (fillfactor = 70);
         """,
+        // 3: each process's consumers per topic, so that a topic's stats count every process's; a process's rows go
+        // with its row (when it stops, or is found dead).
+        """
+        CREATE TABLE miniqueue_consumers (
+            process uuid NOT NULL REFERENCES miniqueue_processes (id) ON DELETE CASCADE,
+            topic text NOT NULL,
+            count integer NOT NULL,
+            PRIMARY KEY (process, topic)
+        );
+        """,
     ];
 
     /// <summary>The schema version this code writes.</summary>

@@ -19,6 +19,9 @@ internal sealed class TopicTaker
     /// <summary>The most messages one statement takes.</summary>
     private const int MaxBatch = 64;
 
+    /// <summary>How many messages beyond those it takes a take looks at for spent ones to move to the dead-letter topic.</summary>
+    private const int SpentWindow = 64;
+
     private readonly PostgreSqlBackend _backend;
     private readonly TopicPolicy _policy;
     private readonly Lock _lock = new();
@@ -153,40 +156,47 @@ internal sealed class TopicTaker
         }
     }
 
-    private const string MoveSpentSql = """
-        WITH spent AS (
-            SELECT id FROM miniqueue_messages
-            WHERE topic = @topic AND hold IS NULL AND deliveries >= @max AND (cls <> 1 OR due <= COALESCE(@now, now()))
-            FOR UPDATE SKIP LOCKED),
-        moved AS (
-            UPDATE miniqueue_messages AS m
-            SET topic = @dead, cls = 2, due = NULL, seq = nextval('miniqueue_seq'), dack_count = 0, deliveries = 0
-            FROM spent WHERE m.id = spent.id
-            RETURNING 1),
-        topics AS (INSERT INTO miniqueue_topics (name) SELECT @dead WHERE EXISTS (SELECT 1 FROM moved) ON CONFLICT DO NOTHING)
-        SELECT count(*)::integer, (SELECT pg_notify('miniqueue', @dead)) FROM moved
+    /// <summary>
+    /// The first <paramref name="limit"/> messages of the topic that can be delivered, in delivery order: the NACKed,
+    /// then the delayed ones that are due, then the FIFO ones, each an index range (so delayed messages not yet due are
+    /// never read), read in that order until there are enough. A row is locked (<c>FOR UPDATE SKIP LOCKED</c>) only when
+    /// read, so exactly those returned are.
+    /// </summary>
+    private static string Head(string columns, string limit, string filter) => $"""
+        SELECT {columns} FROM (
+            SELECT {columns} FROM (
+                SELECT {columns} FROM miniqueue_messages WHERE topic = @topic AND cls = 0 AND hold IS NULL{filter}
+                ORDER BY due, seq LIMIT {limit} FOR UPDATE SKIP LOCKED) AS nacked
+            UNION ALL
+            SELECT {columns} FROM (
+                SELECT {columns} FROM miniqueue_messages WHERE topic = @topic AND cls = 1 AND due <= COALESCE(@now, now()) AND hold IS NULL{filter}
+                ORDER BY due, seq LIMIT {limit} FOR UPDATE SKIP LOCKED) AS due
+            UNION ALL
+            SELECT {columns} FROM (
+                SELECT {columns} FROM miniqueue_messages WHERE topic = @topic AND cls = 2 AND hold IS NULL{filter}
+                ORDER BY due, seq LIMIT {limit} FOR UPDATE SKIP LOCKED) AS fifo) AS candidates
+        LIMIT {limit}
         """;
 
     /// <summary>
-    /// Takes the next <c>@count</c> messages: the NACKed, then the delayed ones that are due, then the FIFO ones, each an
-    /// index range (so delayed messages not yet due are never read), read in that order until there are enough; a row is
-    /// locked only when read, so exactly those taken are.
+    /// Moves the messages that had their last allowed delivery among the first <c>@window</c> of the topic (what the take
+    /// asks for and <see cref="SpentWindow"/> more) to the dead-letter topic. Only the head is read, so a take costs the
+    /// same in a long topic; the take after it skips spent messages beyond the window, which the next take moves.
     /// </summary>
-    private const string TakeSql = """
-        WITH next AS (
-            SELECT id FROM (
-                SELECT id FROM (
-                    SELECT id FROM miniqueue_messages WHERE topic = @topic AND cls = 0 AND hold IS NULL
-                    ORDER BY due, seq LIMIT @count FOR UPDATE SKIP LOCKED) AS nacked
-                UNION ALL
-                SELECT id FROM (
-                    SELECT id FROM miniqueue_messages WHERE topic = @topic AND cls = 1 AND due <= COALESCE(@now, now()) AND hold IS NULL
-                    ORDER BY due, seq LIMIT @count FOR UPDATE SKIP LOCKED) AS due
-                UNION ALL
-                SELECT id FROM (
-                    SELECT id FROM miniqueue_messages WHERE topic = @topic AND cls = 2 AND hold IS NULL
-                    ORDER BY due, seq LIMIT @count FOR UPDATE SKIP LOCKED) AS fifo) AS candidates
-            LIMIT @count)
+    private static readonly string s_moveSpentSql = $"""
+        WITH head AS ({Head("id, deliveries", "@window", "")}),
+        moved AS (
+            UPDATE miniqueue_messages AS m
+            SET topic = @dead, cls = 2, due = NULL, seq = nextval('miniqueue_seq'), dack_count = 0, deliveries = 0
+            FROM head WHERE m.id = head.id AND head.deliveries >= @max
+            RETURNING 1),
+        topics AS (INSERT INTO miniqueue_topics (name) SELECT @dead WHERE EXISTS (SELECT 1 FROM moved) ON CONFLICT DO NOTHING)
+        SELECT (SELECT count(*) FROM moved)::integer, (SELECT pg_notify('miniqueue', @dead) WHERE EXISTS (SELECT 1 FROM moved))
+        """;
+
+    /// <summary>Takes the next <c>@count</c> messages (none that had their last allowed delivery: <c>@max</c>).</summary>
+    private static readonly string s_takeSql = $"""
+        WITH next AS ({Head("id", "@count", " AND deliveries < @max")})
         UPDATE miniqueue_messages AS m
         SET holder = @process, hold = @hold, deliveries = m.deliveries + 1,
             lease_until = CASE WHEN @lease > 0 THEN COALESCE(@now, now()) + make_interval(secs => @lease) END
@@ -207,6 +217,7 @@ internal sealed class TopicTaker
     private async Task<(int Handed, DueTime? NextDue)> TakeAsync(int count, long cutoff)
     {
         var taken = new List<Taken>(count);
+        var moved = 0;
         var hold = _backend.StartTake();
         var (acks, flight) = _backend.DrainAcks();
         try
@@ -217,17 +228,19 @@ internal sealed class TopicTaker
             var moves = _policy.MaxDeliveries > 0;
             if (moves)
             {
-                var move = new NpgsqlBatchCommand(MoveSpentSql);
+                var move = new NpgsqlBatchCommand(s_moveSpentSql);
                 move.Parameters.Add(new NpgsqlParameter<string>("topic", Topic));
                 move.Parameters.Add(new NpgsqlParameter<string>("dead", _policy.DeadLetterTopic!));
                 move.Parameters.Add(new NpgsqlParameter<int>("max", _policy.MaxDeliveries));
+                move.Parameters.Add(new NpgsqlParameter<int>("window", count + SpentWindow));
                 move.Parameters.Add(_backend.Now());
                 batch.BatchCommands.Add(move);
             }
 
-            var take = new NpgsqlBatchCommand(TakeSql);
+            var take = new NpgsqlBatchCommand(s_takeSql);
             take.Parameters.Add(new NpgsqlParameter<string>("topic", Topic));
             take.Parameters.Add(new NpgsqlParameter<int>("count", count));
+            take.Parameters.Add(new NpgsqlParameter<int>("max", moves ? _policy.MaxDeliveries : int.MaxValue));
             take.Parameters.Add(new NpgsqlParameter<Guid>("process", _backend.ProcessId));
             take.Parameters.Add(new NpgsqlParameter<Guid>("hold", hold));
             take.Parameters.Add(new NpgsqlParameter<double>("lease", TimeSpan.FromTicks(_policy.LeaseTicks).TotalSeconds));
@@ -244,7 +257,7 @@ internal sealed class TopicTaker
                 if (moves)
                 {
                     await reader.ReadAsync().ConfigureAwait(false);
-                    var moved = reader.GetInt32(0);
+                    moved = reader.GetInt32(0);
                     if (moved > 0)
                     {
                         _backend.Metrics.DeadLettered(Topic, moved);
@@ -304,7 +317,9 @@ internal sealed class TopicTaker
             }
         }
 
-        return (handed, handed < count ? await NextDueAsync().ConfigureAwait(false) : null);
+        // Short: spent messages moved may have hidden more beyond the window (look again at once), or wait for a signal
+        // or the next due time.
+        return (handed, handed >= count ? null : moved > 0 ? new DueTime(TimeSpan.Zero, null) : await NextDueAsync().ConfigureAwait(false));
     }
 
     /// <summary>When the topic's next delayed message comes due, if it has one (the taker then waits for it or a signal).</summary>

@@ -113,7 +113,9 @@ public sealed class SharedModeHostTests
         await onFirst.SendAsync("\"ACK\"\n");
 
         await using var queue = await MiniQueue.PostgreSql.MiniQueuePostgreSql.OpenAsync(database);
-        Assert.That(await DurableTestSupport.EventuallyAsync(() => queue.GetStats("jobs") == default), Is.True, "every job acknowledged once");
+        Assert.That(
+            await DurableTestSupport.EventuallyAsync(() => queue.GetStats("jobs") is { Ready: 0, Held: 0, Delayed: 0 }), Is.True,
+            "every job acknowledged once");
     }
 
     [Test]

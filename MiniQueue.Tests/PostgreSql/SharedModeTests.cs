@@ -54,7 +54,9 @@ public sealed class SharedModeTests
         await Task.WhenAll(consumers).WaitAsync(TestSupport.Bound);
 
         Assert.That(received.Order(), Is.EqualTo(Enumerable.Range(0, Messages).Select(i => $"m{i}").Order()), "every message once, none twice");
-        Assert.That(first.GetStats("work"), Is.EqualTo(new TopicStats(0, 0, 0, 0)));
+        Assert.That(
+            await Storage.DurableTestSupport.EventuallyAsync(() => first.GetStats("work") == new TopicStats(0, 0, 0, 0)), Is.True,
+            "nothing left, and no consumer on either process (the other's count follows its changes)");
     }
 
     [Test]
@@ -71,7 +73,9 @@ public sealed class SharedModeTests
 
         // LISTEN/NOTIFY wakes it; no polling interval stands between.
         Assert.That((await waiting.WaitAsync(TestSupport.Bound)).Text(), Is.EqualTo("hello"));
-        Assert.That(publisher.GetStats("orders"), Is.EqualTo(new TopicStats(0, 1, 0, 0)), "held, seen from the other process");
+        Assert.That(
+            await Storage.DurableTestSupport.EventuallyAsync(() => publisher.GetStats("orders") == new TopicStats(0, 1, 0, 1)), Is.True,
+            "held by the consumer of the other process, seen from this one");
     }
 
     [Test]
@@ -113,6 +117,28 @@ public sealed class SharedModeTests
         // Within the process lease (3 s in tests) the survivor's heartbeat returns "first" to the front.
         var returned = await consumer.ReceiveAsync().AsTask().WaitAsync(BackendEngines.ProcessLease * 3);
         Assert.That((returned.Text(), returned.DackCount), Is.EqualTo(("first", 0)));
+    }
+
+    [Test]
+    public async Task TheStats_CountTheConsumersOfEveryProcess_AndForgetThoseOfAProcessThatDied()
+    {
+        await using var first = await OpenAsync();
+        var second = await OpenAsync();
+        await using var one = first.Subscribe("t");
+        await using var two = first.Subscribe("t");
+        var elsewhere = second.Subscribe("t");
+        Assert.That(await Storage.DurableTestSupport.EventuallyAsync(() => first.GetStats("t").Consumers == 3), Is.True, "two here, one on the other");
+        Assert.That(second.GetStats("t").Consumers, Is.EqualTo(3));
+
+        await elsewhere.DisposeAsync();
+        Assert.That(await Storage.DurableTestSupport.EventuallyAsync(() => first.GetStats("t").Consumers == 2), Is.True);
+        var stays = second.Subscribe("t");
+        Assert.That(await Storage.DurableTestSupport.EventuallyAsync(() => first.GetStats("t").Consumers == 3), Is.True);
+
+        // The second process goes without a word: once it is taken for dead, its consumers are no longer counted.
+        await ((PostgreSqlBackend)second.Backend).AbandonAsync();
+        Assert.That(await Storage.DurableTestSupport.EventuallyAsync(() => first.GetStats("t").Consumers == 2), Is.True);
+        _ = stays;
     }
 
     [Test]
