@@ -51,11 +51,11 @@ out=$(timeout 15 ./bin-workers -validate -consumers 1 -rate 10ms -sleep 0 -chanc
 consumed=$(grep -c 'consumed message' <<< "$out" || true)
 if ! grep -q 'panic' <<< "$out" && [ "$consumed" -gt 100 ]; then echo "ok ($consumed deliveries)"; else echo "FAILED: $(tail -5 <<< "$out")"; fail=1; fi
 
-echo "== bench_consume: 50,000 prefilled, 5 s"
+echo "== bench_consume: 150,000 prefilled, 3 s"
 if command -v h2load > /dev/null; then
   printf 'x' > one
-  h2load -n 50000 -c 4 -m 10 -d one https://127.0.0.1:8080/publish/test > /dev/null
-  out=$(timeout 20 ./bin-bench_consume -duration 5s 2>&1 || true)
+  h2load -n 150000 -c 4 -m 10 -d one https://127.0.0.1:8080/publish/test > /dev/null
+  out=$(timeout 20 ./bin-bench_consume -duration 3s 2>&1 || true)
   if grep -q 'consumed' <<< "$out"; then echo "ok: $(tail -1 <<< "$out")"; else echo "FAILED: $out"; fail=1; fi
 else
   echo "skipped: prefilling needs h2load (apt-get install nghttp2-client)"
