@@ -17,6 +17,8 @@
 #   cons       MiniQueue.HttpBench consume (MiniQueueClient, receive+ACK), 12 streams over 4 connections, one
 #              host, topic filled with PREFILL 100-byte messages, ends early at 90 % of them          -> msg/s
 #   cons2      the same through each of two hosts at once, topic filled with 2 x PREFILL              -> total msg/s
+#   handoff    (after the rounds, 3 times) MiniQueue.HttpBench handoff: a consumer waits on the second host, one
+#              message at a time is published through the first; from the publish's start to the delivery: p50/p99
 # Before each load the tables are emptied (TRUNCATE) and vacuumed, so no load pays for the previous one's dead rows.
 # The table gives the median (min-max) of the rounds and the per-round ratios of pub to pg-pub and cons to pg-cons.
 #
@@ -229,6 +231,15 @@ for r in $(seq 1 "$ROUNDS"); do
   order=("${loads[@]}")
   if [ $((r % 2)) = 0 ]; then order=(pub2 pub pg-pub cons2 cons pg-cons); fi
   for name in "${order[@]}"; do run_load "$r" "$name"; done
+done
+
+fresh
+show "MiniQueue.HttpBench handoff --publish-url https://127.0.0.1:PORT_A/ --consume-url https://127.0.0.1:PORT_B/ --trust cert.pem --count 1000"
+for r in 1 2 3; do
+  "${bench[@]}" handoff --publish-url "$(url a)" --consume-url "$(url b)" --trust "$cert" --count 1000 >"$work/handoff.out" 2>&1
+  line=$(grep RESULT "$work/handoff.out" || tail -3 "$work/handoff.out")
+  echo "handoff round=$r $line loadavg=$(load)" >>"$RESULTS/raw.txt"
+  say "handoff round $r: $line   (load average $(load))"
 done
 
 # ---------------------------------------------------------------------------------------------------------------------
