@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using MiniQueue.Backend;
 using MiniQueue.Engine;
+using MiniQueue.Storage;
 using Npgsql;
 using NpgsqlTypes;
 
@@ -35,6 +36,9 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     /// <summary>How many batches of publishes may be in flight at once (each on its own connection).</summary>
     private const int Writers = 4;
 
+    /// <summary>The first wait before a statement is tried again while the database is away (then twice as long each time).</summary>
+    internal static readonly TimeSpan FirstRetry = TimeSpan.FromMilliseconds(50);
+
     /// <summary>How long an ACK waits for a take to carry it before it goes in a statement of its own.</summary>
     private static readonly TimeSpan AckLinger = TimeSpan.FromMilliseconds(5);
 
@@ -48,9 +52,8 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     private readonly Lock _acksLock = new();
     private List<PendingAck> _pendingAcks = [];
     private Task _ackFlight = Task.CompletedTask;
-    private readonly SemaphoreSlim _acksWaiting = new(0, 1);
-    private readonly SemaphoreSlim _consumersChanged = new(0, 1);
-    private readonly Lock _consumersLock = new();
+    private readonly Channel<bool> _acksWaiting = WakeUps.Create();
+    private readonly Channel<bool> _consumersChanged = WakeUps.Create();
     private readonly ConcurrentDictionary<long, byte> _live = new();
     private readonly ConcurrentDictionary<Guid, byte> _taking = new();
     private readonly Lock _holdsLock = new();
@@ -103,7 +106,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
 
     /// <summary>
     /// The engine's instruments, as a local engine has them: the counters are this process's (sum them over the
-    /// processes), the ready, held and delayed gauges the database's (the same on every process), consumers this process's.
+    /// processes), the ready, held and delayed gauges the database's (the same on every process), consumers every process's.
     /// </summary>
     internal MiniQueueMetrics Metrics => _metrics;
 
@@ -177,6 +180,9 @@ internal sealed class PostgreSqlBackend : IQueueBackend
 
         return builder.Build();
     }
+
+    /// <summary>The wait after <paramref name="retry"/>: twice as long, up to 2 s.</summary>
+    internal static TimeSpan NextRetry(TimeSpan retry) => TimeSpan.FromTicks(Math.Min(retry.Ticks * 2, TimeSpan.FromSeconds(2).Ticks));
 
     /// <summary>The policy of a topic (lease, max deliveries, dead-letter topic, idempotency window).</summary>
     internal TopicPolicy PolicyOf(string topic) => _policyOf(topic);
@@ -326,18 +332,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
             _pendingAcks.Add(new PendingAck(id, hold));
         }
 
-        WakeFlusher();
-    }
-
-    private void WakeFlusher()
-    {
-        lock (_acksLock)
-        {
-            if (_acksWaiting.CurrentCount == 0)
-            {
-                _acksWaiting.Release();
-            }
-        }
+        _acksWaiting.Writer.TryWrite(true);
     }
 
     /// <summary>
@@ -367,7 +362,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
             _pendingAcks.AddRange(acks);
         }
 
-        WakeFlusher();
+        _acksWaiting.Writer.TryWrite(true);
     }
 
     /// <summary>The ACKs carried by a statement that committed: their messages are gone, no longer this process's.</summary>
@@ -378,6 +373,12 @@ internal sealed class PostgreSqlBackend : IQueueBackend
             _live.TryRemove(ack.Id, out _);
         }
     }
+
+    /// <summary>The SET list that puts a held message back at the front of its topic, as NACK does.</summary>
+    private const string ToFront = "cls = 0, due = NULL, seq = -nextval('miniqueue_seq'), holder = NULL, hold = NULL, lease_until = NULL";
+
+    /// <summary>The rows of a statement's <c>returned</c> (topics of messages back at the front), read by <see cref="ReadReturnedAsync"/>.</summary>
+    private const string ReturnedByTopic = "SELECT topic, count(*)::integer, pg_notify('miniqueue', topic) FROM returned GROUP BY topic";
 
     internal const string AckSql = """
         DELETE FROM miniqueue_messages AS m
@@ -400,7 +401,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     /// </summary>
     private async Task FlushAcksAsync()
     {
-        var retry = TimeSpan.FromMilliseconds(50);
+        var retry = FirstRetry;
         while (true)
         {
             var stopping = _stopping.IsCancellationRequested;
@@ -408,7 +409,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
             {
                 try
                 {
-                    await _acksWaiting.WaitAsync(_stopping.Token).ConfigureAwait(false);
+                    await _acksWaiting.Reader.ReadAsync(_stopping.Token).ConfigureAwait(false);
                     await Task.Delay(AckLinger, _stopping.Token).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException)
@@ -438,7 +439,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
                     Acked(acks);
                 }
 
-                retry = TimeSpan.FromMilliseconds(50);
+                retry = FirstRetry;
             }
             catch (Exception exception) when (!stopping)
             {
@@ -472,7 +473,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
                 {
                 }
 
-                retry = TimeSpan.FromTicks(Math.Min(retry.Ticks * 2, TimeSpan.FromSeconds(2).Ticks));
+                retry = NextRetry(retry);
             }
         }
     }
@@ -511,13 +512,12 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     /// <summary>A message this process held is settled or given back (or the statement that would have failed).</summary>
     internal void Released(long id) => _live.TryRemove(id, out _);
 
-    private const string ReconcileSql = """
+    private const string ReconcileSql = $"""
         WITH returned AS (
-            UPDATE miniqueue_messages
-            SET cls = 0, due = NULL, seq = -nextval('miniqueue_seq'), holder = NULL, hold = NULL, lease_until = NULL
+            UPDATE miniqueue_messages SET {ToFront}
             WHERE holder = @process AND hold < @cutoff AND hold <> ALL(@taking) AND id <> ALL(@live)
             RETURNING topic)
-        SELECT topic, count(*)::integer, pg_notify('miniqueue', topic) FROM returned GROUP BY topic
+        {ReturnedByTopic}
         """;
 
     /// <summary>
@@ -660,9 +660,8 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     internal TopicTaker TakerOf(string topic) => _takers.GetOrAdd(topic, static (name, backend) => new TopicTaker(backend, name), this);
 
     /// <summary>A held message (named by its hold) back to the front of its topic, as NACK puts it.</summary>
-    internal const string ReturnSql = """
-        UPDATE miniqueue_messages
-        SET cls = 0, due = NULL, seq = -nextval('miniqueue_seq'), holder = NULL, hold = NULL, lease_until = NULL
+    internal const string ReturnSql = $"""
+        UPDATE miniqueue_messages SET {ToFront}
         WHERE id = @id AND hold = @hold
         RETURNING pg_notify('miniqueue', topic)
         """;
@@ -677,7 +676,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
 
     /// <summary>
     /// Returns a held message to the front of its topic, as NACK does (a lease that passed, a consumer disposed while
-    /// holding). Best effort: when the database is away, the holder's heartbeat returns it if this process goes.
+    /// holding). Best effort: see <see cref="ReleaseAsync"/>.
     /// </summary>
     internal Task ReturnAsync(string topic, long id, Guid hold) => ReleaseAsync(ReturnSql, topic, id, hold);
 
@@ -794,14 +793,27 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         return moved;
     }
 
-    private const string StatsSql = """
-        SELECT count(*) FILTER (WHERE hold IS NULL AND (cls <> 1 OR due <= n))::integer,
-               count(*) FILTER (WHERE hold IS NOT NULL)::integer,
-               count(*) FILTER (WHERE hold IS NULL AND cls = 1 AND due > n)::integer,
-               (SELECT COALESCE(sum(count), 0) FROM miniqueue_consumers WHERE topic = @topic AND process <> @process)::integer
-        FROM miniqueue_messages, (SELECT COALESCE(@now, now()) AS n) AS clock
-        WHERE topic = @topic
+    /// <summary>
+    /// A topic's ready, held and delayed messages (<c>m</c>, counted at <c>clock.n</c>) and the consumers of the other
+    /// processes (of the topic <paramref name="topic"/> names), read by <see cref="ReadStats"/>.
+    /// </summary>
+    private static string Counts(string topic) => $"""
+        count(m.id) FILTER (WHERE m.hold IS NULL AND (m.cls <> 1 OR m.due <= clock.n))::integer,
+        count(m.id) FILTER (WHERE m.hold IS NOT NULL)::integer,
+        count(m.id) FILTER (WHERE m.hold IS NULL AND m.cls = 1 AND m.due > clock.n)::integer,
+        (SELECT COALESCE(sum(c.count), 0) FROM miniqueue_consumers AS c WHERE c.topic = {topic} AND c.process <> @process)::integer
         """;
+
+    private static readonly string s_statsSql = $"""
+        SELECT {Counts("@topic")}
+        FROM miniqueue_messages AS m, (SELECT COALESCE(@now, now()) AS n) AS clock
+        WHERE m.topic = @topic
+        """;
+
+    /// <summary>A topic's counts from the four columns of <see cref="Counts"/> at <paramref name="column"/>, with this process's consumers.</summary>
+    private TopicStats ReadStats(NpgsqlDataReader reader, int column, string topic) => new(
+        reader.GetInt32(column), reader.GetInt32(column + 1), reader.GetInt32(column + 2),
+        _consumerCounts.GetValueOrDefault(topic) + reader.GetInt32(column + 3));
 
     /// <summary>
     /// The topic's counts now: ready, held and delayed from the database; consumers of this process, and of the others as
@@ -824,7 +836,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
                 batch.BatchCommands.Add(AckCommand(acks));
             }
 
-            var stats = new NpgsqlBatchCommand(StatsSql);
+            var stats = new NpgsqlBatchCommand(s_statsSql);
             stats.Parameters.Add(new NpgsqlParameter<string>("topic", topic));
             stats.Parameters.Add(new NpgsqlParameter<Guid>("process", ProcessId));
             stats.Parameters.Add(Now());
@@ -834,8 +846,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
             {
             }
 
-            var counts = new TopicStats(
-                reader.GetInt32(0), reader.GetInt32(1), reader.GetInt32(2), _consumerCounts.GetValueOrDefault(topic) + reader.GetInt32(3));
+            var counts = ReadStats(reader, 0, topic);
             Reached();
             if (acks is not null)
             {
@@ -855,12 +866,8 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         }
     }
 
-    private const string AllStatsSql = """
-        SELECT t.name,
-               count(m.id) FILTER (WHERE m.hold IS NULL AND (m.cls <> 1 OR m.due <= clock.n))::integer,
-               count(m.id) FILTER (WHERE m.hold IS NOT NULL)::integer,
-               count(m.id) FILTER (WHERE m.hold IS NULL AND m.cls = 1 AND m.due > clock.n)::integer,
-               (SELECT COALESCE(sum(c.count), 0) FROM miniqueue_consumers AS c WHERE c.topic = t.name AND c.process <> @process)::integer
+    private static readonly string s_allStatsSql = $"""
+        SELECT t.name, {Counts("t.name")}
         FROM miniqueue_topics AS t
         CROSS JOIN (SELECT COALESCE(@now, now()) AS n) AS clock
         LEFT JOIN miniqueue_messages AS m ON m.topic = t.name
@@ -880,7 +887,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
 
         try
         {
-            using var command = _relaxed.CreateCommand(AllStatsSql);
+            using var command = _relaxed.CreateCommand(s_allStatsSql);
             command.Parameters.Add(new NpgsqlParameter<Guid>("process", ProcessId));
             command.Parameters.Add(Now());
             using var reader = command.ExecuteReader();
@@ -888,8 +895,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
             while (reader.Read())
             {
                 var topic = reader.GetString(0);
-                all.Add((topic, new TopicStats(
-                    reader.GetInt32(1), reader.GetInt32(2), reader.GetInt32(3), _consumerCounts.GetValueOrDefault(topic) + reader.GetInt32(4))));
+                all.Add((topic, ReadStats(reader, 1, topic)));
             }
 
             return all;
@@ -923,16 +929,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         }
     }
 
-    private void ConsumersChanged()
-    {
-        lock (_consumersLock)
-        {
-            if (_consumersChanged.CurrentCount == 0)
-            {
-                _consumersChanged.Release();
-            }
-        }
-    }
+    private void ConsumersChanged() => _consumersChanged.Writer.TryWrite(true);
 
     private const string ConsumersSql = """
         WITH gone AS (DELETE FROM miniqueue_consumers WHERE process = @process AND topic <> ALL(@topics))
@@ -952,7 +949,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         {
             try
             {
-                await _consumersChanged.WaitAsync(_stopping.Token).ConfigureAwait(false);
+                await _consumersChanged.Reader.ReadAsync(_stopping.Token).ConfigureAwait(false);
                 var counts = _consumerCounts.ToArray();
                 await using var command = _relaxed.CreateCommand(ConsumersSql);
                 command.Parameters.Add(new NpgsqlParameter<Guid>("process", ProcessId));
@@ -1000,25 +997,23 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         }
     }
 
-    private const string BeatSql = """
+    private const string BeatSql = $"""
         INSERT INTO miniqueue_processes (id, beat) VALUES (@process, now()) ON CONFLICT (id) DO UPDATE SET beat = now();
         WITH returned AS (
-            UPDATE miniqueue_messages
-            SET cls = 0, due = NULL, seq = -nextval('miniqueue_seq'), holder = NULL, hold = NULL, lease_until = NULL
+            UPDATE miniqueue_messages SET {ToFront}
             WHERE lease_until < COALESCE(@now, now()) - make_interval(secs => @lease)
             RETURNING topic)
-        SELECT topic, count(*)::integer, pg_notify('miniqueue', topic) FROM returned GROUP BY topic;
+        {ReturnedByTopic};
         DELETE FROM miniqueue_keys WHERE expires < COALESCE(@now, now()) - interval '1 hour';
         """;
 
-    private const string DeadSql = """
+    private const string DeadSql = $"""
         WITH dead AS (DELETE FROM miniqueue_processes WHERE beat < now() - make_interval(secs => @lease) RETURNING id),
         returned AS (
-            UPDATE miniqueue_messages
-            SET cls = 0, due = NULL, seq = -nextval('miniqueue_seq'), holder = NULL, hold = NULL, lease_until = NULL
+            UPDATE miniqueue_messages SET {ToFront}
             WHERE holder IN (SELECT id FROM dead)
             RETURNING topic)
-        SELECT topic, count(*)::integer, pg_notify('miniqueue', topic) FROM returned GROUP BY topic
+        {ReturnedByTopic}
         """;
 
     /// <summary>

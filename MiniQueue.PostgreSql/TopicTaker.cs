@@ -91,7 +91,7 @@ internal sealed class TopicTaker
 
     private async Task RunAsync()
     {
-        var retry = TimeSpan.FromMilliseconds(50);
+        var retry = PostgreSqlBackend.FirstRetry;
         while (true)
         {
             int wanted;
@@ -112,14 +112,14 @@ internal sealed class TopicTaker
             try
             {
                 (handed, nextDue) = await TakeAsync(wanted, cutoff).ConfigureAwait(false);
-                retry = TimeSpan.FromMilliseconds(50);
+                retry = PostgreSqlBackend.FirstRetry;
             }
             catch (MiniQueueStoreException)
             {
                 // The database is away: the waiting consumers wait on; the taker looks again, less and less often.
                 nextDue = new DueTime(retry, null);
                 handed = 0;
-                retry = TimeSpan.FromTicks(Math.Min(retry.Ticks * 2, TimeSpan.FromSeconds(2).Ticks));
+                retry = PostgreSqlBackend.NextRetry(retry);
             }
 
             if (handed >= wanted)

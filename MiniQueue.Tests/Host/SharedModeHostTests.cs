@@ -285,8 +285,7 @@ public sealed class SharedModeHostTests
             answered.Add($"before {i}");
         }
 
-        await cluster.StopServerAsync("immediate");
-        try
+        await cluster.WhileStoppedAsync("immediate", async () =>
         {
             using (var response = await http.PostAsync("publish/ledger", new StringContent("while down")))
             {
@@ -295,11 +294,7 @@ public sealed class SharedModeHostTests
 
             using var health = await http.GetAsync("healthz");
             Assert.That(health.StatusCode, Is.EqualTo(HttpStatusCode.ServiceUnavailable));
-        }
-        finally
-        {
-            await cluster.StartServerAsync();
-        }
+        });
 
         // Back by itself, without a restart: publishes are taken again once the pool's broken connections are gone.
         var deadline = DateTime.UtcNow + TestSupport.Bound;

@@ -110,6 +110,23 @@ internal sealed class PostgreSqlCluster
     /// <summary>Stops the server; <c>immediate</c> is a crash (no checkpoint, open transactions lost).</summary>
     public Task StopServerAsync(string mode = "fast") => PgAsync("pg_ctl", ["-D", DataFolder, "-m", mode, "-w", "stop"]);
 
+    /// <summary>
+    /// Stops the server (<paramref name="mode"/> as <see cref="StopServerAsync"/>), runs <paramref name="meanwhile"/>, and
+    /// starts it again whatever <paramref name="meanwhile"/> did.
+    /// </summary>
+    public async Task WhileStoppedAsync(string mode, Func<Task> meanwhile)
+    {
+        await StopServerAsync(mode);
+        try
+        {
+            await meanwhile();
+        }
+        finally
+        {
+            await StartServerAsync();
+        }
+    }
+
     /// <summary>Stops the server and deletes the cluster's folder.</summary>
     public async Task DestroyAsync()
     {

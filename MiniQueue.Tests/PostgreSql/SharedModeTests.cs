@@ -241,17 +241,13 @@ public sealed class SharedModeTests
         await using var waiter = queue.Subscribe("later");
         var waiting = waiter.ReceiveAsync().AsTask();
 
-        await cluster.StopServerAsync("immediate");
-        try
+        await cluster.WhileStoppedAsync("immediate", () =>
         {
             Assert.That(async () => await queue.PublishAsync("later", "refused"), Throws.TypeOf<MiniQueueStoreException>());
             Assert.That(queue.IsWritable, Is.False, "the health check reports it");
             Assert.That(waiting.IsCompleted, Is.False, "a waiting consumer waits on");
-        }
-        finally
-        {
-            await cluster.StartServerAsync();
-        }
+            return Task.CompletedTask;
+        });
 
         // Back by itself: the pool's broken connections fail once each, then publishes are taken again.
         Assert.That(await Storage.DurableTestSupport.PublishEventuallyAsync(queue, "later", "published after"), Is.True);
@@ -275,16 +271,8 @@ public sealed class SharedModeTests
         Assert.That((await consumer.ReceiveAsync().AsTask().WaitAsync(TestSupport.Bound)).Text(), Is.EqualTo("held"));
 
         // A clean stop keeps the take (a crash may undo it, and the message would be free again without a reconcile).
-        await cluster.StopServerAsync("fast");
-        try
-        {
-            // The consumer goes while holding: its message cannot be returned now.
-            await consumer.DisposeAsync();
-        }
-        finally
-        {
-            await cluster.StartServerAsync();
-        }
+        // The consumer goes while holding: its message cannot be returned now.
+        await cluster.WhileStoppedAsync("fast", () => consumer.DisposeAsync().AsTask());
 
         // This process beats on, so no other process would return it: it reconciles its own holds at its next beat.
         await using var next = queue.Subscribe("t");
@@ -303,17 +291,12 @@ public sealed class SharedModeTests
 
         // A clean stop: a crash (-m immediate) may undo the take itself, which commits without waiting for the disk, and
         // the message would then rightly be delivered again (at-least-once; see docs/shared-mode.md).
-        await cluster.StopServerAsync("fast");
-        try
+        await cluster.WhileStoppedAsync("fast", async () =>
         {
             // An ACK does not wait for the database; it is tried again until the database takes it.
             await consumer.AckAsync();
             Assert.That(consumer.IsHoldingMessage, Is.False);
-        }
-        finally
-        {
-            await cluster.StartServerAsync();
-        }
+        });
 
         Assert.That(await Storage.DurableTestSupport.PublishEventuallyAsync(queue, "t", "after"), Is.True);
         var delivery = await consumer.ReceiveAsync().AsTask().WaitAsync(TestSupport.Bound);
