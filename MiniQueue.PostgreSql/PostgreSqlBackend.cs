@@ -81,6 +81,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         ProcessLease = processLease;
         _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("MiniQueue.PostgreSql");
         Signals = new TopicSignals(database, _logger);
+        Settles = new SettleWriter(this);
         var (meter, ownsMeter) = MiniQueueMetrics.CreateMeter(options);
         _metrics = new MiniQueueMetrics(meter, ownsMeter, GetTopicsWithStats, static () => 0, static () => null, options);
     }
@@ -99,6 +100,9 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     public bool IsDiskLow => false;
 
     internal TopicSignals Signals { get; }
+
+    /// <summary>The NACKs, BACKs, DACKs, TOUCHes and returns of this process, batched.</summary>
+    internal SettleWriter Settles { get; }
 
     internal TimeProvider Time => _time;
 
@@ -131,6 +135,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
             [
                 .. Enumerable.Range(0, Writers).Select(_ => Task.Run(
                     () => RunBatchesAsync(backend._publishes.Reader, backend.InsertBatchAsync, backend.FailPublishes), CancellationToken.None)),
+                .. backend.Settles.Start(),
                 Task.Run(backend.FlushAcksAsync, CancellationToken.None),
                 Task.Run(backend.WriteConsumersAsync, CancellationToken.None),
             ];
@@ -264,7 +269,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     /// statement (one round trip, one commit); <paramref name="fail"/> hears of a batch that failed. Repeats until the
     /// channel is completed.
     /// </summary>
-    private static async Task RunBatchesAsync<T>(ChannelReader<T> reader, Func<List<T>, Task> execute, Action<List<T>, Exception> fail)
+    internal static async Task RunBatchesAsync<T>(ChannelReader<T> reader, Func<List<T>, Task> execute, Action<List<T>, Exception> fail)
     {
         var batch = new List<T>(MaxBatch);
         while (await reader.WaitToReadAsync().ConfigureAwait(false))
@@ -656,52 +661,34 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         return consumer;
     }
 
+    /// <summary>How many topics have a taker in this process (those with consumers), for tests.</summary>
+    internal int Takers => _takers.Count;
+
     /// <summary>The taker of a topic's messages for this process's consumers.</summary>
     internal TopicTaker TakerOf(string topic) => _takers.GetOrAdd(topic, static (name, backend) => new TopicTaker(backend, name), this);
-
-    /// <summary>A held message (named by its hold) back to the front of its topic, as NACK puts it.</summary>
-    internal const string ReturnSql = $"""
-        UPDATE miniqueue_messages SET {ToFront}
-        WHERE id = @id AND hold = @hold
-        RETURNING pg_notify('miniqueue', topic)
-        """;
-
-    /// <summary>A take undone: the message keeps its place in its topic's order, and the take is not a delivery.</summary>
-    private const string UntakeSql = """
-        UPDATE miniqueue_messages
-        SET holder = NULL, hold = NULL, lease_until = NULL, deliveries = deliveries - 1
-        WHERE id = @id AND hold = @hold
-        RETURNING pg_notify('miniqueue', topic)
-        """;
 
     /// <summary>
     /// Returns a held message to the front of its topic, as NACK does (a lease that passed, a consumer disposed while
     /// holding). Best effort: see <see cref="ReleaseAsync"/>.
     /// </summary>
-    internal Task ReturnAsync(string topic, long id, Guid hold) => ReleaseAsync(ReturnSql, topic, id, hold);
+    internal Task ReturnAsync(string topic, long id, Guid hold) => ReleaseAsync(SettleKind.Nack, topic, id, hold);
 
     /// <summary>
     /// Undoes a take whose message reached no consumer (its receive went meanwhile): the message is where it was in its
     /// topic's order, and the take does not count as a delivery. Best effort, like <see cref="ReturnAsync"/>.
     /// </summary>
-    internal Task UntakeAsync(string topic, long id, Guid hold) => ReleaseAsync(UntakeSql, topic, id, hold);
+    internal Task UntakeAsync(string topic, long id, Guid hold) => ReleaseAsync(SettleKind.Untake, topic, id, hold);
 
     /// <summary>
-    /// Ends a hold with <paramref name="sql"/> (<see cref="ReturnSql"/> or <see cref="UntakeSql"/>) and wakes the topic's
-    /// taker. If the database is away, the message stays held in it by this process until <see cref="ReconcileAsync"/>
-    /// returns it once the database is back (or another process does, should this one die first).
+    /// Ends a hold (<see cref="SettleKind.Nack"/> or <see cref="SettleKind.Untake"/>); the settle wakes the topic's taker.
+    /// If the database is away, the message stays held in it by this process until <see cref="ReconcileAsync"/> returns
+    /// it once the database is back (or another process does, should this one die first).
     /// </summary>
-    private async Task ReleaseAsync(string sql, string topic, long id, Guid hold)
+    private async Task ReleaseAsync(SettleKind kind, string topic, long id, Guid hold)
     {
         try
         {
-            await using var command = _relaxed.CreateCommand(sql);
-            command.Parameters.Add(new NpgsqlParameter<long>("id", id));
-            command.Parameters.Add(new NpgsqlParameter<Guid>("hold", hold));
-            if (await command.ExecuteNonQueryAsync().ConfigureAwait(false) == 1)
-            {
-                Signals.Signal(topic);
-            }
+            await Settles.SettleAsync(kind, topic, id, hold).ConfigureAwait(false);
         }
         catch (Exception exception) when (exception is NpgsqlException or TimeoutException or ObjectDisposedException)
         {
@@ -719,7 +706,12 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         if (_consumers.TryRemove(consumer, out _))
         {
             _consumerCounts.AddOrUpdate(consumer.Topic, 0, static (_, count) => count - 1);
-            _consumerCounts.TryRemove(new KeyValuePair<string, int>(consumer.Topic, 0));
+            if (_consumerCounts.TryRemove(new KeyValuePair<string, int>(consumer.Topic, 0)))
+            {
+                // The topic's last consumer in this process: its taker goes too (the next consumer makes a new one; a
+                // consumer subscribing at this moment may keep using the old one, which still takes correctly).
+                _takers.TryRemove(consumer.Topic, out _);
+            }
             ConsumersChanged();
         }
     }
@@ -1103,6 +1095,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     private async Task StopWorkAsync()
     {
         _publishes.Writer.TryComplete();
+        Settles.Complete();
         await _stopping.CancelAsync().ConfigureAwait(false);
         await Task.WhenAll(_writers).ConfigureAwait(false);
         await _heartbeat.ConfigureAwait(false);

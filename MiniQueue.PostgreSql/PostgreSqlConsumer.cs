@@ -1,6 +1,5 @@
 using MiniQueue.Backend;
 using MiniQueue.Engine;
-using Npgsql;
 
 namespace MiniQueue.PostgreSql;
 
@@ -77,7 +76,10 @@ internal sealed class PostgreSqlConsumer : IQueueConsumer
         }
     }
 
-    /// <summary>Shared mode has no message at hand without a round trip to the database: use <see cref="ReceiveAsync"/>.</summary>
+    /// <summary>
+    /// Holds the next message if one is ready now: one round trip to the database, made synchronously (shared mode has no
+    /// message at hand without one). False when none is ready, and while the database is away.
+    /// </summary>
     public bool TryReceive(out Delivery delivery)
     {
         lock (_lock)
@@ -87,10 +89,23 @@ internal sealed class PostgreSqlConsumer : IQueueConsumer
             {
                 throw new InvalidOperationException("The consumer already holds a message or is waiting for one.");
             }
+
+            _receiving = true;
         }
 
-        delivery = default;
-        return false;
+        try
+        {
+            var taken = _backend.TakerOf(Topic).TryTake(this);
+            delivery = taken ?? default;
+            return taken is not null;
+        }
+        finally
+        {
+            lock (_lock)
+            {
+                _receiving = false;
+            }
+        }
     }
 
     /// <summary>
@@ -185,21 +200,6 @@ internal sealed class PostgreSqlConsumer : IQueueConsumer
 
     public ValueTask DackAsync(TimeSpan delay, CancellationToken cancellationToken) => SettleAsync(Settlement.Dack, cancellationToken, delay);
 
-    private const string BackSql = """
-        UPDATE miniqueue_messages
-        SET cls = 2, due = NULL, seq = nextval('miniqueue_seq'), holder = NULL, hold = NULL, lease_until = NULL
-        WHERE id = @id AND hold = @hold
-        RETURNING pg_notify('miniqueue', topic)
-        """;
-
-    private const string DackSql = """
-        UPDATE miniqueue_messages
-        SET cls = 1, due = COALESCE(@now, now()) + make_interval(secs => @delay), seq = nextval('miniqueue_seq'),
-            dack_count = dack_count + 1, holder = NULL, hold = NULL, lease_until = NULL
-        WHERE id = @id AND hold = @hold
-        RETURNING pg_notify('miniqueue', topic)
-        """;
-
     private async ValueTask SettleAsync(Settlement settlement, CancellationToken cancellationToken, TimeSpan delay = default)
     {
         cancellationToken.ThrowIfCancellationRequested();
@@ -223,8 +223,9 @@ internal sealed class PostgreSqlConsumer : IQueueConsumer
         {
             try
             {
-                settled = await SettleOneAsync(settlement, held, delay, cancellationToken).ConfigureAwait(false);
-                _backend.Reached();
+                settled = await _backend.Settles.SettleAsync(
+                    settlement switch { Settlement.Nack => SettleKind.Nack, Settlement.Back => SettleKind.Back, _ => SettleKind.Dack },
+                    Topic, held.Id, held.Hold, delay.TotalSeconds).ConfigureAwait(false);
             }
             catch (Exception exception) when (exception is not (OperationCanceledException or ObjectDisposedException))
             {
@@ -251,36 +252,7 @@ internal sealed class PostgreSqlConsumer : IQueueConsumer
         }
 
         _backend.Metrics.Settled(Topic, settlement);
-        if (settlement != Settlement.Ack)
-        {
-            _backend.Signals.Signal(Topic);
-        }
     }
-
-    /// <summary>A NACK, BACK or DACK of the held message: false when its hold had ended.</summary>
-    private async Task<bool> SettleOneAsync(Settlement settlement, Held held, TimeSpan delay, CancellationToken cancellationToken)
-    {
-        await using var sql = _backend.Relaxed.CreateCommand(settlement switch
-        {
-            Settlement.Nack => PostgreSqlBackend.ReturnSql,
-            Settlement.Back => BackSql,
-            _ => DackSql,
-        });
-        sql.Parameters.Add(new NpgsqlParameter<long>("id", held.Id));
-        sql.Parameters.Add(new NpgsqlParameter<Guid>("hold", held.Hold));
-        if (settlement == Settlement.Dack)
-        {
-            sql.Parameters.Add(new NpgsqlParameter<double>("delay", Math.Max(0, delay.TotalSeconds)));
-            sql.Parameters.Add(_backend.Now());
-        }
-
-        return await sql.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 1;
-    }
-
-    private const string TouchSql = """
-        UPDATE miniqueue_messages SET lease_until = COALESCE(@now, now()) + make_interval(secs => @lease)
-        WHERE id = @id AND hold = @hold
-        """;
 
     public async ValueTask TouchAsync(CancellationToken cancellationToken)
     {
@@ -299,17 +271,11 @@ internal sealed class PostgreSqlConsumer : IQueueConsumer
 
         try
         {
-            await using var sql = _backend.Relaxed.CreateCommand(TouchSql);
-            sql.Parameters.Add(new NpgsqlParameter<long>("id", held.Id));
-            sql.Parameters.Add(new NpgsqlParameter<Guid>("hold", held.Hold));
-            sql.Parameters.Add(new NpgsqlParameter<double>("lease", TimeSpan.FromTicks(_policy.LeaseTicks).TotalSeconds));
-            sql.Parameters.Add(_backend.Now());
-            if (await sql.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) != 1)
+            var lease = TimeSpan.FromTicks(_policy.LeaseTicks).TotalSeconds;
+            if (!await _backend.Settles.SettleAsync(SettleKind.Touch, Topic, held.Id, held.Hold, lease).ConfigureAwait(false))
             {
                 throw NotHolding("TOUCH");
             }
-
-            _backend.Reached();
         }
         catch (Exception exception) when (exception is not (OperationCanceledException or InvalidOperationException))
         {

@@ -111,7 +111,7 @@ internal sealed class TopicTaker
             int handed;
             try
             {
-                (handed, nextDue) = await TakeAsync(wanted, cutoff).ConfigureAwait(false);
+                (handed, nextDue, _) = await TakeAsync(wanted, cutoff).ConfigureAwait(false);
                 retry = PostgreSqlBackend.FirstRetry;
             }
             catch (MiniQueueStoreException)
@@ -210,11 +210,31 @@ internal sealed class TopicTaker
         """;
 
     /// <summary>
-    /// One round trip: moves spent messages to the dead-letter topic, takes up to <paramref name="count"/> messages, commits
-    /// the waiting ACKs, and hands the messages out to receives with a ticket up to <paramref name="cutoff"/>; when it took
-    /// fewer than asked, says when the next delayed message comes due (a second round trip, only then).
+    /// For <see cref="PostgreSqlConsumer.TryReceive"/>: takes the next message for <paramref name="consumer"/> alone, at
+    /// once (one round trip, made synchronously), if one is ready; null if none is, or if the database is away.
     /// </summary>
-    private async Task<(int Handed, DueTime? NextDue)> TakeAsync(int count, long cutoff)
+    public Delivery? TryTake(PostgreSqlConsumer consumer)
+    {
+        try
+        {
+            // Every call to the database in it is synchronous: the task is done (or, should a disposal still have had
+            // I/O to finish, waited for on this thread).
+            return TakeAsync(1, 0, consumer, sync: true).GetAwaiter().GetResult().Direct;
+        }
+        catch (MiniQueueStoreException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// One round trip: moves spent messages to the dead-letter topic, takes up to <paramref name="count"/> messages, commits
+    /// the waiting ACKs, and hands the messages out to receives with a ticket up to <paramref name="cutoff"/> (or the
+    /// one message to <paramref name="direct"/>); when it took fewer than asked, says when the next delayed message comes
+    /// due (a second round trip, only then). With <paramref name="sync"/>, every call to the database is synchronous and
+    /// the returned task is complete.
+    /// </summary>
+    private async Task<(int Handed, DueTime? NextDue, Delivery? Direct)> TakeAsync(int count, long cutoff, PostgreSqlConsumer? direct = null, bool sync = false)
     {
         var taken = new List<Taken>(count);
         var moved = 0;
@@ -222,8 +242,16 @@ internal sealed class TopicTaker
         var (acks, flight) = _backend.DrainAcks();
         try
         {
-            await flight.ConfigureAwait(false);
-            await using var connection = await _backend.Relaxed.OpenConnectionAsync().ConfigureAwait(false);
+            if (sync)
+            {
+                flight.GetAwaiter().GetResult();
+            }
+            else
+            {
+                await flight.ConfigureAwait(false);
+            }
+
+            await using var connection = sync ? _backend.Relaxed.OpenConnection() : await _backend.Relaxed.OpenConnectionAsync().ConfigureAwait(false);
             await using var batch = new NpgsqlBatch(connection);
             var moves = _policy.MaxDeliveries > 0;
             if (moves)
@@ -252,11 +280,11 @@ internal sealed class TopicTaker
                 batch.BatchCommands.Add(PostgreSqlBackend.AckCommand(acks));
             }
 
-            await using (var reader = await batch.ExecuteReaderAsync().ConfigureAwait(false))
+            await using (var reader = sync ? batch.ExecuteReader() : await batch.ExecuteReaderAsync().ConfigureAwait(false))
             {
                 if (moves)
                 {
-                    await reader.ReadAsync().ConfigureAwait(false);
+                    _ = sync ? reader.Read() : await reader.ReadAsync().ConfigureAwait(false);
                     moved = reader.GetInt32(0);
                     if (moved > 0)
                     {
@@ -265,17 +293,17 @@ internal sealed class TopicTaker
                         _backend.Signals.Signal(_policy.DeadLetterTopic!);
                     }
 
-                    await reader.NextResultAsync().ConfigureAwait(false);
+                    _ = sync ? reader.NextResult() : await reader.NextResultAsync().ConfigureAwait(false);
                 }
 
-                while (await reader.ReadAsync().ConfigureAwait(false))
+                while (sync ? reader.Read() : await reader.ReadAsync().ConfigureAwait(false))
                 {
                     taken.Add(new Taken(
                         reader.GetInt64(0), reader.GetFieldValue<byte[]>(1), reader.GetInt32(2), hold,
                         reader.GetInt16(3), reader.IsDBNull(4) ? DateTime.MinValue : reader.GetDateTime(4), reader.GetInt64(5)));
                 }
 
-                while (await reader.NextResultAsync().ConfigureAwait(false))
+                while (sync ? reader.NextResult() : await reader.NextResultAsync().ConfigureAwait(false))
                 {
                 }
             }
@@ -301,6 +329,25 @@ internal sealed class TopicTaker
             _backend.Acked(acks);
         }
 
+        if (direct is not null)
+        {
+            if (taken.Count == 0)
+            {
+                return (0, null, null);
+            }
+
+            var message = taken[0];
+            if (direct.TryHold(message.Id, message.Hold, message.Body, message.DackCount) is { } delivery)
+            {
+                _backend.Metrics.Delivered(Topic);
+                return (1, null, delivery);
+            }
+
+            // The consumer was disposed meanwhile.
+            _ = _backend.UntakeAsync(Topic, message.Id, message.Hold);
+            return (0, null, null);
+        }
+
         // In delivery order, to the longest waiting first.
         taken.Sort(static (a, b) => (a.Class, a.Due, a.Seq).CompareTo((b.Class, b.Due, b.Seq)));
         var handed = 0;
@@ -319,7 +366,7 @@ internal sealed class TopicTaker
 
         // Short: spent messages moved may have hidden more beyond the window (look again at once), or wait for a signal
         // or the next due time.
-        return (handed, handed >= count ? null : moved > 0 ? new DueTime(TimeSpan.Zero, null) : await NextDueAsync().ConfigureAwait(false));
+        return (handed, handed >= count ? null : moved > 0 ? new DueTime(TimeSpan.Zero, null) : await NextDueAsync().ConfigureAwait(false), null);
     }
 
     /// <summary>When the topic's next delayed message comes due, if it has one (the taker then waits for it or a signal).</summary>

@@ -170,6 +170,33 @@ public sealed class EngineRulesTests(Backend backend)
         }
     }
 
+    [Test]
+    public async Task TryReceive_HoldsTheNextReadyMessage_InOrder_AndSaysFalseWhenNoneIsReady()
+    {
+        await using var queue = await OpenAsync();
+        await using var consumer = queue.Subscribe("t");
+        Assert.That(consumer.TryReceive(out _), Is.False, "nothing published yet");
+        await queue.PublishAsync("t", "a");
+        await queue.PublishAsync("t", "b");
+
+        Assert.That(consumer.TryReceive(out var first), Is.True);
+        Assert.That(first.Text(), Is.EqualTo("a"));
+        Assert.That(consumer.IsHoldingMessage, Is.True);
+        Assert.That(() => consumer.TryReceive(out _), Throws.InvalidOperationException, "it holds a message");
+        Assert.That(queue.GetStats("t"), Is.EqualTo(new TopicStats(1, 1, 0, 1)));
+        await consumer.NackAsync();
+
+        Assert.That(consumer.TryReceive(out var again), Is.True);
+        Assert.That(again.Text(), Is.EqualTo("a"), "the NACKed message is at the front");
+        await consumer.AckAsync();
+        Assert.That(consumer.TryReceive(out var second), Is.True);
+        Assert.That(second.Text(), Is.EqualTo("b"));
+        await consumer.AckAsync();
+
+        Assert.That(consumer.TryReceive(out _), Is.False, "the topic is empty");
+        Assert.That(queue.GetStats("t"), Is.EqualTo(new TopicStats(0, 0, 0, 1)));
+    }
+
     [TestCase("ack")]
     [TestCase("nack")]
     [TestCase("back")]

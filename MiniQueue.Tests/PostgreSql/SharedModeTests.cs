@@ -98,6 +98,98 @@ public sealed class SharedModeTests
     }
 
     [Test]
+    public async Task ConcurrentNackBackDackAndTouch_ShareAFewStatements_AndEachDoesWhatItSays()
+    {
+        await using var engine = await _engines.OpenAsync(
+            TimeProvider.System, static options => options.TopicPolicies.Add(new MiniQueueTopicPolicy { Topics = "t", Lease = TimeSpan.FromMinutes(5) }));
+        const int Consumers = 40;
+        for (var i = 0; i < Consumers; i++)
+        {
+            await engine.PublishAsync("t", $"m{i}");
+        }
+
+        var consumers = new List<MiniQueueConsumer>();
+        for (var i = 0; i < Consumers; i++)
+        {
+            var consumer = engine.Subscribe("t");
+            consumers.Add(consumer);
+            Assert.That((await consumer.ReceiveAsync().AsTask().WaitAsync(TestSupport.Bound)).Text(), Is.EqualTo($"m{i}"));
+        }
+
+        await using var connection = new NpgsqlConnection(_engines.Database);
+        await connection.OpenAsync();
+        async Task<DateTime> LatestLeaseAsync()
+        {
+            await using var command = new NpgsqlCommand("SELECT max(lease_until) FROM miniqueue_messages", connection);
+            return (DateTime)(await command.ExecuteScalarAsync())!;
+        }
+
+        var leaseBefore = await LatestLeaseAsync();
+        var settles = ((PostgreSqlBackend)engine.Backend).Settles;
+        var statementsBefore = settles.Statements;
+
+        // Every settle is under way before the first is answered: the process's settle writers carry them together.
+        await Task.WhenAll(consumers.Select((consumer, i) => (i % 4) switch
+        {
+            0 => consumer.NackAsync(),
+            1 => consumer.BackAsync(),
+            2 => consumer.DackAsync(TimeSpan.FromHours(1)),
+            _ => consumer.TouchAsync(),
+        }).Select(static settle => settle.AsTask())).WaitAsync(TestSupport.Bound);
+
+        var statements = settles.Statements - statementsBefore;
+        TestContext.Out.WriteLine($"{Consumers} settles in {statements} statements");
+        Assert.That(statements, Is.InRange(1, Consumers / 4), "settles waiting together share a statement");
+        Assert.That(engine.GetStats("t"), Is.EqualTo(new TopicStats(Ready: 20, Held: 10, Delayed: 10, Consumers: Consumers)));
+        Assert.That(await LatestLeaseAsync(), Is.GreaterThan(leaseBefore), "the TOUCHed leases start again");
+        Assert.That(consumers.Where((_, i) => i % 4 == 3).All(static consumer => consumer.IsHoldingMessage), Is.True, "a TOUCH keeps the message");
+        Assert.That(consumers.Where((_, i) => i % 4 != 3).Any(static consumer => consumer.IsHoldingMessage), Is.False);
+        await using (var command = new NpgsqlCommand("SELECT count(*) FROM miniqueue_messages WHERE dack_count = 1 AND due > now() + interval '50 minutes'", connection))
+        {
+            Assert.That(await command.ExecuteScalarAsync(), Is.EqualTo(10L), "each DACKed message is due in an hour, its DACK counted");
+        }
+
+        // The NACKed come first (at the front), then the BACKed (at the back of a topic that had nothing else ready).
+        await using var reader = engine.Subscribe("t");
+        var order = new List<string>();
+        for (var i = 0; i < 20; i++)
+        {
+            order.Add((await reader.ReceiveAsync().AsTask().WaitAsync(TestSupport.Bound)).Text());
+            await reader.AckAsync();
+        }
+
+        Assert.That(order.Take(10).Order(), Is.EqualTo(Enumerable.Range(0, 10).Select(static i => $"m{i * 4}").Order()));
+        Assert.That(order.Skip(10).Order(), Is.EqualTo(Enumerable.Range(0, 10).Select(static i => $"m{(i * 4) + 1}").Order()));
+        foreach (var consumer in consumers)
+        {
+            await consumer.DisposeAsync();
+        }
+    }
+
+    [Test]
+    public async Task ATopicsTaker_GoesWithItsLastConsumer_AndANewConsumerGetsANewOne()
+    {
+        await using var engine = await OpenAsync();
+        var backend = (PostgreSqlBackend)engine.Backend;
+        for (var i = 0; i < 50; i++)
+        {
+            var topic = $"t{i}";
+            await engine.PublishAsync(topic, "x");
+            await using var holder = engine.Subscribe(topic);
+            Assert.That((await holder.ReceiveAsync().AsTask().WaitAsync(TestSupport.Bound)).Text(), Is.EqualTo("x"));
+            await using var waiter = engine.Subscribe(topic);
+            using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(50));
+            Assert.That(async () => await waiter.ReceiveAsync(cancel.Token), Throws.InstanceOf<OperationCanceledException>());
+        }
+
+        Assert.That(await Storage.DurableTestSupport.EventuallyAsync(() => backend.Takers == 0), Is.True, "no topic has a consumer left");
+
+        await using var again = engine.Subscribe("t7");
+        Assert.That((await again.ReceiveAsync().AsTask().WaitAsync(TestSupport.Bound)).Text(), Is.EqualTo("x"), "returned by the holder that ended");
+        Assert.That(backend.Takers, Is.EqualTo(1));
+    }
+
+    [Test]
     public async Task AProcessThatStopsBeating_ItsHeldMessagesReturnToTheFront_AndGoToAnotherProcess()
     {
         await using var survivor = await OpenAsync();
