@@ -21,22 +21,31 @@ internal sealed class Flags
         _definitions =
         [
             new("addr", "string", "address to listen on; empty listens on every interface", "", v => Address = v),
+            new("auth", "string", "access file: bearer tokens (as SHA-256 hashes) and client certificate names, and what each may do on which topics; every request but /healthz then needs one (see docs/security.md)", "", v => Auth = v.Length > 0 ? v : null),
             new("cert", "string", "path to TLS certificate", DefaultCert, v => { Cert = v; CertGiven = true; }),
+            new("client-ca", "string", "require TLS client certificates to chain to this CA (PEM); the certificate's common name is an identity of -auth", "", v => ClientCa = v.Length > 0 ? v : null),
             new("commit", "string", "when a publish is acknowledged: fsync (after it is synced to disk) or interval (at once, synced within -commit-interval)", "fsync", v => Commit = ParseCommit(v)),
             new("commit-interval", "duration", "with -commit interval, the longest a publish waits to be synced", "10ms", v => CommitInterval = ParsePositiveDuration(v)),
             new("db", "string", "path to the data directory", "./data", v => DataDirectory = v),
             new("disk-reserve", "size", "free disk space publishes leave for the store's own writes; under it they are refused with 503 (e.g. 64MiB; default: 4 log pages, 32MiB)", "", v => DiskReserve = ParseSize(v)),
             new("h2c", "bool", "serve cleartext HTTP/2 (prior knowledge) instead of TLS, e.g. behind a proxy that terminates TLS", "false", v => H2c = ParseBool(v)),
+            new("handshake-timeout", "duration", "the longest a TLS handshake may take before the connection is closed", "10s", v => HandshakeTimeout = ParsePositiveDuration(v)),
             new("human", "bool", "human readable logging output", "false", v => Human = ParseBool(v)),
+            new("idle-timeout", "duration", "how long a connection with no request under way is kept open", "2m10s", v => IdleTimeout = ParsePositiveDuration(v)),
             new("key", "string", "path to TLS key", DefaultKey, v => { Key = v; KeyGiven = true; }),
             new("lease", "duration", "how long a consumer may hold a message before it returns to the front (TOUCH renews it; e.g. 30s; default: no lease)", "", v => Lease = ParsePositiveDuration(v)),
             new("level", "string", "(disabled|debug|info|warn|error)", "debug", v => Level = ParseLevel(v)),
+            new("max-connections", "int", "the most connections served at once; more wait in the listen queue", "10000", v => MaxConnections = ParseInt(v, minimum: 1)),
+            new("max-consumers", "int", "the most consumer streams one topic may have at once; more are answered 429", "10000", v => MaxConsumers = ParseInt(v, minimum: 1)),
             new("max-deliveries", "int", "how many times a message is delivered at most; then it moves to the topic <topic>.dead (default: no limit)", "", v => MaxDeliveries = ParseInt(v, minimum: 1)),
             new("max-disk", "size", "the most disk space the data directory may take (e.g. 10GiB; default: no cap)", "", v => MaxDisk = ParseSize(v)),
+            new("max-header-bytes", "int", "the most bytes of request headers; a request with more is refused (431)", "32768", v => MaxHeaderBytes = ParseInt(v, minimum: 1024)),
             new("max-message-bytes", "int", "largest message body accepted, in bytes", MiniQueueOptions.DefaultMaxMessageBytes.ToString(CultureInfo.InvariantCulture), v => MaxMessageBytes = ParseInt(v, minimum: 0)),
+            new("max-streams", "int", "the most HTTP/2 streams (requests and consumers) at once on one connection", "1000", v => MaxStreams = ParseInt(v, minimum: 1)),
             new("metrics-topic-limit", "int", "how many of the busiest topics get their own topic label in /metrics; the others are summed under topic=\"/other\"", MiniQueueOptions.DefaultMetricsTopicLimit.ToString(CultureInfo.InvariantCulture), v => MetricsTopicLimit = ParseInt(v, minimum: 0)),
             new("period", "duration", "period between runs to check and restore delayed messages", "1s", v => Period = ParsePositiveDuration(v)),
             new("port", "int", "port used to run the server", "8080", v => Port = ParseInt(v, minimum: 0, maximum: 65535)),
+            new("rate", "int", "the most requests a second per identity (per client address without -auth), with bursts up to as many; more are answered 429 with Retry-After; 0 for no limit", "0", v => Rate = ParseInt(v, minimum: 0)),
             new("postgres", "string", "shared mode: keep the queue in this PostgreSQL database (an Npgsql connection string) instead of -db; every host on it serves one queue", "", v => Postgres = v.Length > 0 ? v : null),
         ];
     }
@@ -52,6 +61,27 @@ internal sealed class Flags
     public bool KeyGiven { get; private set; }
 
     public string DataDirectory { get; private set; } = "./data";
+
+    /// <summary>The access file (-auth), or null: no authentication.</summary>
+    public string? Auth { get; private set; }
+
+    /// <summary>The CA client certificates must chain to (-client-ca), or null: none asked for.</summary>
+    public string? ClientCa { get; private set; }
+
+    public TimeSpan HandshakeTimeout { get; private set; } = TimeSpan.FromSeconds(10);
+
+    public TimeSpan IdleTimeout { get; private set; } = TimeSpan.FromSeconds(130);
+
+    public int MaxConnections { get; private set; } = 10000;
+
+    public int MaxHeaderBytes { get; private set; } = 32768;
+
+    public int MaxConsumers { get; private set; } = 10000;
+
+    public int MaxStreams { get; private set; } = 1000;
+
+    /// <summary>Requests a second per identity (-rate), 0 for no limit.</summary>
+    public int Rate { get; private set; }
 
     /// <summary>Shared mode's connection string (-postgres), or null for the data directory.</summary>
     public string? Postgres { get; private set; }

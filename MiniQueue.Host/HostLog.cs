@@ -17,4 +17,22 @@ internal static partial class HostLog
 
     [LoggerMessage(EventId = 3003, Level = LogLevel.Critical, Message = "miniqueue could not start: {Reason}")]
     public static partial void CouldNotStart(ILogger logger, string reason, Exception exception);
+
+    [LoggerMessage(EventId = 3004, Level = LogLevel.Information, Message = "access file {Path} reloaded: {Identities} identities")]
+    public static partial void AccessFileReloaded(ILogger logger, string path, int identities);
+
+    [LoggerMessage(EventId = 3005, Level = LogLevel.Error, Message = "access file {Path} changed but was refused, the previous one stays in force: {Reason}")]
+    public static partial void AccessFileRefused(ILogger logger, string path, string reason);
+
+    [LoggerMessage(EventId = 3006, Level = LogLevel.Information, Message = "request to {Path} from {Remote} refused with 401: {Reason}")]
+    public static partial void Unauthenticated(ILogger logger, PathString path, System.Net.IPAddress? remote, string reason);
+
+    [LoggerMessage(EventId = 3007, Level = LogLevel.Information, Message = "TLS certificate reloaded from {Certificate}")]
+    public static partial void CertificateReloaded(ILogger logger, string certificate);
+
+    [LoggerMessage(EventId = 3008, Level = LogLevel.Error, Message = "TLS certificate {Certificate} changed but could not be loaded, the previous one stays in use: {Reason}")]
+    public static partial void CertificateRefused(ILogger logger, string certificate, string reason);
+
+    [LoggerMessage(EventId = 3009, Level = LogLevel.Information, Message = "request to {Path} from {Identity} at {Remote} refused with 429: over -rate")]
+    public static partial void RateLimited(ILogger logger, PathString path, string? identity, System.Net.IPAddress? remote);
 }

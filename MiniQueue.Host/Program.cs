@@ -1,12 +1,20 @@
 using System.Diagnostics.Metrics;
+using System.Globalization;
 using System.Net;
+using System.Security.Authentication;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using System.Threading.RateLimiting;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
+using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Logging.Console;
 using MiniQueue;
 using MiniQueue.Host;
+using MiniQueue.Host.Security;
 using MiniQueue.PostgreSql;
 using Prometheus;
 
@@ -18,12 +26,53 @@ if (flags is null)
     return exitCode;
 }
 
-X509Certificate2? certificate = null;
+CertificateFiles? certificates = null;
 var certificateMade = false;
 if (!flags.H2c)
 {
-    string? problem;
-    (certificate, certificateMade, problem) = LoadCertificate(flags);
+    var (certificate, certificatePath, keyPath, made, problem) = LoadCertificate(flags);
+    if (problem is not null)
+    {
+        Console.Error.WriteLine(problem);
+        Console.Error.Write(flags.Usage());
+        return 2;
+    }
+
+    certificates = new CertificateFiles(certificate!, certificatePath!, keyPath!);
+    certificateMade = made;
+}
+
+using var certificateFiles = certificates;
+
+// -auth and -client-ca: read now, so that a bad file stops the host before it listens.
+AccessControl? access = null;
+X509Certificate2Collection? clientAuthority = null;
+if (flags.Auth is not null || flags.ClientCa is not null)
+{
+    var problem = flags.Auth is null ? "flag -client-ca needs -auth: the certificate's common name is an identity of the access file"
+        : flags.ClientCa is not null && flags.H2c ? "flag -client-ca needs TLS: it cannot be used with -h2c"
+        : null;
+    try
+    {
+        if (problem is null && flags.ClientCa is not null)
+        {
+            clientAuthority = [];
+            clientAuthority.ImportFromPemFile(flags.ClientCa);
+            problem = clientAuthority.Count == 0 ? $"invalid value \"{flags.ClientCa}\" for flag -client-ca: no certificate in it" : null;
+        }
+
+        if (problem is null)
+        {
+            access = new AccessControl(flags.Auth!, NullLogger.Instance);
+        }
+    }
+    catch (Exception exception) when (exception is FormatException or IOException or UnauthorizedAccessException or CryptographicException)
+    {
+        problem = exception is FormatException
+            ? $"invalid value \"{flags.Auth}\" for flag -auth: {exception.Message}"
+            : $"invalid value for flag {(clientAuthority is null ? "-client-ca" : "-auth")}: {exception.Message}";
+    }
+
     if (problem is not null)
     {
         Console.Error.WriteLine(problem);
@@ -32,6 +81,8 @@ if (!flags.H2c)
     }
 }
 
+using var accessControl = access;
+
 // Configuration (appsettings.json, the environment) is read once: reloading it on change would watch the working folder,
 // the data directory's usual parent, and every write of the log would wake the watcher.
 var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = ["--hostBuilder:reloadConfigOnChange=false"] });
@@ -39,17 +90,36 @@ builder.WebHost.UseKestrelHttpsConfiguration();
 builder.WebHost.ConfigureKestrel(kestrel =>
 {
     kestrel.AddServerHeader = false;
+    kestrel.Limits.MaxConcurrentConnections = flags.MaxConnections;
+    kestrel.Limits.MaxConcurrentUpgradedConnections = flags.MaxConnections;
+    kestrel.Limits.KeepAliveTimeout = flags.IdleTimeout;
+    kestrel.Limits.MaxRequestHeadersTotalSize = flags.MaxHeaderBytes;
+    kestrel.Limits.Http2.MaxRequestHeaderFieldSize = Math.Max(kestrel.Limits.Http2.MaxRequestHeaderFieldSize, flags.MaxHeaderBytes);
     void Configure(ListenOptions listen)
     {
         if (flags.H2c)
         {
             listen.Protocols = HttpProtocols.Http2;
+            return;
         }
-        else
+
+        listen.Protocols = HttpProtocols.Http1AndHttp2;
+        var https = new HttpsConnectionAdapterOptions
         {
-            listen.Protocols = HttpProtocols.Http1AndHttp2;
-            listen.UseHttps(certificate!);
+            // TLS 1.2 or later only; the certificate as its files are now (they are watched).
+            SslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+            HandshakeTimeout = flags.HandshakeTimeout,
+            ServerCertificateSelector = (_, _) => certificates!.Current,
+        };
+        if (clientAuthority is not null)
+        {
+            // A certificate that does not chain to the CA fails the handshake. One without a certificate gets through
+            // TLS (so that /healthz stays open to load balancers) and is refused 401 by -auth.
+            https.ClientCertificateMode = ClientCertificateMode.AllowCertificate;
+            https.ClientCertificateValidation = (presented, _, _) => ChainsTo(presented, clientAuthority);
         }
+
+        listen.UseHttps(https);
     }
 
     if (flags.Address.Length == 0)
@@ -136,7 +206,54 @@ builder.Services.AddMiniQueue(
             queue.MetricsTopicLimit = limit;
         }
     },
-    http => http.PurgeAtRoot = true);
+    http =>
+    {
+        http.PurgeAtRoot = true;
+        http.MaxStreamsPerConnection = flags.MaxStreams;
+        http.MaxConsumersPerTopic = flags.MaxConsumers;
+        http.AuthorizeTopics = access is not null;
+    });
+if (access is not null)
+{
+    builder.Services.AddSingleton(access);
+    builder.Services.AddAuthentication(AccessAuthenticationHandler.SchemeName)
+        .AddScheme<AuthenticationSchemeOptions, AccessAuthenticationHandler>(AccessAuthenticationHandler.SchemeName, null);
+    builder.Services.AddAuthorizationBuilder()
+        .AddPolicy("metrics", policy => policy.AddRequirements(AccessAuthorizationHandler.Metrics));
+    builder.Services.AddSingleton<IAuthorizationHandler, AccessAuthorizationHandler>();
+}
+
+if (flags.Rate > 0)
+{
+    builder.Services.AddRateLimiter(limiter =>
+    {
+        // Per identity (per client address without -auth); /healthz is never limited.
+        limiter.GlobalLimiter = PartitionedRateLimiter.Create<HttpContext, string>(context =>
+            context.Request.Path == "/healthz"
+                ? RateLimitPartition.GetNoLimiter("/healthz")
+                : RateLimitPartition.GetTokenBucketLimiter(
+                    context.User.Identity?.Name is { } name ? "identity:" + name : "address:" + context.Connection.RemoteIpAddress,
+                    _ => new TokenBucketRateLimiterOptions
+                    {
+                        TokenLimit = flags.Rate,
+                        TokensPerPeriod = flags.Rate,
+                        ReplenishmentPeriod = TimeSpan.FromSeconds(1),
+                        QueueLimit = 0,
+                    }));
+        limiter.OnRejected = static async (rejected, cancellationToken) =>
+        {
+            var context = rejected.HttpContext;
+            var retryAfter = rejected.Lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? wait : TimeSpan.FromSeconds(1);
+            context.Response.StatusCode = StatusCodes.Status429TooManyRequests;
+            context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
+            context.Response.ContentType = "application/json; charset=utf-8";
+            var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(HostLog.Category);
+            HostLog.RateLimited(logger, context.Request.Path, context.User.Identity?.Name, context.Connection.RemoteIpAddress);
+            await context.Response.Body.WriteAsync("{\"error\":\"too many requests\"}\n"u8.ToArray(), cancellationToken);
+        };
+    });
+}
+
 if (flags.Postgres is { } connectionString)
 {
     builder.Services.AddMiniQueuePostgreSql(connectionString);
@@ -149,6 +266,12 @@ var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger(HostLog
 if (flags.DataDirectory == "./data" && flags.Postgres is null)
 {
     HostLog.DefaultDataDirectory(log, flags.DataDirectory);
+}
+
+certificates?.LogTo(log);
+if (access is not null)
+{
+    accessControl!.LogTo(log);
 }
 
 if (certificateMade)
@@ -181,6 +304,20 @@ using var perScrapeAdapter = MeterAdapter.StartListening(new MeterAdapterOptions
 // prometheus-net starts listening to .NET meters at its first collection; collect once now, so counts from the
 // start on (not from the first scrape on) are kept.
 await Metrics.DefaultRegistry.CollectAndExportAsTextAsync(Stream.Null);
+if (access is not null)
+{
+    // Every request but /healthz needs credentials the access file knows: 401 before anything else is looked at.
+    app.UseAuthentication();
+    app.Use(static (context, next) => context.User.Identity?.IsAuthenticated == true || context.Request.Path == "/healthz"
+        ? next(context)
+        : context.ChallengeAsync());
+}
+
+if (flags.Rate > 0)
+{
+    app.UseRateLimiter();
+}
+
 // Publishes skip endpoint routing: matching "/publish/{topic}" built a route-value dictionary and a string per request,
 // half of the host's allocations under publish load. The protocol's middleware answers them first (as the endpoint
 // would, 405 for another method), and tags them with the route for the request-duration histogram.
@@ -192,7 +329,16 @@ app.UseWhen(static context => IsPublishPath(context.Request.Path), static branch
     })
     .UseMiniQueue());
 app.UseRouting();
-app.MapMetrics("/metrics");
+if (access is not null)
+{
+    app.UseAuthorization();
+    app.MapMetrics("/metrics").RequireAuthorization("metrics");
+}
+else
+{
+    app.MapMetrics("/metrics");
+}
+
 app.MapHealthChecks("/healthz");
 app.MapMiniQueue();
 
@@ -211,7 +357,7 @@ catch (Exception exception) when (exception is MiniQueueStoreException or IOExce
 }
 
 // The -cert/-key pair; when both are the defaults and missing, a self-signed certificate in the data directory.
-static (X509Certificate2? Certificate, bool Made, string? Problem) LoadCertificate(Flags flags)
+static (X509Certificate2? Certificate, string? CertificatePath, string? KeyPath, bool Made, string? Problem) LoadCertificate(Flags flags)
 {
     var certificatePath = flags.Cert;
     var keyPath = flags.Key;
@@ -220,18 +366,18 @@ static (X509Certificate2? Certificate, bool Made, string? Problem) LoadCertifica
     {
         if (flags.CertGiven && !File.Exists(certificatePath))
         {
-            return (null, false, $"invalid value \"{flags.Cert}\" for flag -cert: no such file");
+            return (null, null, null, false, $"invalid value \"{flags.Cert}\" for flag -cert: no such file");
         }
 
         if (flags.KeyGiven && !File.Exists(keyPath))
         {
-            return (null, false, $"invalid value \"{flags.Key}\" for flag -key: no such file");
+            return (null, null, null, false, $"invalid value \"{flags.Key}\" for flag -key: no such file");
         }
 
         if (flags.CertGiven || flags.KeyGiven)
         {
             var missing = File.Exists(certificatePath) ? "-key" : "-cert";
-            return (null, false, $"flag {missing} is needed too: the default file for it does not exist");
+            return (null, null, null, false, $"flag {missing} is needed too: the default file for it does not exist");
         }
 
         (certificatePath, keyPath, made) = DevCertificate.Ensure(flags.DataDirectory);
@@ -239,11 +385,11 @@ static (X509Certificate2? Certificate, bool Made, string? Problem) LoadCertifica
 
     try
     {
-        return (X509Certificate2.CreateFromPemFile(certificatePath, keyPath), made, null);
+        return (X509Certificate2.CreateFromPemFile(certificatePath, keyPath), certificatePath, keyPath, made, null);
     }
     catch (Exception exception) when (exception is CryptographicException or IOException or UnauthorizedAccessException)
     {
-        return (null, false, $"invalid value \"{flags.Cert}\" for flag -cert: the certificate and key ({certificatePath}, {keyPath}) could not be loaded: {exception.Message}");
+        return (null, null, null, false, $"invalid value \"{flags.Cert}\" for flag -cert: the certificate and key ({certificatePath}, {keyPath}) could not be loaded: {exception.Message}");
     }
 }
 
@@ -252,3 +398,14 @@ static (X509Certificate2? Certificate, bool Made, string? Problem) LoadCertifica
 static bool IsPublishPath(PathString path) =>
     path.Value is { } value && value.Length > "/publish/".Length && value.StartsWith("/publish/", StringComparison.Ordinal)
     && value.IndexOf('/', "/publish/".Length) < 0;
+
+// Whether a client certificate chains to the -client-ca certificates (and to nothing else: the machine's roots are not
+// asked). Revocation is not checked: the CA is the operator's own.
+static bool ChainsTo(X509Certificate2 presented, X509Certificate2Collection authority)
+{
+    using var chain = new X509Chain();
+    chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+    chain.ChainPolicy.CustomTrustStore.AddRange(authority);
+    chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+    return chain.Build(presented);
+}

@@ -56,4 +56,10 @@ internal static partial class HttpLog
 
     [LoggerMessage(EventId = 2014, Level = LogLevel.Error, Message = "Redrive of topic {Topic} failed")]
     public static partial void RedriveFailed(ILogger logger, string topic, Exception exception);
+
+    [LoggerMessage(EventId = 2015, Level = LogLevel.Information, Message = "{Operation} of topic {Topic} refused to {Identity} with {StatusCode}")]
+    public static partial void Refused(ILogger logger, string? operation, string topic, string identity, int statusCode);
+
+    [LoggerMessage(EventId = 2016, Level = LogLevel.Warning, Message = "Subscribe to topic {Topic} refused with 429: it has {Limit} consumer streams already")]
+    public static partial void TooManyConsumers(ILogger logger, string topic, int limit);
 }

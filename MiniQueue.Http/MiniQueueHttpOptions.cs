@@ -26,9 +26,31 @@ public sealed class MiniQueueHttpOptions
     /// </summary>
     public int? MaxStreamsPerConnection { get; set; } = DefaultMaxStreamsPerConnection;
 
+    /// <summary>
+    /// Whether every protocol request is authorized per topic with ASP.NET Core's authorization: the user of the request,
+    /// the resource <see cref="MiniQueueTopic"/> and the requirement of its operation (<see cref="MiniQueueOperations"/>).
+    /// A refusal is answered 401 (with the authentication scheme's challenge) when the user is not authenticated, else
+    /// 403, and nothing is done. Needs <c>services.AddAuthorization()</c> and a handler for those requirements (without
+    /// one every request is refused). Default: <see langword="false"/> (authorize the whole mount with
+    /// <c>MapMiniQueue().RequireAuthorization(...)</c> instead, or as well).
+    /// </summary>
+    public bool AuthorizeTopics { get; set; }
+
+    /// <summary>
+    /// The most consumer streams one topic may have at once through this server; a subscribe beyond it is answered 429
+    /// with <c>{"error":"too many consumers"}</c>. Default: <see langword="null"/>, no limit.
+    /// </summary>
+    public int? MaxConsumersPerTopic { get; set; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first property whose value cannot work.</summary>
     public void Validate()
     {
+        if (MaxConsumersPerTopic is <= 0)
+        {
+            throw new ArgumentException(
+                $"{nameof(MaxConsumersPerTopic)} must be positive or null, not {MaxConsumersPerTopic}.", nameof(MaxConsumersPerTopic));
+        }
+
         if (MaxStreamsPerConnection is <= 0)
         {
             throw new ArgumentException(

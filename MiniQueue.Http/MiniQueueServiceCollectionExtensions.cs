@@ -48,6 +48,7 @@ public static class MiniQueueServiceCollectionExtensions
             services.AddHostedService(static sp => sp.GetRequiredService<MiniQueueEngineHost>());
             services.TryAddSingleton(static sp => sp.GetRequiredService<MiniQueueEngineHost>().GetEngine());
 
+            services.TryAddSingleton<MiniQueue.Http.Authorization.TopicAccess>();
             services.TryAddSingleton<PublishHandler>();
             services.TryAddSingleton<SubscribeHandler>();
             services.TryAddSingleton<PurgeHandler>();

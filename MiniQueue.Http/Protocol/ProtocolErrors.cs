@@ -45,6 +45,15 @@ internal static class ProtocolErrors
     /// <summary>A redrive the store could not take (an extension, docs/PROTOCOL.md "Dead letters").</summary>
     public static ReadOnlySpan<byte> RedriveFailed => "{\"error\":\"failed to redrive topic\"}\n"u8;
 
+    /// <summary>A request without credentials the server knows (an extension, docs/security.md).</summary>
+    public static ReadOnlySpan<byte> Unauthorized => "{\"error\":\"unauthorized\"}\n"u8;
+
+    /// <summary>A request whose credentials do not allow the operation on the topic (an extension, docs/security.md).</summary>
+    public static ReadOnlySpan<byte> Forbidden => "{\"error\":\"forbidden\"}\n"u8;
+
+    /// <summary>A subscribe over <see cref="MiniQueueHttpOptions.MaxConsumersPerTopic"/> (an extension, docs/security.md).</summary>
+    public static ReadOnlySpan<byte> TooManyConsumers => "{\"error\":\"too many consumers\"}\n"u8;
+
     public static ReadOnlySpan<byte> SubscribeNeedsHttp2 => "{\"error\":\"subscribe needs HTTP/2\"}\n"u8;
 
     public static ReadOnlySpan<byte> ShuttingDown => "{\"error\":\"server shutting down\"}\n"u8;

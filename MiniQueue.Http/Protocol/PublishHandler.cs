@@ -5,6 +5,7 @@ using System.Text;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
+using MiniQueue.Http.Authorization;
 using MiniQueue.Http.Hosting;
 
 namespace MiniQueue.Http.Protocol;
@@ -17,13 +18,16 @@ namespace MiniQueue.Http.Protocol;
 internal sealed class PublishHandler
 {
     private readonly MiniQueueEngineHost _engineHost;
+    private readonly TopicAccess _access;
     private readonly ILogger _logger;
 
-    public PublishHandler(MiniQueueEngineHost engineHost, ILoggerFactory loggerFactory)
+    public PublishHandler(MiniQueueEngineHost engineHost, TopicAccess access, ILoggerFactory loggerFactory)
     {
         ArgumentNullException.ThrowIfNull(engineHost);
+        ArgumentNullException.ThrowIfNull(access);
         ArgumentNullException.ThrowIfNull(loggerFactory);
         _engineHost = engineHost;
+        _access = access;
         _logger = loggerFactory.CreateLogger(HttpLog.Category);
     }
 
@@ -40,9 +44,9 @@ internal sealed class PublishHandler
     private Task? TryPublishFast(HttpContext context)
     {
         if (context.Request.ContentLength is not { } length || length > FastPathBytes || context.Request.QueryString.HasValue
-            || context.Request.Headers.ContainsKey(IdempotencyKeyHeader))
+            || context.Request.Headers.ContainsKey(IdempotencyKeyHeader) || _access.Enabled)
         {
-            // Publish options (?delay=N, Idempotency-Key): the general path reads them.
+            // Publish options (?delay=N, Idempotency-Key), per-topic authorization: the general path has them.
             return null;
         }
 
@@ -122,6 +126,11 @@ internal sealed class PublishHandler
         {
             HttpLog.InvalidTopic(_logger, context.Request.Path);
             await ProtocolErrors.WriteResponseAsync(context, StatusCodes.Status400BadRequest, ProtocolErrors.InvalidTopic).ConfigureAwait(false);
+            return;
+        }
+
+        if (!await _access.AllowAsync(context, topic, MiniQueueOperations.Publish).ConfigureAwait(false))
+        {
             return;
         }
 

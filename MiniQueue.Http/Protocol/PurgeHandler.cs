@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
+using MiniQueue.Http.Authorization;
 using MiniQueue.Http.Hosting;
 
 namespace MiniQueue.Http.Protocol;
@@ -11,19 +12,23 @@ namespace MiniQueue.Http.Protocol;
 internal sealed class PurgeHandler
 {
     private readonly MiniQueueEngineHost _engineHost;
+    private readonly TopicAccess _access;
     private readonly ILogger _logger;
 
-    public PurgeHandler(MiniQueueEngineHost engineHost, ILoggerFactory loggerFactory)
+    public PurgeHandler(MiniQueueEngineHost engineHost, TopicAccess access, ILoggerFactory loggerFactory)
     {
         ArgumentNullException.ThrowIfNull(engineHost);
+        ArgumentNullException.ThrowIfNull(access);
         ArgumentNullException.ThrowIfNull(loggerFactory);
         _engineHost = engineHost;
+        _access = access;
         _logger = loggerFactory.CreateLogger(HttpLog.Category);
     }
 
     public async Task InvokeAsync(HttpContext context)
     {
-        if (await RequestBody.TopicOfBodilessRequestAsync(context, _logger).ConfigureAwait(false) is not { } topic)
+        if (await RequestBody.TopicOfBodilessRequestAsync(context, _logger).ConfigureAwait(false) is not { } topic
+            || !await _access.AllowAsync(context, topic, MiniQueueOperations.Purge).ConfigureAwait(false))
         {
             return;
         }

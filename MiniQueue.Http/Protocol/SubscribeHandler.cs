@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.IO.Pipelines;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
@@ -5,6 +6,8 @@ using Microsoft.AspNetCore.Http.Timeouts;
 using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using MiniQueue.Http.Authorization;
 using MiniQueue.Http.Hosting;
 
 namespace MiniQueue.Http.Protocol;
@@ -20,13 +23,21 @@ internal sealed class SubscribeHandler
 {
     private readonly MiniQueueEngineHost _engineHost;
     private readonly IHostApplicationLifetime? _lifetime;
+    private readonly TopicAccess _access;
+    private readonly IOptions<MiniQueueHttpOptions> _options;
+    private readonly ConcurrentDictionary<string, int> _streams = new(StringComparer.Ordinal);
     private readonly ILogger _logger;
 
-    public SubscribeHandler(MiniQueueEngineHost engineHost, ILoggerFactory loggerFactory, IHostApplicationLifetime? lifetime = null)
+    public SubscribeHandler(
+        MiniQueueEngineHost engineHost, TopicAccess access, IOptions<MiniQueueHttpOptions> options, ILoggerFactory loggerFactory, IHostApplicationLifetime? lifetime = null)
     {
         ArgumentNullException.ThrowIfNull(engineHost);
+        ArgumentNullException.ThrowIfNull(access);
+        ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(loggerFactory);
         _engineHost = engineHost;
+        _access = access;
+        _options = options;
         _lifetime = lifetime;
         _logger = loggerFactory.CreateLogger(HttpLog.Category);
     }
@@ -51,6 +62,18 @@ internal sealed class SubscribeHandler
             return;
         }
 
+        if (!await _access.AllowAsync(context, topic, MiniQueueOperations.Subscribe).ConfigureAwait(false))
+        {
+            return;
+        }
+
+        if (!EnterTopic(topic))
+        {
+            HttpLog.TooManyConsumers(_logger, topic, _options.Value.MaxConsumersPerTopic ?? 0);
+            await ProtocolErrors.WriteResponseAsync(context, StatusCodes.Status429TooManyRequests, ProtocolErrors.TooManyConsumers).ConfigureAwait(false);
+            return;
+        }
+
         MiniQueueConsumer consumer;
         try
         {
@@ -59,6 +82,7 @@ internal sealed class SubscribeHandler
         }
         catch (ObjectDisposedException)
         {
+            LeaveTopic(topic);
             await ProtocolErrors.WriteResponseAsync(context, StatusCodes.Status503ServiceUnavailable, ProtocolErrors.ShuttingDown).ConfigureAwait(false);
             return;
         }
@@ -102,7 +126,40 @@ internal sealed class SubscribeHandler
         finally
         {
             await consumer.DisposeAsync().ConfigureAwait(false);
+            LeaveTopic(topic);
         }
+    }
+
+    /// <summary>
+    /// Counts a new stream of <paramref name="topic"/>; false (and not counted) when the topic has
+    /// <see cref="MiniQueueHttpOptions.MaxConsumersPerTopic"/> streams already.
+    /// </summary>
+    private bool EnterTopic(string topic)
+    {
+        if (_options.Value.MaxConsumersPerTopic is not { } max)
+        {
+            return true;
+        }
+
+        var count = _streams.AddOrUpdate(topic, 1, static (_, count) => count + 1);
+        if (count <= max)
+        {
+            return true;
+        }
+
+        LeaveTopic(topic);
+        return false;
+    }
+
+    private void LeaveTopic(string topic)
+    {
+        if (_options.Value.MaxConsumersPerTopic is null && !_streams.ContainsKey(topic))
+        {
+            return;
+        }
+
+        _streams.AddOrUpdate(topic, 0, static (_, count) => count - 1);
+        _streams.TryRemove(new KeyValuePair<string, int>(topic, 0));
     }
 
     /// <summary>Lifts the server limits that would cut a long-lived stream: body data rate, body size, request timeout.</summary>

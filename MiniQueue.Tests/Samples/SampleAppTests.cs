@@ -105,6 +105,10 @@ public sealed class SampleAppTests
                 Assert.That((await reporting.PostAsync("mq/subscribe/jobs", new StringContent("INIT"))).StatusCode, Is.EqualTo(HttpStatusCode.Forbidden));
                 Assert.That((await anonymous.DeleteAsync("mq/jobs")).StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
                 Assert.That((await anonymous.GetAsync("orders/processed")).StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized), "the shop's own endpoints too");
+
+                // And per topic (QueueRules): the role may purge "jobs", but nobody purges "orders".
+                Assert.That((await warehouse.DeleteAsync("mq/orders")).StatusCode, Is.EqualTo(HttpStatusCode.Forbidden));
+                Assert.That((await warehouse.DeleteAsync("mq/jobs")).StatusCode, Is.EqualTo(HttpStatusCode.OK));
             }
 
             // 5. With the role, the .NET client publishes and consumes through /mq; nothing refused was queued.

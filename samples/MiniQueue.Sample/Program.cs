@@ -3,6 +3,7 @@
 // miniqueue HTTP/2 protocol under /mq for other services, behind the shop's authorization. Run as several replicas,
 // it keeps one queue in PostgreSQL (shared mode, below).
 using System.Text.Json;
+using Microsoft.AspNetCore.Authorization;
 using MiniQueue;
 using Shop;
 
@@ -14,6 +15,9 @@ builder.Services.AddAuthentication(ApiKeyAuthentication.SchemeName)
         ApiKeyAuthentication.SchemeName, options => builder.Configuration.GetSection("ApiKeys").Bind(options));
 builder.Services.AddAuthorizationBuilder()
     .AddPolicy("queue", policy => policy.RequireRole("queue"));
+
+// And per topic, for the /mq routes (MiniQueue:Http:AuthorizeTopics in appsettings.json): see QueueRules.
+builder.Services.AddSingleton<IAuthorizationHandler, QueueRules>();
 
 // MiniQueue, with its options bound from the "MiniQueue" section of appsettings.json. Added before the worker, so that
 // at shutdown the worker stops first and the engine then commits and closes.
@@ -48,7 +52,8 @@ app.MapPost("/orders", async (Order order, MiniQueueEngine queue, CancellationTo
 }).RequireAuthorization();
 app.MapGet("/orders/processed", (ProcessedOrders processed) => processed.All).RequireAuthorization();
 
-// The miniqueue protocol (publish, subscribe, purge) for other services, only for callers in the "queue" role.
+// The miniqueue protocol (publish, subscribe, purge) for other services, only for callers in the "queue" role, and per
+// topic as QueueRules says.
 app.MapMiniQueue("/mq").RequireAuthorization("queue");
 
 app.Run();

@@ -1,0 +1,68 @@
+namespace MiniQueue.Host.Security;
+
+/// <summary>
+/// The access file in force (<c>-auth</c>): read at the start (a bad file stops the host), then read again whenever it
+/// changes. A changed file that cannot be read or is invalid is refused with an error line, and the one before stays in
+/// force; a valid one applies to every request from then on (a removed token is refused at once; streams already open
+/// go on).
+/// </summary>
+internal sealed class AccessControl : IDisposable
+{
+    /// <summary>How long after the last change event the file is read (an editor's save is several events).</summary>
+    private static readonly TimeSpan Settle = TimeSpan.FromMilliseconds(200);
+
+    private readonly string _path;
+    private ILogger _logger;
+    private readonly FileSystemWatcher _watcher;
+    private readonly Timer _reload;
+    private volatile AccessFile _current;
+
+    public AccessControl(string path, ILogger logger)
+    {
+        _path = Path.GetFullPath(path);
+        _logger = logger;
+        _current = Read(_path);
+        _reload = new Timer(static state => ((AccessControl)state!).Reload(), this, Timeout.Infinite, Timeout.Infinite);
+
+        // The folder is watched, not the file: editors and deploy tools replace a file by renaming another over it.
+        _watcher = new FileSystemWatcher(Path.GetDirectoryName(_path)!, Path.GetFileName(_path))
+        {
+            NotifyFilter = NotifyFilters.FileName | NotifyFilters.LastWrite | NotifyFilters.Size | NotifyFilters.CreationTime,
+        };
+        _watcher.Changed += OnChanged;
+        _watcher.Created += OnChanged;
+        _watcher.Renamed += OnChanged;
+        _watcher.EnableRaisingEvents = true;
+    }
+
+    /// <summary>Where reloads are logged (the host's logger exists only once the host is built).</summary>
+    public void LogTo(ILogger logger) => _logger = logger;
+
+    /// <summary>The access file in force.</summary>
+    public AccessFile Current => _current;
+
+    /// <summary>Reads and checks an access file; throws <see cref="FormatException"/> or an I/O exception saying why it cannot be used.</summary>
+    public static AccessFile Read(string path) => AccessFile.Parse(File.ReadAllText(path));
+
+    private void OnChanged(object sender, FileSystemEventArgs e) => _reload.Change(Settle, Timeout.InfiniteTimeSpan);
+
+    private void Reload()
+    {
+        try
+        {
+            var file = Read(_path);
+            _current = file;
+            HostLog.AccessFileReloaded(_logger, _path, file.Count);
+        }
+        catch (Exception exception) when (exception is FormatException or IOException or UnauthorizedAccessException)
+        {
+            HostLog.AccessFileRefused(_logger, _path, exception.Message);
+        }
+    }
+
+    public void Dispose()
+    {
+        _watcher.Dispose();
+        _reload.Dispose();
+    }
+}
