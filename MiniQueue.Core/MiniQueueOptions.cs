@@ -29,6 +29,15 @@ public sealed class MiniQueueOptions
     public int MaxMessageBytes { get; set; } = DefaultMaxMessageBytes;
 
     /// <summary>
+    /// The most topics the engine may have (a topic exists from its first publish on, and stays). A publish that would
+    /// create one more fails with <see cref="MiniQueueTopicLimitException"/> and publishes nothing; a message moved to a
+    /// dead-letter topic is never refused for it. In shared mode the count is the database's, checked by each process
+    /// before it creates a topic, so processes creating topics at the same moment may pass it by a few. Default:
+    /// <see langword="null"/>, no limit.
+    /// </summary>
+    public int? MaxTopics { get; set; }
+
+    /// <summary>
     /// The clock that due times of delayed messages follow. Default: <see cref="TimeProvider.System"/>.
     /// Unit tests pass a <c>FakeTimeProvider</c> and advance it instead of sleeping.
     /// </summary>
@@ -142,6 +151,11 @@ public sealed class MiniQueueOptions
         if (DelayCheckPeriod <= TimeSpan.Zero)
         {
             throw new ArgumentException($"{nameof(DelayCheckPeriod)} must be positive, not {DelayCheckPeriod}.", nameof(DelayCheckPeriod));
+        }
+
+        if (MaxTopics is <= 0)
+        {
+            throw new ArgumentException($"{nameof(MaxTopics)} must be positive or null, not {MaxTopics}.", nameof(MaxTopics));
         }
 
         if (MaxMessageBytes < 0)

@@ -42,6 +42,7 @@ internal sealed class Flags
             new("max-header-bytes", "int", "the most bytes of request headers; a request with more is refused (431)", "32768", v => MaxHeaderBytes = ParseInt(v, minimum: 1024)),
             new("max-message-bytes", "int", "largest message body accepted, in bytes", MiniQueueOptions.DefaultMaxMessageBytes.ToString(CultureInfo.InvariantCulture), v => MaxMessageBytes = ParseInt(v, minimum: 0)),
             new("max-streams", "int", "the most HTTP/2 streams (requests and consumers) at once on one connection", "1000", v => MaxStreams = ParseInt(v, minimum: 1)),
+            new("max-topics", "int", "the most topics; a publish that would create one more is answered 429", "100000", v => MaxTopics = ParseInt(v, minimum: 1)),
             new("metrics-topic-limit", "int", "how many of the busiest topics get their own topic label in /metrics; the others are summed under topic=\"/other\"", MiniQueueOptions.DefaultMetricsTopicLimit.ToString(CultureInfo.InvariantCulture), v => MetricsTopicLimit = ParseInt(v, minimum: 0)),
             new("period", "duration", "period between runs to check and restore delayed messages", "1s", v => Period = ParsePositiveDuration(v)),
             new("port", "int", "port used to run the server", "8080", v => Port = ParseInt(v, minimum: 0, maximum: 65535)),
@@ -77,6 +78,8 @@ internal sealed class Flags
     public int MaxHeaderBytes { get; private set; } = 32768;
 
     public int MaxConsumers { get; private set; } = 10000;
+
+    public int MaxTopics { get; private set; } = 100000;
 
     public int MaxStreams { get; private set; } = 1000;
 

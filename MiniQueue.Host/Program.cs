@@ -179,6 +179,7 @@ builder.Services.AddMiniQueue(
         queue.DataDirectory = flags.Postgres is null ? flags.DataDirectory : null;
         queue.DelayCheckPeriod = flags.Period;
         queue.MaxMessageBytes = flags.MaxMessageBytes;
+        queue.MaxTopics = flags.MaxTopics;
         queue.CommitMode = flags.Commit;
         queue.CommitInterval = flags.CommitInterval;
         if (flags.DiskReserve is { } reserve)

@@ -62,4 +62,7 @@ internal static partial class HttpLog
 
     [LoggerMessage(EventId = 2016, Level = LogLevel.Warning, Message = "Subscribe to topic {Topic} refused with 429: it has {Limit} consumer streams already")]
     public static partial void TooManyConsumers(ILogger logger, string topic, int limit);
+
+    [LoggerMessage(EventId = 2017, Level = LogLevel.Warning, Message = "Publish to topic {Topic} refused with 429: it would create a topic over the maximum (MaxTopics)")]
+    public static partial void TooManyTopics(ILogger logger, string topic);
 }

@@ -63,6 +63,8 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     private readonly ConcurrentDictionary<PostgreSqlConsumer, byte> _consumers = new();
     private readonly ConcurrentDictionary<string, int> _consumerCounts = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, TopicTaker> _takers = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, byte> _knownTopics = new(StringComparer.Ordinal);
+    private readonly int? _maxTopics;
     private readonly CancellationTokenSource _stopping = new();
     private readonly MiniQueueMetrics _metrics;
     private Task[] _writers = [];
@@ -78,6 +80,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         _systemClock = ReferenceEquals(_time, TimeProvider.System);
         _policyOf = TopicPolicy.Resolver(options);
         MaxMessageBytes = options.MaxMessageBytes;
+        _maxTopics = options.MaxTopics;
         ProcessLease = processLease;
         _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("MiniQueue.PostgreSql");
         Signals = new TopicSignals(database, _logger);
@@ -299,8 +302,35 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     /// <summary>Publishes a batch with one INSERT and one commit; each publish completes after it.</summary>
     private async Task InsertBatchAsync(List<PendingPublish> batch)
     {
+        if (_maxTopics is not null && batch.Any(publish => !_knownTopics.ContainsKey(publish.Topic)))
+        {
+            var refused = await RefuseNewTopicsAsync([.. batch.Select(static publish => publish.Topic).Distinct()]).ConfigureAwait(false);
+            if (refused.Count > 0)
+            {
+                foreach (var publish in batch.Where(publish => refused.Contains(publish.Topic)))
+                {
+                    publish.Done.TrySetException(new MiniQueueTopicLimitException(
+                        $"The topic '{publish.Topic}' cannot be created: the database has {_maxTopics} topics, the maximum (MaxTopics)."));
+                }
+
+                batch.RemoveAll(publish => refused.Contains(publish.Topic));
+                if (batch.Count == 0)
+                {
+                    return;
+                }
+            }
+        }
+
         await InsertAsync(batch).ConfigureAwait(false);
         Reached();
+        if (_maxTopics is not null)
+        {
+            foreach (var publish in batch)
+            {
+                _knownTopics[publish.Topic] = 0;
+            }
+        }
+
         foreach (var publish in batch)
         {
             _metrics.Published(publish.Topic, publish.Started);
@@ -611,11 +641,56 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         SELECT EXISTS (SELECT 1 FROM ins), (SELECT pg_notify('miniqueue', topic) FROM ins)
         """;
 
+    /// <summary>
+    /// With <see cref="MiniQueueOptions.MaxTopics"/>: of <paramref name="topics"/>, those that do not exist and would take
+    /// the database past the maximum (the first ones that fit are let through). Topics found to exist are remembered,
+    /// so that publishes to them are not checked again.
+    /// </summary>
+    private async Task<HashSet<string>> RefuseNewTopicsAsync(string[] topics)
+    {
+        await using var command = _database.CreateCommand(
+            "SELECT (SELECT count(*) FROM miniqueue_topics)::integer, ARRAY(SELECT name FROM miniqueue_topics WHERE name = ANY(@names))");
+        command.Parameters.Add(new NpgsqlParameter<string[]>("names", topics));
+        await using var reader = await command.ExecuteReaderAsync().ConfigureAwait(false);
+        await reader.ReadAsync().ConfigureAwait(false);
+        var room = _maxTopics!.Value - reader.GetInt32(0);
+        foreach (var existing in reader.GetFieldValue<string[]>(1))
+        {
+            _knownTopics[existing] = 0;
+        }
+
+        var refused = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var topic in topics.Where(topic => !_knownTopics.ContainsKey(topic)))
+        {
+            if (room-- <= 0)
+            {
+                refused.Add(topic);
+            }
+        }
+
+        return refused;
+    }
+
     /// <summary>A publish with an idempotency key (not batched): false when the key repeats one within its window.</summary>
     private async Task<bool> PublishKeyedAsync(string topic, byte[] body, double delay, byte[] key, CancellationToken cancellationToken)
     {
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         bool published;
+        if (_maxTopics is not null && !_knownTopics.ContainsKey(topic))
+        {
+            try
+            {
+                if ((await RefuseNewTopicsAsync([topic]).ConfigureAwait(false)).Count > 0)
+                {
+                    throw new MiniQueueTopicLimitException($"The topic '{topic}' cannot be created: the database has {_maxTopics} topics, the maximum (MaxTopics).");
+                }
+            }
+            catch (Exception exception) when (exception is NpgsqlException or TimeoutException)
+            {
+                throw Unreachable(exception, "The message was not published: the database did not take it");
+            }
+        }
+
         try
         {
             await using var command = _database.CreateCommand(InsertKeyedSql);

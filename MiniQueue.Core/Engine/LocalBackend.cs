@@ -26,6 +26,8 @@ internal sealed partial class LocalBackend : IQueueBackend
     private readonly Func<string, TopicPolicy> _policyOf;
     private long _lastTopicRank;
     private readonly int _maxMessageBytes;
+    private readonly int? _maxTopics;
+    private int _createdTopics;
     private readonly Func<TopicQueue, TopicJournal> _journalOf;
     private readonly ILogger _logger;
     private readonly MiniQueueMetrics _metrics;
@@ -39,6 +41,7 @@ internal sealed partial class LocalBackend : IQueueBackend
         _delayCheckPeriod = options.DelayCheckPeriod;
         _policyOf = TopicPolicy.Resolver(options);
         _maxMessageBytes = options.MaxMessageBytes;
+        _maxTopics = options.MaxTopics;
         _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("MiniQueue.Engine");
 
         // In memory, a topic records nothing; durable, it writes the log.
@@ -459,6 +462,33 @@ internal sealed partial class LocalBackend : IQueueBackend
 
     /// <summary>Frees the oldest log segments when the live bodies in them are few (see <see cref="LogStorage.CompactAsync"/>).</summary>
     internal ValueTask<long> CompactAsync(CancellationToken cancellationToken = default) => Log.CompactAsync(cancellationToken);
+
+    /// <summary>
+    /// A topic is about to be created by a publish: counts it, unless the engine has <see cref="MiniQueueOptions.MaxTopics"/>
+    /// topics already (then throws; nothing is counted).
+    /// </summary>
+    internal void ReserveTopic(string name)
+    {
+        while (true)
+        {
+            var count = Volatile.Read(ref _createdTopics);
+            if (count >= _maxTopics)
+            {
+                throw new MiniQueueTopicLimitException($"The topic '{name}' cannot be created: the engine has {count} topics, its maximum (MaxTopics).");
+            }
+
+            if (Interlocked.CompareExchange(ref _createdTopics, count + 1, count) == count)
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>A publish that reserved a topic failed before it created it.</summary>
+    internal void ReleaseTopic() => Interlocked.Decrement(ref _createdTopics);
+
+    /// <summary>A topic was created without a publish (recovered from the log, or a dead-letter topic a message moved to): counted, never refused.</summary>
+    internal void CountTopic() => Interlocked.Increment(ref _createdTopics);
 
     /// <summary>Drops a topic that was never created and has no consumers left (see <see cref="TopicQueue.RemoveConsumerLocked"/>).</summary>
     internal void Forget(TopicQueue topic) => _topics.TryRemove(new KeyValuePair<string, TopicQueue>(topic.Name, topic));

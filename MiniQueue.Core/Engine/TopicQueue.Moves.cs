@@ -108,6 +108,11 @@ internal sealed partial class TopicQueue
     /// <summary>A message moved in from another topic (both locks held): it joins the end of the FIFO messages.</summary>
     private void AcceptMovedLocked(MessageEntry entry, ref LocalConsumer? toComplete)
     {
+        if (!_created)
+        {
+            _engine.CountTopic();
+        }
+
         _created = true;
         _ready.Enqueue(entry);
         DispatchLocked(ref toComplete);

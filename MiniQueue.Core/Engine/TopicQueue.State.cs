@@ -47,6 +47,11 @@ internal sealed partial class TopicQueue
 
             _lastVisibleId = lastId;
             _dackSequence = dackSequence;
+            if (!_created)
+            {
+                _engine.CountTopic();
+            }
+
             _created = true;
             ArmTimerLocked(_time.GetUtcNow().UtcTicks);
         }

@@ -118,6 +118,7 @@ internal sealed partial class TopicQueue
             ValueTask durable;
             long due = 0;
             long now = 0;
+            var reserved = false;
             try
             {
                 if (_retired)
@@ -150,11 +151,22 @@ internal sealed partial class TopicQueue
                     due = now + Math.Min(delayTicks, DateTimeOffset.MaxValue.UtcTicks - now);
                 }
 
+                if (!_created)
+                {
+                    _engine.ReserveTopic(Name);
+                    reserved = true;
+                }
+
                 entry = _journal.AppendPublishLocked(_engine.NextMessageId(), payload, body, due, keyed?.Utf8, now, out keyAddress, out durable);
             }
             catch
             {
                 _journal.DropBody(body);
+                if (reserved)
+                {
+                    _engine.ReleaseTopic();
+                }
+
                 throw;
             }
 

@@ -54,6 +54,9 @@ internal static class ProtocolErrors
     /// <summary>A subscribe over <see cref="MiniQueueHttpOptions.MaxConsumersPerTopic"/> (an extension, docs/security.md).</summary>
     public static ReadOnlySpan<byte> TooManyConsumers => "{\"error\":\"too many consumers\"}\n"u8;
 
+    /// <summary>A publish that would create a topic over <see cref="MiniQueueOptions.MaxTopics"/> (an extension, docs/security.md).</summary>
+    public static ReadOnlySpan<byte> TooManyTopics => "{\"error\":\"too many topics\"}\n"u8;
+
     public static ReadOnlySpan<byte> SubscribeNeedsHttp2 => "{\"error\":\"subscribe needs HTTP/2\"}\n"u8;
 
     public static ReadOnlySpan<byte> ShuttingDown => "{\"error\":\"server shutting down\"}\n"u8;

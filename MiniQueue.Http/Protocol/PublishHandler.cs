@@ -88,7 +88,7 @@ internal sealed class PublishHandler
             // Not cancelled by the client leaving: once the engine has the message it is published either way.
             publish = engine.PublishAsync(topic, body.First, CancellationToken.None);
         }
-        catch (Exception exception) when (exception is ArgumentException or MiniQueueStoreException or ObjectDisposedException)
+        catch (Exception exception) when (exception is ArgumentException or MiniQueueStoreException or MiniQueueTopicLimitException or ObjectDisposedException)
         {
             reader.AdvanceTo(body.End);
             return PublishFailedAsync(context, engine, topic, exception);
@@ -110,7 +110,7 @@ internal sealed class PublishHandler
         {
             await publish.ConfigureAwait(false);
         }
-        catch (Exception exception) when (exception is ArgumentException or MiniQueueStoreException or ObjectDisposedException)
+        catch (Exception exception) when (exception is ArgumentException or MiniQueueStoreException or MiniQueueTopicLimitException or ObjectDisposedException)
         {
             await PublishFailedAsync(context, engine, topic, exception).ConfigureAwait(false);
             return;
@@ -334,7 +334,7 @@ internal sealed class PublishHandler
                 context.Response.Headers[ReplayedHeader] = "true";
             }
         }
-        catch (Exception exception) when (exception is ArgumentException or MiniQueueStoreException or ObjectDisposedException)
+        catch (Exception exception) when (exception is ArgumentException or MiniQueueStoreException or MiniQueueTopicLimitException or ObjectDisposedException)
         {
             await PublishFailedAsync(context, engine, topic, exception).ConfigureAwait(false);
             return;
@@ -350,6 +350,12 @@ internal sealed class PublishHandler
         {
             // The topic was checked with the engine's own rule, so this is the size (the engine's limit changed?).
             return TooLargeAsync(context, topic, engine.MaxMessageBytes);
+        }
+
+        if (exception is MiniQueueTopicLimitException)
+        {
+            HttpLog.TooManyTopics(_logger, topic);
+            return ProtocolErrors.WriteResponseAsync(context, StatusCodes.Status429TooManyRequests, ProtocolErrors.TooManyTopics);
         }
 
         if (engine.IsDiskLow)

@@ -171,6 +171,35 @@ public sealed class EngineRulesTests(Backend backend)
     }
 
     [Test]
+    public async Task APublishThatWouldCreateATopicOverMaxTopics_IsRefused_ButADeadLetterTopicIsNot()
+    {
+        await using var queue = await _engines.OpenAsync(configure: static options =>
+        {
+            options.MaxTopics = 2;
+            options.TopicPolicies.Add(new MiniQueueTopicPolicy { Topics = "a", MaxDeliveries = 1 });
+        });
+        await queue.PublishAsync("a", "1");
+        await queue.PublishAsync("b", "1");
+
+        Assert.That(async () => await queue.PublishAsync("c", "1"), Throws.TypeOf<MiniQueueTopicLimitException>());
+        Assert.That(
+            async () => await queue.PublishAsync("c", TestSupport.Bytes("1"), new PublishOptions { IdempotencyKey = "k" }),
+            Throws.TypeOf<MiniQueueTopicLimitException>());
+        await queue.PublishAsync("a", "2");
+        Assert.That(queue.GetTopics(), Is.EqualTo(new[] { "a", "b" }), "the refused publishes created nothing");
+
+        // "a" allows one delivery: its NACKed first message moves to "a.dead", a third topic, which is never refused.
+        await using var consumer = queue.Subscribe("a");
+        Assert.That(await consumer.ReceiveTextAsync(), Is.EqualTo("1"));
+        await consumer.NackAsync();
+        Assert.That(await consumer.ReceiveTextAsync(), Is.EqualTo("2"));
+        await consumer.AckAsync();
+        await using var dead = queue.Subscribe("a.dead");
+        Assert.That(await dead.ReceiveTextAsync(), Is.EqualTo("1"));
+        Assert.That(queue.GetTopics(), Is.EqualTo(new[] { "a", "a.dead", "b" }));
+    }
+
+    [Test]
     public async Task TryReceive_HoldsTheNextReadyMessage_InOrder_AndSaysFalseWhenNoneIsReady()
     {
         await using var queue = await OpenAsync();

@@ -350,6 +350,43 @@ public sealed class SecurityHostTests
     }
 
     [Test]
+    public async Task StreamsOverTheLimitOfAConnection_WaitForOneToEnd()
+    {
+        using var directory = new TempDirectory();
+        await using var host = await StartAsync(directory, "-max-streams", "2");
+        using var admin = Client(host, s_admin);
+        var first = await RawConsumerStream.OpenAsync(admin, "subscribe/jobs");
+        await using var second = await RawConsumerStream.OpenAsync(admin, "subscribe/jobs");
+
+        // The server told the client (SETTINGS_MAX_CONCURRENT_STREAMS) that this connection carries 2 at once.
+        var third = RawConsumerStream.OpenAsync(admin, "subscribe/jobs");
+        await Task.Delay(500);
+        Assert.That(third.IsCompleted, Is.False, "a third stream waits on this connection");
+
+        await first.DisposeAsync();
+        await using var opened = await third.WaitAsync(TestSupport.Bound);
+        Assert.That(opened.Response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+    }
+
+    [Test]
+    public async Task APublishOverTheTopicLimit_Is429_AndTheOtherTopicsGoOn()
+    {
+        using var directory = new TempDirectory();
+        await using var host = await StartAsync(directory, "-max-topics", "2");
+        using var admin = Client(host, s_admin);
+        Assert.That(await SendAsync(admin, HttpMethod.Post, "publish/one"), Is.EqualTo(HttpStatusCode.Created));
+        Assert.That(await SendAsync(admin, HttpMethod.Post, "publish/two"), Is.EqualTo(HttpStatusCode.Created));
+        using (var response = await admin.PostAsync("publish/three", new StringContent("x")))
+        {
+            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.TooManyRequests));
+            Assert.That(await response.Content.ReadAsStringAsync(), Is.EqualTo("{\"error\":\"too many topics\"}\n"));
+        }
+
+        Assert.That(await SendAsync(admin, HttpMethod.Post, "publish/one"), Is.EqualTo(HttpStatusCode.Created));
+        Assert.That(string.Join('\n', host.StandardError), Does.Contain("over the maximum"));
+    }
+
+    [Test]
     public async Task HeadersOverTheLimit_AreRefused_AndTheServerGoesOn()
     {
         using var directory = new TempDirectory();
