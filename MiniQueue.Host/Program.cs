@@ -167,6 +167,12 @@ if (flags.Level != LogLevel.None)
     builder.Logging.AddFilter("Microsoft", flags.Level <= LogLevel.Warning ? LogLevel.Warning : flags.Level);
     builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", flags.Level <= LogLevel.Information ? LogLevel.Information : flags.Level);
 
+    // Kestrel's lines about connections and requests it refused (a limit hit, a handshake that timed out, a malformed
+    // request) follow -level too: they are the log of the limits in docs/security.md.
+    builder.Logging.AddFilter("Microsoft.AspNetCore.Server.Kestrel.Connections", flags.Level);
+    builder.Logging.AddFilter("Microsoft.AspNetCore.Server.Kestrel.BadRequests", flags.Level);
+    builder.Logging.AddFilter("Microsoft.AspNetCore.Server.Kestrel.Https", flags.Level);
+
     // This category only ever logs a request's start and end; while it is enabled at all, ASP.NET Core also gives every
     // request an Activity and a log scope (several allocations each), which nothing here uses.
     builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.None);

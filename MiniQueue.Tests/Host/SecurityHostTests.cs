@@ -39,7 +39,7 @@ public sealed class SecurityHostTests
     private static async Task<HostProcess> StartAsync(TempDirectory directory, params string[] more)
     {
         await File.WriteAllTextAsync(Path.Combine(directory.Path, "access.json"), AccessFile());
-        var host = HostProcess.Start(directory.Path, ["-db", "data", "-level", "info", "-auth", "access.json", .. more]);
+        var host = HostProcess.Start(directory.Path, ["-db", "data", "-level", "debug", "-auth", "access.json", .. more]);
         await host.WaitUntilReadyAsync();
         return host;
     }
@@ -291,6 +291,21 @@ public sealed class SecurityHostTests
         using var timeout = new CancellationTokenSource(TestSupport.Bound);
         var read = await socket.ReceiveAsync(new byte[16], System.Net.Sockets.SocketFlags.None, timeout.Token);
         Assert.That(read, Is.Zero, "the server closed it");
+        Assert.That(await DurableTestSupport.EventuallyAsync(() => string.Join('\n', host.StandardError).Contains("HTTPS connection timed out", StringComparison.Ordinal)), Is.True, "and logged it");
+    }
+
+    [Test]
+    public async Task AnIdleConnection_IsClosedAfterTheIdleTimeout()
+    {
+        using var directory = new TempDirectory();
+        await using var host = await StartAsync(directory, "-idle-timeout", "1s");
+        var trusted = host.GeneratedCertificate();
+        await using var connection = await RawHttp1Connection.OpenAsync(host.BaseAddress, (_, presented, _, _) => presented?.GetCertHashString() == trusted.GetCertHashString());
+        await connection.SendAsync($"POST /publish/orders.a HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {s_admin}\r\nContent-Length: 1\r\n\r\nx");
+        Assert.That((await connection.ReadResponseAsync())?.StatusCode, Is.EqualTo(201));
+
+        // Nothing more is sent: the server closes the connection (the read sees its end within the test's bound).
+        Assert.That(await connection.ReadResponseAsync(), Is.Null);
     }
 
     [Test]
@@ -321,6 +336,7 @@ public sealed class SecurityHostTests
         var first = await OpenAsync();
         await using var second = await OpenAsync();
         Assert.That(async () => await (await RawHttp1Connection.OpenAsync(host.BaseAddress, validation)).DisposeAsync(), Throws.Exception, "a third connection");
+        Assert.That(await DurableTestSupport.EventuallyAsync(() => string.Join('\n', host.StandardError).Contains("maximum number of concurrent connections", StringComparison.Ordinal)), Is.True, "logged");
 
         await first.DisposeAsync();
         await using var third = await OpenAsync();
@@ -398,6 +414,8 @@ public sealed class SecurityHostTests
             using var response = await admin.SendAsync(request);
             Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.RequestHeaderFieldsTooLarge));
         }
+
+        Assert.That(await DurableTestSupport.EventuallyAsync(() => string.Join('\n', host.StandardError).Contains("Request headers too long", StringComparison.Ordinal)), Is.True, "logged");
 
         Assert.That(await SendAsync(admin, HttpMethod.Post, "publish/orders.a"), Is.EqualTo(HttpStatusCode.Created));
     }
