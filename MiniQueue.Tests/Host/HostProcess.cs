@@ -60,7 +60,10 @@ internal sealed partial class HostProcess : IAsyncDisposable
     }
 
     /// <summary>Starts the host with <paramref name="arguments"/> (a free port is added unless one is given) in <paramref name="workingDirectory"/>.</summary>
-    public static HostProcess Start(string workingDirectory, params string[] arguments)
+    public static HostProcess Start(string workingDirectory, params string[] arguments) => Start(workingDirectory, null, arguments);
+
+    /// <summary>Starts the host as <see cref="Start(string, string[])"/> does, with <paramref name="environment"/> added to its environment.</summary>
+    public static HostProcess Start(string workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] arguments)
     {
         var given = GivenPort(arguments);
         var port = given ?? FreePort();
@@ -91,6 +94,11 @@ internal sealed partial class HostProcess : IAsyncDisposable
         foreach (var argument in arguments)
         {
             start.ArgumentList.Add(argument);
+        }
+
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[name] = value;
         }
 
         if (given is null && !arguments.Any(IsPortFlag))

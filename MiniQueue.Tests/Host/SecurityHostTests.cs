@@ -56,6 +56,10 @@ public sealed class SecurityHostTests
         return client;
     }
 
+    /// <summary>Whether the host's log says <paramref name="text"/> within the bound (its console logger writes on a thread of its own).</summary>
+    private static Task<bool> LoggedAsync(HostProcess host, string text) =>
+        DurableTestSupport.EventuallyAsync(() => string.Join('\n', host.StandardError).Contains(text, StringComparison.Ordinal));
+
     private static async Task<HttpStatusCode> SendAsync(HttpClient client, HttpMethod method, string path)
     {
         using var request = new HttpRequestMessage(method, path)
@@ -97,7 +101,7 @@ public sealed class SecurityHostTests
         Assert.That(await SendAsync(anonymous, HttpMethod.Get, "healthz"), Is.EqualTo(HttpStatusCode.OK), "load balancers need it");
         using var admin = Client(host, s_admin, http);
         Assert.That(await SendAsync(admin, HttpMethod.Get, "metrics"), Is.EqualTo(HttpStatusCode.OK));
-        Assert.That(string.Join('\n', host.StandardError), Does.Contain("refused with 401"), "refusals are logged");
+        Assert.That(await LoggedAsync(host, "refused with 401"), Is.True, "refusals are logged");
     }
 
     [Test]
@@ -144,7 +148,7 @@ public sealed class SecurityHostTests
         // A bad file (an unknown operation) changes nothing.
         var path = Path.Combine(directory.Path, "access.json");
         await File.WriteAllTextAsync(path, AccessFile().Replace("\"purge\"", "\"purgee\"", StringComparison.Ordinal));
-        Assert.That(await DurableTestSupport.EventuallyAsync(() => string.Join('\n', host.StandardError).Contains("was refused", StringComparison.Ordinal)), Is.True);
+        Assert.That(await LoggedAsync(host, "was refused"), Is.True);
         Assert.That(await SendAsync(writer, HttpMethod.Post, "publish/orders.a"), Is.EqualTo(HttpStatusCode.Created));
 
         // The writer's entry goes (written beside and renamed over, as deploy tools do).
@@ -246,7 +250,7 @@ public sealed class SecurityHostTests
             Assert.That(await SendAsync(anonymous, HttpMethod.Get, "healthz"), Is.EqualTo(HttpStatusCode.OK));
         }
 
-        Assert.That(string.Join('\n', host.StandardError), Does.Contain("refused with 429"));
+        Assert.That(await LoggedAsync(host, "refused with 429"), Is.True);
     }
 
     [Test]
@@ -278,7 +282,7 @@ public sealed class SecurityHostTests
             await Task.Delay(100);
         }
 
-        Assert.That(string.Join('\n', host.StandardError), Does.Contain("consumer streams already"));
+        Assert.That(await LoggedAsync(host, "consumer streams already"), Is.True);
     }
 
     [Test]
@@ -291,7 +295,7 @@ public sealed class SecurityHostTests
         using var timeout = new CancellationTokenSource(TestSupport.Bound);
         var read = await socket.ReceiveAsync(new byte[16], System.Net.Sockets.SocketFlags.None, timeout.Token);
         Assert.That(read, Is.Zero, "the server closed it");
-        Assert.That(await DurableTestSupport.EventuallyAsync(() => string.Join('\n', host.StandardError).Contains("HTTPS connection timed out", StringComparison.Ordinal)), Is.True, "and logged it");
+        Assert.That(await LoggedAsync(host, "HTTPS connection timed out"), Is.True, "and logged it");
     }
 
     [Test]
@@ -336,7 +340,7 @@ public sealed class SecurityHostTests
         var first = await OpenAsync();
         await using var second = await OpenAsync();
         Assert.That(async () => await (await RawHttp1Connection.OpenAsync(host.BaseAddress, validation)).DisposeAsync(), Throws.Exception, "a third connection");
-        Assert.That(await DurableTestSupport.EventuallyAsync(() => string.Join('\n', host.StandardError).Contains("maximum number of concurrent connections", StringComparison.Ordinal)), Is.True, "logged");
+        Assert.That(await LoggedAsync(host, "maximum number of concurrent connections"), Is.True, "logged");
 
         await first.DisposeAsync();
         await using var third = await OpenAsync();
@@ -399,7 +403,7 @@ public sealed class SecurityHostTests
         }
 
         Assert.That(await SendAsync(admin, HttpMethod.Post, "publish/one"), Is.EqualTo(HttpStatusCode.Created));
-        Assert.That(string.Join('\n', host.StandardError), Does.Contain("over the maximum"));
+        Assert.That(await LoggedAsync(host, "over the maximum"), Is.True);
     }
 
     [Test]
@@ -415,7 +419,7 @@ public sealed class SecurityHostTests
             Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.RequestHeaderFieldsTooLarge));
         }
 
-        Assert.That(await DurableTestSupport.EventuallyAsync(() => string.Join('\n', host.StandardError).Contains("Request headers too long", StringComparison.Ordinal)), Is.True, "logged");
+        Assert.That(await LoggedAsync(host, "Request headers too long"), Is.True, "logged");
 
         Assert.That(await SendAsync(admin, HttpMethod.Post, "publish/orders.a"), Is.EqualTo(HttpStatusCode.Created));
     }
@@ -448,6 +452,61 @@ public sealed class SecurityHostTests
                 await Task.Delay(100);
             }
         }
+    }
+
+    [Test]
+    public async Task TlsBelow12_IsRefused_EvenWhereTheSystemWouldAllowIt()
+    {
+        if (!File.Exists("/usr/bin/openssl"))
+        {
+            Assert.Ignore("needs /usr/bin/openssl (a client that can still speak TLS 1.1)");
+        }
+
+        // Debian's OpenSSL refuses TLS below 1.2 by itself; this configuration allows it to both server and client, so
+        // that only the host's own setting stands between a TLS 1.1 client and the server.
+        using var directory = new TempDirectory();
+        var weak = Path.Combine(directory.Path, "weak-openssl.cnf");
+        await File.WriteAllTextAsync(weak, """
+            openssl_conf = openssl_init
+            [openssl_init]
+            ssl_conf = ssl_sect
+            [ssl_sect]
+            system_default = system_default_sect
+            [system_default_sect]
+            MinProtocol = TLSv1
+            CipherString = DEFAULT@SECLEVEL=0
+            """);
+        var environment = new Dictionary<string, string> { ["OPENSSL_CONF"] = weak };
+        await using var host = HostProcess.Start(directory.Path, environment, "-db", "data");
+        await host.WaitUntilReadyAsync();
+
+        async Task<string> HandshakeAsync(string version)
+        {
+            var start = new System.Diagnostics.ProcessStartInfo("/usr/bin/openssl")
+            {
+                RedirectStandardInput = true,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                UseShellExecute = false,
+            };
+            foreach (var argument in new[] { "s_client", "-connect", $"127.0.0.1:{host.Port}", version })
+            {
+                start.ArgumentList.Add(argument);
+            }
+
+            start.Environment["OPENSSL_CONF"] = weak;
+            using var client = System.Diagnostics.Process.Start(start)!;
+            client.StandardInput.Close();
+            var output = client.StandardOutput.ReadToEndAsync();
+            var error = client.StandardError.ReadToEndAsync();
+            await client.WaitForExitAsync().WaitAsync(TestSupport.Bound);
+            return await output + await error;
+        }
+
+        Assert.That(await HandshakeAsync("-tls1_2"), Does.Match(@"New, TLSv1\.2, Cipher is [A-Z]"), "the client's configuration works");
+        var old = await HandshakeAsync("-tls1_1");
+        Assert.That(old, Does.Contain("Cipher is (NONE)"), old);
+        Assert.That(old, Does.Contain("alert protocol version"), old);
     }
 
     private static X509Certificate2 SelfSigned(string name)
