@@ -46,7 +46,7 @@ internal sealed class Flags
             new("metrics-topic-limit", "int", "how many of the busiest topics get their own topic label in /metrics; the others are summed under topic=\"/other\"", MiniQueueOptions.DefaultMetricsTopicLimit.ToString(CultureInfo.InvariantCulture), v => MetricsTopicLimit = ParseInt(v, minimum: 0)),
             new("period", "duration", "period between runs to check and restore delayed messages", "1s", v => Period = ParsePositiveDuration(v)),
             new("port", "int", "port used to run the server", "8080", v => Port = ParseInt(v, minimum: 0, maximum: 65535)),
-            new("rate", "int", "the most requests a second per identity (per client address without -auth), with bursts up to as many; more are answered 429 with Retry-After; 0 for no limit", "0", v => Rate = ParseInt(v, minimum: 0)),
+            new("rate", "int", "the most requests a second per identity (per client address for requests without credentials), with bursts up to as many; more are answered 429 with Retry-After; 0 for no limit", "0", v => Rate = ParseInt(v, minimum: 0)),
             new("postgres", "string", "shared mode: keep the queue in this PostgreSQL database (an Npgsql connection string) instead of -db; every host on it serves one queue", "", v => Postgres = v.Length > 0 ? v : null),
         ];
     }

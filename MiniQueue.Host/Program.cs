@@ -311,18 +311,25 @@ using var perScrapeAdapter = MeterAdapter.StartListening(new MeterAdapterOptions
 // prometheus-net starts listening to .NET meters at its first collection; collect once now, so counts from the
 // start on (not from the first scrape on) are kept.
 await Metrics.DefaultRegistry.CollectAndExportAsTextAsync(Stream.Null);
+// Who the request is, then its rate (per identity, or per address for requests without one, refused ones included, so
+// that a peer without credentials cannot make the host answer 401s as fast as it likes), then the refusal of requests
+// without credentials: every request but /healthz needs credentials the access file knows, before anything else is
+// looked at.
 if (access is not null)
 {
-    // Every request but /healthz needs credentials the access file knows: 401 before anything else is looked at.
     app.UseAuthentication();
-    app.Use(static (context, next) => context.User.Identity?.IsAuthenticated == true || context.Request.Path == "/healthz"
-        ? next(context)
-        : context.ChallengeAsync());
 }
 
 if (flags.Rate > 0)
 {
     app.UseRateLimiter();
+}
+
+if (access is not null)
+{
+    app.Use(static (context, next) => context.User.Identity?.IsAuthenticated == true || context.Request.Path == "/healthz"
+        ? next(context)
+        : context.ChallengeAsync());
 }
 
 // Publishes skip endpoint routing: matching "/publish/{topic}" built a route-value dictionary and a string per request,

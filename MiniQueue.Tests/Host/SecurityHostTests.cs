@@ -250,6 +250,15 @@ public sealed class SecurityHostTests
             Assert.That(await SendAsync(anonymous, HttpMethod.Get, "healthz"), Is.EqualTo(HttpStatusCode.OK));
         }
 
+        // A peer without credentials is limited by its address (its 401s count).
+        var refusals = new List<HttpStatusCode>();
+        for (var i = 0; i < 20; i++)
+        {
+            refusals.Add(await SendAsync(anonymous, HttpMethod.Post, "publish/orders.a"));
+        }
+
+        Assert.That(refusals, Has.Some.EqualTo(HttpStatusCode.Unauthorized).And.Some.EqualTo(HttpStatusCode.TooManyRequests));
+
         Assert.That(await LoggedAsync(host, "refused with 429"), Is.True);
     }
 
