@@ -26,14 +26,7 @@ public sealed class MiniQueueTopicPolicy
     public TimeSpan? IdempotencyWindow { get; set; }
 
     /// <summary>Whether <paramref name="topic"/> is one of the topics <see cref="Topics"/> names.</summary>
-    public bool Matches(string topic)
-    {
-        ArgumentNullException.ThrowIfNull(topic);
-        var pattern = Topics;
-        return pattern.EndsWith('*')
-            ? topic.StartsWith(pattern.AsSpan(0, pattern.Length - 1), StringComparison.Ordinal)
-            : string.Equals(pattern, topic, StringComparison.Ordinal);
-    }
+    public bool Matches(string topic) => TopicName.MatchesPattern(Topics, topic);
 
     internal void Validate(int index, string paramName)
     {

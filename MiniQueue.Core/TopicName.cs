@@ -55,6 +55,20 @@ public static class TopicName
         return bytes;
     }
 
+    /// <summary>
+    /// Whether <paramref name="topic"/> is one of the topics <paramref name="pattern"/> names: a topic name, or a prefix
+    /// ending in <c>*</c> (<c>orders.*</c>; <c>*</c> alone names every topic). The rule of
+    /// <see cref="MiniQueueTopicPolicy.Topics"/> (and of the standalone server's access file).
+    /// </summary>
+    public static bool MatchesPattern(string pattern, string topic)
+    {
+        ArgumentNullException.ThrowIfNull(pattern);
+        ArgumentNullException.ThrowIfNull(topic);
+        return pattern.EndsWith('*')
+            ? topic.StartsWith(pattern.AsSpan(0, pattern.Length - 1), StringComparison.Ordinal)
+            : string.Equals(pattern, topic, StringComparison.Ordinal);
+    }
+
     internal static byte[] ToUtf8(string name) => Encoding.UTF8.GetBytes(name);
 
     internal static void ThrowIfInvalid(string? name, string paramName)

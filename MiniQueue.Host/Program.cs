@@ -276,10 +276,7 @@ if (flags.DataDirectory == "./data" && flags.Postgres is null)
 }
 
 certificates?.LogTo(log);
-if (access is not null)
-{
-    accessControl!.LogTo(log);
-}
+access?.LogTo(log);
 
 if (certificateMade)
 {

@@ -309,8 +309,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
             {
                 foreach (var publish in batch.Where(publish => refused.Contains(publish.Topic)))
                 {
-                    publish.Done.TrySetException(new MiniQueueTopicLimitException(
-                        $"The topic '{publish.Topic}' cannot be created: the database has {_maxTopics} topics, the maximum (MaxTopics)."));
+                    publish.Done.TrySetException(TopicLimit(publish.Topic));
                 }
 
                 batch.RemoveAll(publish => refused.Contains(publish.Topic));
@@ -671,6 +670,9 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         return refused;
     }
 
+    private MiniQueueTopicLimitException TopicLimit(string topic) =>
+        new($"The topic '{topic}' cannot be created: the database has {_maxTopics} topics, the maximum (MaxTopics).");
+
     /// <summary>A publish with an idempotency key (not batched): false when the key repeats one within its window.</summary>
     private async Task<bool> PublishKeyedAsync(string topic, byte[] body, double delay, byte[] key, CancellationToken cancellationToken)
     {
@@ -682,7 +684,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
             {
                 if ((await RefuseNewTopicsAsync([topic]).ConfigureAwait(false)).Count > 0)
                 {
-                    throw new MiniQueueTopicLimitException($"The topic '{topic}' cannot be created: the database has {_maxTopics} topics, the maximum (MaxTopics).");
+                    throw TopicLimit(topic);
                 }
             }
             catch (Exception exception) when (exception is NpgsqlException or TimeoutException)

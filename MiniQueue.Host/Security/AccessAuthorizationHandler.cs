@@ -15,15 +15,7 @@ internal sealed class AccessAuthorizationHandler(AccessControl access) : Authori
 
     protected override Task HandleRequirementAsync(AuthorizationHandlerContext context, OperationAuthorizationRequirement requirement)
     {
-        var permission = requirement.Name switch
-        {
-            "publish" => Permissions.Publish,
-            "subscribe" => Permissions.Subscribe,
-            "purge" => Permissions.Purge,
-            "redrive" => Permissions.Redrive,
-            "metrics" => Permissions.Metrics,
-            _ => Permissions.None,
-        };
+        var permission = AccessFile.PermissionOf(requirement.Name);
         var topic = (context.Resource as MiniQueueTopic)?.Name;
         if (permission != Permissions.None && (topic is not null || permission == Permissions.Metrics)
             && context.User.Identity is { IsAuthenticated: true, Name: { } name }

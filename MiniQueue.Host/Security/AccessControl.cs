@@ -8,13 +8,9 @@ namespace MiniQueue.Host.Security;
 /// </summary>
 internal sealed class AccessControl : IDisposable
 {
-    /// <summary>How long after the last change event the file is read (an editor's save is several events).</summary>
-    private static readonly TimeSpan Settle = TimeSpan.FromMilliseconds(200);
-
     private readonly string _path;
+    private readonly FileWatch _watch;
     private ILogger _logger;
-    private readonly FileSystemWatcher _watcher;
-    private readonly Timer _reload;
     private volatile AccessFile _current;
 
     public AccessControl(string path, ILogger logger)
@@ -22,17 +18,7 @@ internal sealed class AccessControl : IDisposable
         _path = Path.GetFullPath(path);
         _logger = logger;
         _current = Read(_path);
-        _reload = new Timer(static state => ((AccessControl)state!).Reload(), this, Timeout.Infinite, Timeout.Infinite);
-
-        // The folder is watched, not the file: editors and deploy tools replace a file by renaming another over it.
-        _watcher = new FileSystemWatcher(Path.GetDirectoryName(_path)!, Path.GetFileName(_path))
-        {
-            NotifyFilter = NotifyFilters.FileName | NotifyFilters.LastWrite | NotifyFilters.Size | NotifyFilters.CreationTime,
-        };
-        _watcher.Changed += OnChanged;
-        _watcher.Created += OnChanged;
-        _watcher.Renamed += OnChanged;
-        _watcher.EnableRaisingEvents = true;
+        _watch = new FileWatch([_path], Reload);
     }
 
     /// <summary>Where reloads are logged (the host's logger exists only once the host is built).</summary>
@@ -43,8 +29,6 @@ internal sealed class AccessControl : IDisposable
 
     /// <summary>Reads and checks an access file; throws <see cref="FormatException"/> or an I/O exception saying why it cannot be used.</summary>
     public static AccessFile Read(string path) => AccessFile.Parse(File.ReadAllText(path));
-
-    private void OnChanged(object sender, FileSystemEventArgs e) => _reload.Change(Settle, Timeout.InfiniteTimeSpan);
 
     private void Reload()
     {
@@ -60,9 +44,5 @@ internal sealed class AccessControl : IDisposable
         }
     }
 
-    public void Dispose()
-    {
-        _watcher.Dispose();
-        _reload.Dispose();
-    }
+    public void Dispose() => _watch.Dispose();
 }

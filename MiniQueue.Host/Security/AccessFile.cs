@@ -187,15 +187,10 @@ internal sealed class AccessFile
                     hasAllow = true;
                     foreach (var item in property.Value.EnumerateArray())
                     {
-                        allowed |= String(item, $"{where}.allow[]") switch
-                        {
-                            "publish" => Permissions.Publish,
-                            "subscribe" => Permissions.Subscribe,
-                            "purge" => Permissions.Purge,
-                            "redrive" => Permissions.Redrive,
-                            "metrics" => Permissions.Metrics,
-                            var other => throw new FormatException($"{where}.allow: unknown operation \"{other}\" (expected publish, subscribe, purge, redrive, metrics)"),
-                        };
+                        var operation = String(item, $"{where}.allow[]");
+                        allowed |= PermissionOf(operation) is var permission && permission != Permissions.None
+                            ? permission
+                            : throw new FormatException($"{where}.allow: unknown operation \"{operation}\" (expected publish, subscribe, purge, redrive, metrics)");
                     }
 
                     break;
@@ -206,6 +201,20 @@ internal sealed class AccessFile
 
         return hasAllow ? new Grant(topics, allowed) : throw new FormatException($"{where}: \"allow\" is missing");
     }
+
+    /// <summary>
+    /// The permission an operation's name asks for (the names of the file's <c>allow</c>, which are also those of the
+    /// authorization requirements: <see cref="MiniQueue.Http.MiniQueueOperations"/> and metrics); none for another name.
+    /// </summary>
+    public static Permissions PermissionOf(string? operation) => operation switch
+    {
+        "publish" => Permissions.Publish,
+        "subscribe" => Permissions.Subscribe,
+        "purge" => Permissions.Purge,
+        "redrive" => Permissions.Redrive,
+        "metrics" => Permissions.Metrics,
+        _ => Permissions.None,
+    };
 
     private static string String(JsonElement element, string where)
     {
@@ -233,7 +242,5 @@ internal sealed record Identity(string Name, byte[]? TokenHash, Grant[] Grants)
 /// <summary>One grant: operations on the topics a name or prefix pattern names.</summary>
 internal sealed record Grant(string Topics, Permissions Allowed)
 {
-    public bool Matches(string topic) => Topics.EndsWith('*')
-        ? topic.StartsWith(Topics.AsSpan(0, Topics.Length - 1), StringComparison.Ordinal)
-        : string.Equals(Topics, topic, StringComparison.Ordinal);
+    public bool Matches(string topic) => TopicName.MatchesPattern(Topics, topic);
 }

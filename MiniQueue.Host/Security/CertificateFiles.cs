@@ -10,12 +10,9 @@ namespace MiniQueue.Host.Security;
 /// </summary>
 internal sealed class CertificateFiles : IDisposable
 {
-    private static readonly TimeSpan Settle = TimeSpan.FromMilliseconds(200);
-
     private readonly string _certificatePath;
     private readonly string _keyPath;
-    private readonly List<FileSystemWatcher> _watchers = [];
-    private readonly Timer _reload;
+    private readonly FileWatch _watch;
     private ILogger? _logger;
     private volatile X509Certificate2 _current;
 
@@ -24,19 +21,7 @@ internal sealed class CertificateFiles : IDisposable
         _current = certificate;
         _certificatePath = Path.GetFullPath(certificatePath);
         _keyPath = Path.GetFullPath(keyPath);
-        _reload = new Timer(static state => ((CertificateFiles)state!).Reload(), this, Timeout.Infinite, Timeout.Infinite);
-        foreach (var path in new[] { _certificatePath, _keyPath }.Distinct())
-        {
-            var watcher = new FileSystemWatcher(Path.GetDirectoryName(path)!, Path.GetFileName(path))
-            {
-                NotifyFilter = NotifyFilters.FileName | NotifyFilters.LastWrite | NotifyFilters.Size | NotifyFilters.CreationTime,
-            };
-            watcher.Changed += OnChanged;
-            watcher.Created += OnChanged;
-            watcher.Renamed += OnChanged;
-            watcher.EnableRaisingEvents = true;
-            _watchers.Add(watcher);
-        }
+        _watch = new FileWatch([_certificatePath, _keyPath], Reload);
     }
 
     /// <summary>The certificate new connections get.</summary>
@@ -44,8 +29,6 @@ internal sealed class CertificateFiles : IDisposable
 
     /// <summary>Where reloads are logged (the host's logger exists only once the host is built).</summary>
     public void LogTo(ILogger logger) => _logger = logger;
-
-    private void OnChanged(object sender, FileSystemEventArgs e) => _reload.Change(Settle, Timeout.InfiniteTimeSpan);
 
     private void Reload()
     {
@@ -66,13 +49,5 @@ internal sealed class CertificateFiles : IDisposable
         }
     }
 
-    public void Dispose()
-    {
-        foreach (var watcher in _watchers)
-        {
-            watcher.Dispose();
-        }
-
-        _reload.Dispose();
-    }
+    public void Dispose() => _watch.Dispose();
 }

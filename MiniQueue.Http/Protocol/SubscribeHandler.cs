@@ -151,9 +151,10 @@ internal sealed class SubscribeHandler
         return false;
     }
 
+    /// <summary>A stream of <paramref name="topic"/> that <see cref="EnterTopic"/> counted ended.</summary>
     private void LeaveTopic(string topic)
     {
-        if (_options.Value.MaxConsumersPerTopic is null && !_streams.ContainsKey(topic))
+        if (_options.Value.MaxConsumersPerTopic is null)
         {
             return;
         }

@@ -148,12 +148,13 @@ internal sealed partial class HostProcess : IAsyncDisposable
     public X509Certificate2 GeneratedCertificate(string dataDirectory = "data") =>
         X509Certificate2.CreateFromPem(File.ReadAllText(Path.Combine(WorkingDirectory, dataDirectory, "tls", "localhost.pem")));
 
+    /// <summary>A server certificate check that accepts exactly <paramref name="certificate"/>.</summary>
+    public static System.Net.Security.RemoteCertificateValidationCallback Trusting(X509Certificate2 certificate) =>
+        (_, presented, _, _) => presented is not null && presented.GetCertHashString() == certificate.GetCertHashString();
+
     /// <summary>An HTTP/2 client that trusts exactly <paramref name="certificate"/>.</summary>
     public HttpClient CreateHttpClient(X509Certificate2 certificate) =>
-        new(new SocketsHttpHandler
-        {
-            SslOptions = { RemoteCertificateValidationCallback = (_, presented, _, _) => presented is not null && presented.GetCertHashString() == certificate.GetCertHashString() },
-        })
+        new(new SocketsHttpHandler { SslOptions = { RemoteCertificateValidationCallback = Trusting(certificate) } })
         {
             BaseAddress = BaseAddress,
             DefaultRequestVersion = HttpVersion.Version20,
@@ -164,7 +165,7 @@ internal sealed partial class HostProcess : IAsyncDisposable
     public MiniQueueClient CreateClient(X509Certificate2 certificate) => new(new MiniQueueClientOptions
     {
         BaseAddress = BaseAddress,
-        ServerCertificateValidation = (_, presented, _, _) => presented is not null && presented.GetCertHashString() == certificate.GetCertHashString(),
+        ServerCertificateValidation = Trusting(certificate),
         RequestTimeout = TestSupport.Bound,
     });
 

@@ -154,12 +154,9 @@ public sealed class SecurityHostTests
         // The writer's entry goes (written beside and renamed over, as deploy tools do).
         await File.WriteAllTextAsync(path + ".new", AccessFile(withWriter: false));
         File.Move(path + ".new", path, overwrite: true);
-        var deadline = DateTime.UtcNow + TestSupport.Bound;
-        while (await SendAsync(writer, HttpMethod.Post, "publish/orders.a") != HttpStatusCode.Unauthorized)
-        {
-            Assert.That(DateTime.UtcNow, Is.LessThan(deadline), "the removed token is still taken");
-            await Task.Delay(100);
-        }
+        Assert.That(
+            await DurableTestSupport.EventuallyAsync(async () => await SendAsync(writer, HttpMethod.Post, "publish/orders.a") == HttpStatusCode.Unauthorized),
+            Is.True, "the removed token is still taken");
 
         Assert.That(await SendAsync(admin, HttpMethod.Post, "publish/orders.a"), Is.EqualTo(HttpStatusCode.Created), "the others keep working");
     }
@@ -188,7 +185,7 @@ public sealed class SecurityHostTests
         {
             SslOptions =
             {
-                RemoteCertificateValidationCallback = (_, presented, _, _) => presented?.GetCertHashString() == trusted.GetCertHashString(),
+                RemoteCertificateValidationCallback = HostProcess.Trusting(trusted),
                 ClientCertificates = certificate is null ? null : new X509CertificateCollection { certificate },
                 LocalCertificateSelectionCallback = (_, _, _, _, _) => certificate!,
             },
@@ -278,18 +275,13 @@ public sealed class SecurityHostTests
         }
 
         await first.DisposeAsync();
-        var deadline = DateTime.UtcNow + TestSupport.Bound;
-        while (true)
-        {
-            await using var third = await RawConsumerStream.OpenAsync(admin, "subscribe/jobs");
-            if (third.Response.StatusCode == HttpStatusCode.OK)
+        Assert.That(
+            await DurableTestSupport.EventuallyAsync(async () =>
             {
-                break;
-            }
-
-            Assert.That(DateTime.UtcNow, Is.LessThan(deadline), "the ended stream still counts");
-            await Task.Delay(100);
-        }
+                await using var third = await RawConsumerStream.OpenAsync(admin, "subscribe/jobs");
+                return third.Response.StatusCode == HttpStatusCode.OK;
+            }),
+            Is.True, "the ended stream still counts");
 
         Assert.That(await LoggedAsync(host, "consumer streams already"), Is.True);
     }
@@ -313,7 +305,7 @@ public sealed class SecurityHostTests
         using var directory = new TempDirectory();
         await using var host = await StartAsync(directory, "-idle-timeout", "1s");
         var trusted = host.GeneratedCertificate();
-        await using var connection = await RawHttp1Connection.OpenAsync(host.BaseAddress, (_, presented, _, _) => presented?.GetCertHashString() == trusted.GetCertHashString());
+        await using var connection = await RawHttp1Connection.OpenAsync(host.BaseAddress, HostProcess.Trusting(trusted));
         await connection.SendAsync($"POST /publish/orders.a HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {s_admin}\r\nContent-Length: 1\r\n\r\nx");
         Assert.That((await connection.ReadResponseAsync())?.StatusCode, Is.EqualTo(201));
 
@@ -327,7 +319,7 @@ public sealed class SecurityHostTests
         using var directory = new TempDirectory();
         await using var host = await StartAsync(directory, "-max-connections", "2");
         var trusted = host.GeneratedCertificate();
-        System.Net.Security.RemoteCertificateValidationCallback validation = (_, presented, _, _) => presented?.GetCertHashString() == trusted.GetCertHashString();
+        var validation = HostProcess.Trusting(trusted);
         // The readiness check's connection may still count for a moment after it closed: each connection is tried
         // until the server takes it.
         async Task<RawHttp1Connection> OpenAsync()
@@ -363,7 +355,7 @@ public sealed class SecurityHostTests
         using var directory = new TempDirectory();
         await using var host = await StartAsync(directory);
         var trusted = host.GeneratedCertificate();
-        await using (var stalled = await RawHttp1Connection.OpenAsync(host.BaseAddress, (_, presented, _, _) => presented?.GetCertHashString() == trusted.GetCertHashString()))
+        await using (var stalled = await RawHttp1Connection.OpenAsync(host.BaseAddress, HostProcess.Trusting(trusted)))
         {
             // 10 of the 100,000 bytes it announces, then nothing: under Kestrel's minimum rate (240 B/s after 5 s).
             await stalled.SendAsync($"POST /publish/orders.a HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {s_admin}\r\nContent-Length: 100000\r\n\r\n0123456789");
@@ -446,21 +438,22 @@ public sealed class SecurityHostTests
         using var second = SelfSigned("localhost");
         await File.WriteAllTextAsync(Path.Combine(directory.Path, "key.pem"), second.GetRSAPrivateKey()!.ExportPkcs8PrivateKeyPem());
         await File.WriteAllTextAsync(Path.Combine(directory.Path, "cert.pem"), second.ExportCertificatePem());
-        var deadline = DateTime.UtcNow + TestSupport.Bound;
-        while (true)
-        {
-            try
+        Assert.That(
+            await DurableTestSupport.EventuallyAsync(async () =>
             {
-                using var client = host.CreateHttpClient(second);
-                using var response = await client.GetAsync("healthz");
-                Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
-                break;
-            }
-            catch (HttpRequestException) when (DateTime.UtcNow < deadline)
-            {
-                await Task.Delay(100);
-            }
-        }
+                try
+                {
+                    using var client = host.CreateHttpClient(second);
+                    using var response = await client.GetAsync("healthz");
+                    return response.StatusCode == HttpStatusCode.OK;
+                }
+                catch (HttpRequestException)
+                {
+                    // The old certificate, which this client does not trust.
+                    return false;
+                }
+            }),
+            Is.True, "new connections get the renewed certificate");
     }
 
     [Test]

@@ -82,6 +82,23 @@ internal static class DurableTestSupport
         return true;
     }
 
+    /// <summary>Polls an asynchronous condition (a request, say) until it holds or the bound passes; returns whether it held.</summary>
+    public static async Task<bool> EventuallyAsync(Func<Task<bool>> condition)
+    {
+        var deadline = DateTime.UtcNow + TestSupport.Bound;
+        while (!await condition())
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                return false;
+            }
+
+            await Task.Delay(100);
+        }
+
+        return true;
+    }
+
     /// <summary>
     /// Publishes and consumes enough on a topic of its own ("filler") to fill several segments of a
     /// <see cref="SmallLog"/>, then compacts: the log's start moves past the records written before, so the topics that
