@@ -1129,7 +1129,8 @@ internal sealed class PostgreSqlBackend : IQueueBackend
             return;
         }
 
-        foreach (var consumer in _consumers.Keys)
+        // Consumers that hold nothing end first: a message a holder returns must not go to a waiter about to end too.
+        foreach (var consumer in _consumers.Keys.OrderBy(static consumer => consumer.IsHoldingMessage))
         {
             await consumer.DisposeAsync().ConfigureAwait(false);
         }

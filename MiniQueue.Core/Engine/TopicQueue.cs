@@ -588,13 +588,16 @@ internal sealed partial class TopicQueue
         CompleteAll(toComplete);
     }
 
-    /// <summary>Ends every consumer (held messages return to the front), then refuses further work.</summary>
+    /// <summary>
+    /// Ends every consumer (held messages return to the front), then refuses further work. Consumers that hold nothing
+    /// end first, so that a message returned by a holder is not handed to a waiter that is about to end too.
+    /// </summary>
     public async ValueTask CloseAsync()
     {
         LocalConsumer[] consumers;
         lock (SyncRoot)
         {
-            consumers = [.. _consumers];
+            consumers = [.. _consumers.OrderBy(static consumer => consumer.IsHoldingLocked)];
         }
 
         foreach (var consumer in consumers)

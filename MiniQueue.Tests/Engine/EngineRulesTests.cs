@@ -669,6 +669,38 @@ public sealed class EngineRulesTests(Backend backend)
     }
 
     [Test]
+    public async Task DisposingTheEngine_HandsNoReturnedMessageToAConsumerItIsEnding()
+    {
+        // Holders and waiters subscribed in turn: whichever order the engine ends them in, a message a holder returns
+        // must not reach a waiter (its receive would succeed just before the engine goes).
+        var queue = await OpenAsync();
+        var holders = new List<MiniQueueConsumer>();
+        var waiters = new List<MiniQueueConsumer>();
+        for (var i = 0; i < 8; i++)
+        {
+            await queue.PublishAsync("t", $"m{i}");
+            holders.Add(queue.Subscribe("t"));
+            waiters.Add(queue.Subscribe("t"));
+        }
+
+        foreach (var holder in holders)
+        {
+            await holder.ReceiveAsync().AsTask().WaitAsync(TestSupport.Bound);
+        }
+
+        var waits = waiters.Select(static waiter => waiter.ReceiveAsync().AsTask()).ToList();
+
+        await queue.DisposeAsync();
+
+        foreach (var waiting in waits)
+        {
+            Assert.That(async () => await waiting.WaitAsync(TestSupport.Bound), Throws.TypeOf<ObjectDisposedException>());
+        }
+
+        Assert.That(holders.Select(static holder => holder.IsHoldingMessage), Has.All.False);
+    }
+
+    [Test]
     public async Task TopicsOnlySubscribedTo_AreForgotten_WhenTheirLastConsumerLeaves()
     {
         await using var queue = await OpenAsync();

@@ -65,15 +65,25 @@ return await Example.RunAsync(args, Usage, options, flags: ["no-publish"], async
         var consumeClock = Stopwatch.StartNew();
         await Task.WhenAll(subscriptions.Select(subscription => Task.Run(async () =>
         {
-            while (Interlocked.Increment(ref taken) <= messages)
+            try
             {
-                var message = await subscription.ReceiveAsync(cancellationToken);
-                if (message.Body.Length != size)
+                while (Interlocked.Increment(ref taken) <= messages)
                 {
-                    Interlocked.Increment(ref otherSize);
-                }
+                    var message = await subscription.ReceiveAsync(cancellationToken);
+                    if (message.Body.Length != size)
+                    {
+                        Interlocked.Increment(ref otherSize);
+                    }
 
-                await subscription.AckAsync(cancellationToken);
+                    await subscription.AckAsync(cancellationToken);
+                }
+            }
+            finally
+            {
+                // After an ACK the server already sends this subscription the next message. When the others have
+                // claimed the rest, that message may be one another subscription waits for: ending this one now
+                // returns it to the front for them (kept open, it would hold it until they all finished: never).
+                await subscription.DisposeAsync();
             }
         }, cancellationToken)));
         Report("consume+ACK", messages, $"with {consumers} consumers", consumeClock.Elapsed);
