@@ -141,6 +141,8 @@ public sealed class MiniQueueEngine : IAsyncDisposable
     /// <summary>The bytes of message bodies kept in memory by a durable engine (for tests).</summary>
     internal long CachedBodyBytes => Local.CachedBodyBytes;
 
+    internal long BodiesReadAhead => Local.BodiesReadAhead;
+
     /// <summary>Every topic the engine knows, with its counts (for tests).</summary>
     internal IEnumerable<(string Topic, TopicStats Stats)> GetTopicsWithStats() => Local.GetTopicsWithStats();
 

@@ -460,6 +460,9 @@ internal sealed partial class LocalBackend : IQueueBackend
     /// <summary>The bytes of message bodies kept in memory by a durable engine.</summary>
     internal long CachedBodyBytes => _log?.Bodies.Bytes ?? 0;
 
+    /// <summary>How many bodies were delivered from a read ahead of the log (for tests).</summary>
+    internal long BodiesReadAhead => _log?.ReadAhead.Delivered ?? 0;
+
     /// <summary>Frees the oldest log segments when the live bodies in them are few (see <see cref="LogStorage.CompactAsync"/>).</summary>
     internal ValueTask<long> CompactAsync(CancellationToken cancellationToken = default) => Log.CompactAsync(cancellationToken);
 

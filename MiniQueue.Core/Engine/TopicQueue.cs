@@ -377,6 +377,28 @@ internal sealed partial class TopicQueue
         return _due.TryPeek(out entry) || _ready.TryPeek(out entry);
     }
 
+    /// <summary>
+    /// For a read ahead of bodies from the log: adds to <paramref name="into"/>, in delivery order, the ready messages
+    /// whose bodies are not in memory and whose records start in [<paramref name="from"/>, <paramref name="until"/>),
+    /// looking at no more than the first <paramref name="max"/> ready messages.
+    /// </summary>
+    public void UpcomingOnDiskLocked(List<MessageEntry> into, long from, long until, int max)
+    {
+        var looked = 0;
+        foreach (var entry in _ready)
+        {
+            if (++looked > max || entry.Address >= until)
+            {
+                return;
+            }
+
+            if (entry.Body is null && entry.Address >= from)
+            {
+                into.Add(entry);
+            }
+        }
+    }
+
     public void HoldLocked(LocalConsumer consumer, MessageEntry entry)
     {
         consumer.HoldLocked(entry);

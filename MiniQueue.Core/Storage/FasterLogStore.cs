@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
+using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using FASTER.core;
@@ -434,6 +435,49 @@ internal sealed class FasterLogStore : ILogStore
         {
             Interlocked.Decrement(ref _users);
             _readSlots.Release();
+        }
+    }
+
+    public int ReadCommittedBytes(long address, Span<byte> destination)
+    {
+        if (IsFaulted)
+        {
+            return 0;
+        }
+
+        Interlocked.Increment(ref _users);
+        try
+        {
+            var log = _instance.Log;
+            var segment = address / _manifest.SegmentBytes;
+            var segmentStart = segment * _manifest.SegmentBytes;
+            var until = Math.Min(Math.Min(address + destination.Length, log.CommittedUntilAddress), segmentStart + _manifest.SegmentBytes);
+            if (address < log.BeginAddress || until <= address)
+            {
+                return 0;
+            }
+
+            // A log address is the same offset in its segment's file; FasterLog writes committed pages there.
+            using var file = File.OpenHandle(
+                Path.Combine(_directory, $"wal.log.{segment.ToString(CultureInfo.InvariantCulture)}"), FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            var wanted = (int)(until - address);
+            var read = 0;
+            while (read < wanted)
+            {
+                var count = RandomAccess.Read(file, destination[read..wanted], address - segmentStart + read);
+                if (count == 0)
+                {
+                    break;
+                }
+
+                read += count;
+            }
+
+            return read;
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _users);
         }
     }
 

@@ -101,6 +101,14 @@ internal interface ILogStore : IAsyncDisposable
     /// <summary>Reads back the bytes of the record at <paramref name="address"/>, which is about <paramref name="lengthHint"/> bytes long (0: unknown).</summary>
     ValueTask<ReadOnlyMemory<byte>> ReadAsync(long address, int lengthHint = 0, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Reads the log's bytes as stored (records with the store's headers) from <paramref name="address"/>, up to the
+    /// committed end and within one segment, into <paramref name="destination"/>; returns how many it read (0 when the
+    /// store cannot do that). A shortcut for reading many records at once: what it returns must be checked.
+    /// </summary>
+    /// <exception cref="IOException">The log's file could not be read.</exception>
+    int ReadCommittedBytes(long address, Span<byte> destination) => 0;
+
     /// <summary>Every committed record that has not been truncated away, in append order.</summary>
     IAsyncEnumerable<StoredRecord> ReplayAsync(CancellationToken cancellationToken = default);
 

@@ -38,6 +38,9 @@ internal sealed class LogJournal : TopicJournal
     /// <summary>The body read ahead for <see cref="TryBodyAtHandLocked"/>: at most one per topic.</summary>
     private ReadAhead? _readAhead;
 
+    /// <summary>Bodies of the next messages, read from the log together when their deliveries must read them back.</summary>
+    private readonly BodyReadAhead _bodiesAhead;
+
     public LogJournal(TopicQueue topic, LogStorage storage)
     {
         _topic = topic;
@@ -47,6 +50,7 @@ internal sealed class LogJournal : TopicJournal
         _cache = storage.Bodies;
         _appendOrThrow = AppendOrThrow;
         _firstOf = FirstOf;
+        _bodiesAhead = new BodyReadAhead(topic, _store, storage.ReadAhead);
     }
 
     public override byte[]? KeepBody(ReadOnlyMemory<byte> payload) =>
@@ -241,6 +245,7 @@ internal sealed class LogJournal : TopicJournal
         }
 
         // The body stays where it is; its bytes now count for the target topic.
+        _bodiesAhead.ForgetLocked(entry.Id);
         var first = _firstPart.Count != 0 && _firstPart.Remove(entry.Id, out var part) ? part : -1;
         var footprint = Footprint(entry.Length);
         _space.Release(first >= 0 ? first : entry.Address, footprint);
@@ -265,6 +270,8 @@ internal sealed class LogJournal : TopicJournal
             _readAhead = null;
         }
 
+        _bodiesAhead.ForgetLocked(entry.Id);
+
         _space.Release(FirstOf(entry), Footprint(entry.Length));
         _firstPart.Remove(entry.Id);
         DropBody(entry.Body);
@@ -280,6 +287,12 @@ internal sealed class LogJournal : TopicJournal
                 await _store.WaitForCommitAsync(entry.Address).ConfigureAwait(false);
             }
 
+            if (MessageBodies.Split(_store.RecordLimit, _topic.NameUtf8.Length, entry.Length).Parts == 0
+                && await _bodiesAhead.TryReadAsync(entry).ConfigureAwait(false) is { } ahead)
+            {
+                return ahead;
+            }
+
             return await MessageBodies.ReadAsync(_store, entry.Address, entry.Id, _topic.NameUtf8.Length, entry.Length).ConfigureAwait(false);
         }
         catch (Exception exception) when (exception is not MiniQueueStoreException)
@@ -293,6 +306,12 @@ internal sealed class LogJournal : TopicJournal
         readAhead = null;
         if (entry.Body is not null)
         {
+            return true;
+        }
+
+        if (_bodiesAhead.TryTakeLocked(entry.Id, out var fromWindow))
+        {
+            readAhead = fromWindow;
             return true;
         }
 

@@ -37,6 +37,9 @@ internal sealed partial class LogStorage : IAsyncDisposable
 
     public BodyCache Bodies { get; }
 
+    /// <summary>The room for topics' read-ahead windows: 32 of <see cref="BodyReadAhead.WindowBytes"/> (8 MiB).</summary>
+    public ReadAheadBudget ReadAhead { get; } = new(32);
+
     /// <summary>The journal of a topic of the engine.</summary>
     public TopicJournal JournalOf(TopicQueue topic) => new LogJournal(topic, this);
 

@@ -451,8 +451,12 @@ public sealed class DurableLoadTests
         await using var consumer = queue.Subscribe("t");
         foreach (var expected in new[] { "m1", "m2" })
         {
-            Assert.That(consumer.TryReceive(out _), Is.False, "the body must be read first: nothing is held meanwhile");
-            Assert.That(queue.GetStats("t").Held, Is.Zero);
+            if (expected == "m1")
+            {
+                // m2's body is read with m1's (BodyReadAhead), so only the first call must find nothing at hand.
+                Assert.That(consumer.TryReceive(out _), Is.False, "the body must be read first: nothing is held meanwhile");
+                Assert.That(queue.GetStats("t").Held, Is.Zero);
+            }
 
             Delivery delivery = default;
             Assert.That(await DurableTestSupport.EventuallyAsync(() => consumer.TryReceive(out delivery)), Is.True, "a later call finds the body read ahead");
