@@ -1,6 +1,3 @@
-using System.Buffers;
-using System.Buffers.Binary;
-using System.Runtime.InteropServices;
 using MiniQueue.Engine;
 
 namespace MiniQueue.Storage;
@@ -8,8 +5,9 @@ namespace MiniQueue.Storage;
 /// <summary>
 /// Reads the bodies of a topic's next messages from the log in one read, for a durable engine whose body cache did not
 /// keep them: when a delivery must read its body back, the publish records of the messages queued after it that lie in
-/// the next <see cref="WindowBytes"/> of the log come with it, checked record by record (the store's checksum, length,
-/// kind and message id), and wait in a window for their deliveries. One read of the log instead of one per message.
+/// the next <see cref="WindowBytes"/> of the log come with it, checked record by record (the store's checksum and
+/// length, then kind and message id), and wait in a window for their deliveries. One read of the log instead of one
+/// per message.
 /// </summary>
 /// <remarks>
 /// A body that is not in the window, or whose record fails a check, is read on its own as before, so a read ahead can
@@ -24,9 +22,6 @@ internal sealed class BodyReadAhead(TopicQueue topic, ILogStore store, ReadAhead
 
     /// <summary>The most messages one read looks for.</summary>
     private const int MaxMessages = 4096;
-
-    /// <summary>The store's record header: an 8-byte checksum (XOR of the length field and payload), a 4-byte length.</summary>
-    private const int RecordHeaderBytes = 12;
 
     /// <summary>Bodies read ahead, by message id.</summary>
     private readonly Dictionary<long, ReadOnlyMemory<byte>> _window = [];
@@ -192,84 +187,39 @@ internal sealed class BodyReadAhead(TopicQueue topic, ILogStore store, ReadAhead
         return own;
     }
 
-    /// <summary>One read of the log from the first entry's record; the bodies of the records that pass every check.</summary>
+    /// <summary>One read of the log for the entries' publish records; the bodies of those that pass every check.</summary>
     private List<(long Id, ReadOnlyMemory<byte> Body)> ReadBodies(List<MessageEntry> entries)
     {
-        var first = entries[0].Address;
-        var last = entries[^1];
-        var span = (int)Math.Min(WindowBytes, last.Address - first + RecordHeaderBytes + RecordLength(last));
-        var buffer = ArrayPool<byte>.Shared.Rent(span);
-        try
+        var records = store.ReadCommittedRecords([.. entries.Select(entry => (entry.Address, LogRecord.PublishLength(topic.NameUtf8.Length, entry.Length)))]);
+        var bodies = new List<(long, ReadOnlyMemory<byte>)>(entries.Count);
+        for (var i = 0; i < entries.Count; i++)
         {
-            var length = store.ReadCommittedBytes(first, buffer.AsSpan(0, span));
-            var bodies = new List<(long, ReadOnlyMemory<byte>)>(entries.Count);
-            foreach (var entry in entries)
+            if (records[i] is { } record && BodyOf(record, entries[i]) is { } body)
             {
-                if (TryBody(buffer.AsSpan(0, length), (int)(entry.Address - first), entry) is { } body)
-                {
-                    bodies.Add((entry.Id, body));
-                }
+                bodies.Add((entries[i].Id, body));
             }
+        }
 
-            return bodies;
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
+        return bodies;
     }
 
-    private int RecordLength(in MessageEntry entry) => LogRecord.PublishLength(topic.NameUtf8.Length, entry.Length);
-
-    /// <summary>The body of <paramref name="entry"/>'s publish record at <paramref name="offset"/>, copied, if it checks out.</summary>
-    private byte[]? TryBody(ReadOnlySpan<byte> bytes, int offset, in MessageEntry entry)
+    /// <summary>The body in <paramref name="record"/> if it is the publish record of <paramref name="entry"/>.</summary>
+    private static ReadOnlyMemory<byte>? BodyOf(byte[] record, in MessageEntry entry)
     {
-        var length = RecordLength(entry);
-        if (offset < 0 || offset + RecordHeaderBytes + length > bytes.Length)
-        {
-            return null;
-        }
-
-        var record = bytes.Slice(offset, RecordHeaderBytes + length);
-        if (BinaryPrimitives.ReadInt32LittleEndian(record[8..]) != length
-            || BinaryPrimitives.ReadUInt64LittleEndian(record) != XorChecksum(record[8..]))
-        {
-            return null;
-        }
-
-        var payload = record[RecordHeaderBytes..];
-        if ((LogRecordKind)payload[0] != LogRecordKind.Publish || BinaryPrimitives.ReadInt64LittleEndian(payload[1..]) != entry.Id)
-        {
-            return null;
-        }
-
         try
         {
-            var read = LogRecord.Read(payload.ToArray());
-            return read.Payload.Length == entry.Length ? read.Payload.ToArray() : null;
+            var read = LogRecord.Read(record);
+            if (read.Kind == LogRecordKind.Publish && read.MessageId == entry.Id && read.Payload.Length == entry.Length)
+            {
+                return read.Payload;
+            }
         }
         catch (InvalidDataException)
         {
-            return null;
-        }
-    }
-
-    /// <summary>The store's per-record checksum: the XOR of the bytes as little-endian 8-byte words, then of the bytes left over.</summary>
-    internal static ulong XorChecksum(ReadOnlySpan<byte> bytes)
-    {
-        var words = MemoryMarshal.Cast<byte, ulong>(bytes);
-        ulong result = 0;
-        foreach (var word in words)
-        {
-            result ^= BitConverter.IsLittleEndian ? word : BinaryPrimitives.ReverseEndianness(word);
+            // Not a record this version wrote: read alone, the body meets the same check and says so.
         }
 
-        foreach (var rest in bytes[(words.Length * sizeof(ulong))..])
-        {
-            result ^= rest;
-        }
-
-        return result;
+        return null;
     }
 
     private void ReleaseLocked()

@@ -1,7 +1,10 @@
+using System.Buffers;
+using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Globalization;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Threading.Channels;
 using FASTER.core;
 using Microsoft.Extensions.Logging;
@@ -438,7 +441,69 @@ internal sealed class FasterLogStore : ILogStore
         }
     }
 
-    public int ReadCommittedBytes(long address, Span<byte> destination)
+    public byte[]?[] ReadCommittedRecords(IReadOnlyList<(long Address, int Length)> records)
+    {
+        var found = new byte[]?[records.Count];
+        if (records.Count == 0)
+        {
+            return found;
+        }
+
+        var first = records[0].Address;
+        var span = (int)(records[^1].Address - first + RecordHeaderBytes + records[^1].Length);
+        var buffer = ArrayPool<byte>.Shared.Rent(span);
+        try
+        {
+            var bytes = buffer.AsSpan(0, ReadCommittedBytes(first, buffer.AsSpan(0, span)));
+            for (var i = 0; i < records.Count; i++)
+            {
+                var (address, length) = records[i];
+                var offset = address - first;
+                if (offset < 0 || offset + RecordHeaderBytes + length > bytes.Length)
+                {
+                    continue;
+                }
+
+                // FasterLog's per-entry header: an 8-byte checksum of what follows it, then the 4-byte length.
+                var record = bytes.Slice((int)offset, RecordHeaderBytes + length);
+                if (BinaryPrimitives.ReadInt32LittleEndian(record[8..]) == length
+                    && BinaryPrimitives.ReadUInt64LittleEndian(record) == XorChecksum(record[8..]))
+                {
+                    found[i] = record[RecordHeaderBytes..].ToArray();
+                }
+            }
+
+            return found;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>FasterLog's per-entry checksum: the XOR of the bytes as little-endian 8-byte words, then of the bytes left over.</summary>
+    internal static ulong XorChecksum(ReadOnlySpan<byte> bytes)
+    {
+        var words = MemoryMarshal.Cast<byte, ulong>(bytes);
+        ulong result = 0;
+        foreach (var word in words)
+        {
+            result ^= BitConverter.IsLittleEndian ? word : BinaryPrimitives.ReverseEndianness(word);
+        }
+
+        foreach (var rest in bytes[(words.Length * sizeof(ulong))..])
+        {
+            result ^= rest;
+        }
+
+        return result;
+    }
+
+    /// <summary>
+    /// The log's bytes as stored, from <paramref name="address"/> up to the committed end and within one segment, into
+    /// <paramref name="destination"/>; how many it read.
+    /// </summary>
+    private int ReadCommittedBytes(long address, Span<byte> destination)
     {
         if (IsFaulted)
         {

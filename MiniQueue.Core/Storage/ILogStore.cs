@@ -102,12 +102,12 @@ internal interface ILogStore : IAsyncDisposable
     ValueTask<ReadOnlyMemory<byte>> ReadAsync(long address, int lengthHint = 0, CancellationToken cancellationToken = default);
 
     /// <summary>
-    /// Reads the log's bytes as stored (records with the store's headers) from <paramref name="address"/>, up to the
-    /// committed end and within one segment, into <paramref name="destination"/>; returns how many it read (0 when the
-    /// store cannot do that). A shortcut for reading many records at once: what it returns must be checked.
+    /// Reads several committed records with one read of the log: for each (address, length) of <paramref name="records"/>,
+    /// in address order, the record's bytes if the store finds an intact record of that length there (its own checks
+    /// pass), else null. A shortcut for reading many records at once; a store that cannot do it answers null for each.
     /// </summary>
     /// <exception cref="IOException">The log's file could not be read.</exception>
-    int ReadCommittedBytes(long address, Span<byte> destination) => 0;
+    byte[]?[] ReadCommittedRecords(IReadOnlyList<(long Address, int Length)> records) => new byte[]?[records.Count];
 
     /// <summary>Every committed record that has not been truncated away, in append order.</summary>
     IAsyncEnumerable<StoredRecord> ReplayAsync(CancellationToken cancellationToken = default);

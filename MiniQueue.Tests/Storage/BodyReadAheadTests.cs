@@ -10,8 +10,17 @@ namespace MiniQueue.Tests.Storage;
 [CancelAfter(60_000)]
 public sealed class BodyReadAheadTests
 {
-    private static List<string> Bodies(int count, string tag) =>
-        [.. Enumerable.Range(0, count).Select(i => $"{tag}{i:D5}:" + new string((char)('a' + (i % 26)), i % 300))];
+    /// <summary>Publishes <paramref name="count"/> bodies of 7 to 306 bytes to topic t; returns them in order.</summary>
+    private static async Task<List<string>> PublishBodiesAsync(MiniQueueEngine queue, int count, string tag)
+    {
+        var bodies = Enumerable.Range(0, count).Select(i => $"{tag}{i:D5}:" + new string((char)('a' + (i % 26)), i % 300)).ToList();
+        foreach (var body in bodies)
+        {
+            await queue.PublishAsync("t", body);
+        }
+
+        return bodies;
+    }
 
     private static async Task<MiniQueueEngine> OpenUncachedAsync(string directory)
     {
@@ -25,11 +34,7 @@ public sealed class BodyReadAheadTests
     {
         using var directory = new TempDirectory();
         await using var queue = await OpenUncachedAsync(directory.Path);
-        var bodies = Bodies(600, "m");
-        foreach (var body in bodies)
-        {
-            await queue.PublishAsync("t", body);
-        }
+        var bodies = await PublishBodiesAsync(queue, 600, "m");
 
         Assert.That(queue.CachedBodyBytes, Is.Zero);
         Assert.That((await DurableTestSupport.DrainAsync(queue, "t")).Select(m => m.Text), Is.EqualTo(bodies));
@@ -43,11 +48,7 @@ public sealed class BodyReadAheadTests
     {
         using var directory = new TempDirectory();
         await using var queue = await OpenUncachedAsync(directory.Path);
-        var bodies = Bodies(2000, "c");
-        foreach (var body in bodies)
-        {
-            await queue.PublishAsync("t", body);
-        }
+        var bodies = await PublishBodiesAsync(queue, 2000, "c");
 
         var received = new System.Collections.Concurrent.ConcurrentBag<string>();
         await Task.WhenAll(Enumerable.Range(0, 12).Select(_ => Task.Run(async () =>
@@ -84,11 +85,7 @@ public sealed class BodyReadAheadTests
     {
         using var directory = new TempDirectory();
         await using var queue = await OpenUncachedAsync(directory.Path);
-        var bodies = Bodies(300, "n");
-        foreach (var body in bodies)
-        {
-            await queue.PublishAsync("t", body);
-        }
+        var bodies = await PublishBodiesAsync(queue, 300, "n");
 
         await using var consumer = queue.Subscribe("t");
         Assert.That(await consumer.ReceiveTextAsync(), Is.EqualTo(bodies[0]));
@@ -102,11 +99,7 @@ public sealed class BodyReadAheadTests
 
         // The window now holds bodies of messages the purge discards; those published after must not meet them.
         Assert.That(await queue.PurgeAsync("t"), Is.EqualTo(298));
-        var after = Bodies(300, "p");
-        foreach (var body in after)
-        {
-            await queue.PublishAsync("t", body);
-        }
+        var after = await PublishBodiesAsync(queue, 300, "p");
 
         Assert.That((await DurableTestSupport.DrainAsync(queue, "t")).Select(m => m.Text), Is.EqualTo(after));
     }
@@ -116,11 +109,7 @@ public sealed class BodyReadAheadTests
     {
         using var directory = new TempDirectory();
         await using var queue = await OpenUncachedAsync(directory.Path);
-        var bodies = Bodies(200, "d");
-        foreach (var body in bodies)
-        {
-            await queue.PublishAsync("t", body);
-        }
+        var bodies = await PublishBodiesAsync(queue, 200, "d");
 
         // Change one byte of message 100's body in the file: a read ahead that checked nothing would deliver it damaged.
         var segment = Path.Combine(directory.Path, "wal.log.0");
@@ -157,6 +146,6 @@ public sealed class BodyReadAheadTests
     {
         byte[] bytes = [1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0x80, 0xF0, 0x0F];
 
-        Assert.That(BodyReadAhead.XorChecksum(bytes), Is.EqualTo(1UL ^ (2UL | (0x80UL << 56)) ^ 0xF0UL ^ 0x0FUL));
+        Assert.That(FasterLogStore.XorChecksum(bytes), Is.EqualTo(1UL ^ (2UL | (0x80UL << 56)) ^ 0xF0UL ^ 0x0FUL));
     }
 }
