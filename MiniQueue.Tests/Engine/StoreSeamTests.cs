@@ -137,6 +137,41 @@ public sealed class StoreSeamTests
     }
 
     [Test]
+    public async Task OneCommitMakesAllItCovered_Visible_AndAPublishSeenCommittedIsNotReportedFailed()
+    {
+        var store = new InMemoryLogStore(autoCommit: false);
+        await using var queue = await MiniQueueEngine.OpenAsync(s_options, store, default);
+        var first = queue.PublishAsync("t", "first").AsTask();
+
+        // The second publish's own wait fails after its record was committed (a later commit failing first). The
+        // first publish's completion finds it committed too and makes it visible: it is durable, and it was delivered.
+        store.FailedWaits.Add(store.TailAddress);
+        var second = queue.PublishAsync("t", "second").AsTask();
+        store.Commit();
+        await Task.WhenAll(first, second).WaitAsync(TestSupport.Bound);
+
+        await using var consumer = queue.Subscribe("t");
+        Assert.That(await consumer.ReceiveTextAsync().WaitAsync(TestSupport.Bound), Is.EqualTo("first"));
+        await consumer.AckAsync();
+        Assert.That(await consumer.ReceiveTextAsync().WaitAsync(TestSupport.Bound), Is.EqualTo("second"));
+        Assert.That(queue.GetStats("t"), Is.EqualTo(new TopicStats(Ready: 0, Held: 1, Delayed: 0, Consumers: 1)));
+    }
+
+    [Test]
+    public async Task APublishWhoseWaitFails_BeforeAnyDrainFoundItCommitted_IsReportedFailed_AndNeverDelivered()
+    {
+        var store = new InMemoryLogStore(autoCommit: false);
+        await using var queue = await MiniQueueEngine.OpenAsync(s_options, store, default);
+
+        store.FailedWaits.Add(store.TailAddress);
+        var only = queue.PublishAsync("t", "only").AsTask();
+        store.Commit();
+
+        Assert.That(async () => await only.WaitAsync(TestSupport.Bound), Throws.InstanceOf<MiniQueueStoreException>());
+        Assert.That(queue.GetStats("t").Ready, Is.Zero);
+    }
+
+    [Test]
     public async Task BodyReadFailure_IsAStoreError_AndTheMessageReturnsWhenTheConsumerEnds()
     {
         var inner = new InMemoryLogStore();

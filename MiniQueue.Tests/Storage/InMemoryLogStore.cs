@@ -82,7 +82,25 @@ internal sealed class InMemoryLogStore : ILogStore
     {
         var address = Append(record);
         durable = IsCommitted(address) ? ValueTask.CompletedTask : WaitForCommitAsync(address);
+        if (FailedWaits.Contains(address))
+        {
+            durable = FailAfterAsync(durable);
+        }
+
         return address;
+    }
+
+    /// <summary>
+    /// Addresses of publish records whose wait fails once they are committed, as when a later commit fails before the
+    /// store completed the waits of an earlier one (the record is durable; its publisher hears of a failure).
+    /// </summary>
+    public HashSet<long> FailedWaits { get; } = [];
+
+    private static async ValueTask FailAfterAsync(ValueTask committed)
+    {
+        await committed;
+        await Task.Yield();
+        throw new MiniQueueStoreException("A later commit failed before this wait was completed.");
     }
 
     public ValueTask<bool> TryRecoverAsync(CancellationToken cancellationToken = default) => ValueTask.FromResult(true);

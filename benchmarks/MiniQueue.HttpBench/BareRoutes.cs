@@ -10,9 +10,17 @@ internal static class BareRoutes
     // A 100-byte message, base64: what the miniqueue server sends for the prefilled messages.
     private static readonly byte[] s_line = System.Text.Encoding.ASCII.GetBytes($"{{\"msg\":\"{Convert.ToBase64String(new byte[100])}\"}}\n");
 
-    public static void Map(WebApplication app)
+    public static void Map(WebApplication app, GroupCommit? commit = null)
     {
-        app.MapPost("/publish/{topic}", PublishAsync);
+        if (commit is null)
+        {
+            app.MapPost("/publish/{topic}", PublishAsync);
+        }
+        else
+        {
+            app.MapPost("/publish/{topic}", context => PublishDurablyAsync(context, commit));
+        }
+
         app.MapPost("/subscribe/{topic}", SubscribeAsync);
     }
 
@@ -29,6 +37,27 @@ internal static class BareRoutes
             }
         }
 
+        context.Response.StatusCode = StatusCodes.Status201Created;
+    }
+
+    private static async Task PublishDurablyAsync(HttpContext context, GroupCommit commit)
+    {
+        var reader = context.Request.BodyReader;
+        ReadResult result;
+        while (true)
+        {
+            result = await reader.ReadAsync();
+            if (result.IsCompleted)
+            {
+                break;
+            }
+
+            reader.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+        }
+
+        var wait = commit.WaitAsync(result.Buffer.IsSingleSegment ? result.Buffer.FirstSpan : result.Buffer.ToArray());
+        reader.AdvanceTo(result.Buffer.End);
+        await wait;
         context.Response.StatusCode = StatusCodes.Status201Created;
     }
 

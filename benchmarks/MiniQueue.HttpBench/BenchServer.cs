@@ -56,6 +56,15 @@ internal static class BenchServer
         {
             app.MapMiniQueue();
         }
+        else if (mode is "bare-fsync" or "bare-faster")
+        {
+            // The bare routes, but a publish is answered once a group commit wrote and fsynced it (--db: the file), or
+            // appended it to a FasterLog and committed that.
+            var commit = new GroupCommit(
+                Arg(args, "--db", Path.Combine(Path.GetTempPath(), $"{mode}-{port}.log")), inFlight: 2, faster: mode == "bare-faster");
+            app.Lifetime.ApplicationStopped.Register(commit.Dispose);
+            BareRoutes.Map(app, commit);
+        }
         else
         {
             BareRoutes.Map(app);
