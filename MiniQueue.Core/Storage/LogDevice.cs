@@ -1,4 +1,6 @@
+using System.Collections.Concurrent;
 using FASTER.core;
+using Microsoft.Win32.SafeHandles;
 
 namespace MiniQueue.Storage;
 
@@ -14,10 +16,22 @@ namespace MiniQueue.Storage;
 /// (<see cref="CommitMetadataFiles.DurableBeginAddress"/>). FasterLog deletes segments right after it has asked for
 /// the metadata to be written, whether or not that write worked; a segment it wanted gone earlier is deleted later, by
 /// <see cref="DeleteReleasedSegments"/>, after a metadata write succeeds.</item>
+/// <item>Over FASTER's managed file device (its device on Linux), the writes are made here, by two threads of the
+/// device's own, each a synchronous positional write to the segment file opened as that device opens it (write-through,
+/// unbuffered), with FasterLog's completion called on the same thread. The managed device queued every write to the
+/// thread pool twice (a task that starts it, and the blocking write .NET makes of an asynchronous file write on Linux),
+/// and under load those work items waited behind every request the server had queued: a commit took milliseconds of
+/// queueing for a fraction of a millisecond of disk. Reads still go through the device inside.</item>
 /// </list>
 /// </remarks>
 internal sealed class LogDevice : StorageDeviceBase
 {
+    /// <summary>Threads that write: two, so that a commit's write can go to the disk while the one before is still on its way.</summary>
+    private const int Writers = 2;
+
+    /// <summary>FASTER's unbuffered flag (FILE_FLAG_NO_BUFFERING), which .NET opens with O_DIRECT on Linux.</summary>
+    private const FileOptions NoBuffering = (FileOptions)0x20000000;
+
     private readonly IDevice _inner;
     private readonly DataFiles _files;
     private readonly Func<long> _durableBegin;
@@ -25,6 +39,11 @@ internal sealed class LogDevice : StorageDeviceBase
     private readonly DeviceIOCompletionCallback _onWritten;
     private readonly SortedSet<int> _held = [];
     private long _punchedUntil;
+
+    /// <summary>Writes waiting for a writer thread; null when the device inside writes.</summary>
+    private readonly BlockingCollection<PendingWrite>? _writes;
+    private readonly Thread[] _writers = [];
+    private readonly Dictionary<int, SafeFileHandle> _handles = [];
 
     public LogDevice(string path, IDevice inner, DataFiles files, Func<long> durableBegin, Action<uint> onWriteFailed)
         : base(path, inner.SectorSize, inner.Capacity)
@@ -34,7 +53,20 @@ internal sealed class LogDevice : StorageDeviceBase
         _durableBegin = durableBegin;
         _onWriteFailed = onWriteFailed;
         _onWritten = OnWritten;
+        if (inner is ManagedLocalStorageDevice)
+        {
+            _writes = [];
+            _writers = new Thread[Writers];
+            for (var i = 0; i < Writers; i++)
+            {
+                _writers[i] = new Thread(WriteLoop) { IsBackground = true, Name = "MiniQueue log writer" };
+                _writers[i].Start();
+            }
+        }
     }
+
+    /// <summary>Whether this device writes the segment files itself (not through the device inside).</summary>
+    public bool WritesDirectly => _writes is not null;
 
     /// <summary>Segments FasterLog let go of that still wait for durable metadata before they are deleted.</summary>
     public int HeldSegments
@@ -54,8 +86,79 @@ internal sealed class LogDevice : StorageDeviceBase
         _inner.Initialize(segmentSize, epoch, omitSegmentIdFromFilename);
     }
 
-    public override void WriteAsync(IntPtr sourceAddress, int segmentId, ulong destinationAddress, uint numBytesToWrite, DeviceIOCompletionCallback callback, object context) =>
-        _inner.WriteAsync(sourceAddress, segmentId, destinationAddress, numBytesToWrite, _onWritten, new Write(callback, context));
+    public override void WriteAsync(IntPtr sourceAddress, int segmentId, ulong destinationAddress, uint numBytesToWrite, DeviceIOCompletionCallback callback, object context)
+    {
+        if (_writes is null)
+        {
+            _inner.WriteAsync(sourceAddress, segmentId, destinationAddress, numBytesToWrite, _onWritten, new Write(callback, context));
+            return;
+        }
+
+        HandleCapacity(segmentId);
+        _writes.Add(new PendingWrite(sourceAddress, segmentId, (long)destinationAddress, numBytesToWrite, callback, context));
+    }
+
+    private void WriteLoop()
+    {
+        foreach (var write in _writes!.GetConsumingEnumerable())
+        {
+            uint errorCode = 0;
+            var written = write.Length;
+            try
+            {
+                unsafe
+                {
+                    RandomAccess.Write(HandleOf(write.Segment), new ReadOnlySpan<byte>((void*)write.Source, (int)write.Length), write.Destination);
+                }
+            }
+            catch (Exception)
+            {
+                // As the device inside reports it: every failure as the same code, nothing written.
+                errorCode = uint.MaxValue;
+                written = 0;
+                _onWriteFailed(errorCode);
+            }
+
+            try
+            {
+                write.Callback(errorCode, written, write.Context);
+            }
+            catch (Exception)
+            {
+                // FasterLog's completion failed: its state can no longer be trusted, so the store must fail (and reopen),
+                // as for a failed write. (The device inside ran completions in tasks whose failures nobody saw.)
+                _onWriteFailed(uint.MaxValue);
+            }
+        }
+    }
+
+    private SafeFileHandle HandleOf(int segment)
+    {
+        lock (_handles)
+        {
+            if (!_handles.TryGetValue(segment, out var handle))
+            {
+                // As FASTER's managed device opens its write handles: created if missing, written through, unbuffered.
+                handle = File.OpenHandle(
+                    GetSegmentFilename(FileName, segment), FileMode.OpenOrCreate, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete,
+                    FileOptions.WriteThrough | NoBuffering);
+                _handles[segment] = handle;
+            }
+
+            return handle;
+        }
+    }
+
+    private void CloseHandle(int segment)
+    {
+        lock (_handles)
+        {
+            if (_handles.Remove(segment, out var handle))
+            {
+                handle.Dispose();
+            }
+        }
+    }
 
     public override void ReadAsync(int segmentId, ulong sourceAddress, IntPtr destinationAddress, uint readLength, DeviceIOCompletionCallback callback, object context) =>
         _inner.ReadAsync(segmentId, sourceAddress, destinationAddress, readLength, callback, context);
@@ -64,6 +167,7 @@ internal sealed class LogDevice : StorageDeviceBase
     {
         if (IsReleased(segment))
         {
+            CloseHandle(segment);
             _inner.RemoveSegmentAsync(segment, callback, result);
             return;
         }
@@ -109,6 +213,7 @@ internal sealed class LogDevice : StorageDeviceBase
 
         foreach (var segment in released)
         {
+            CloseHandle(segment);
             _inner.RemoveSegment(segment);
         }
 
@@ -121,7 +226,32 @@ internal sealed class LogDevice : StorageDeviceBase
 
     public override long GetFileSize(int segment) => _inner.GetFileSize(segment);
 
-    public override void Dispose() => _inner.Dispose();
+    public override void Dispose()
+    {
+        if (_writes is not null)
+        {
+            // The writes asked for are made (FasterLog waits for their completions), then the threads end.
+            _writes.CompleteAdding();
+            foreach (var writer in _writers)
+            {
+                writer.Join();
+            }
+
+            lock (_handles)
+            {
+                foreach (var handle in _handles.Values)
+                {
+                    handle.Dispose();
+                }
+
+                _handles.Clear();
+            }
+
+            _writes.Dispose();
+        }
+
+        _inner.Dispose();
+    }
 
     private bool IsReleased(int segment) => (segment + 1L) * SegmentSize <= _durableBegin();
 
@@ -137,4 +267,6 @@ internal sealed class LogDevice : StorageDeviceBase
     }
 
     private sealed record Write(DeviceIOCompletionCallback Callback, object Context);
+
+    private sealed record PendingWrite(IntPtr Source, int Segment, long Destination, uint Length, DeviceIOCompletionCallback Callback, object Context);
 }
