@@ -10,7 +10,9 @@ namespace MiniQueue.HttpBench;
 /// The servers under test, with identical Kestrel, TLS and HTTP/2 settings: <c>miniqueue</c> (AddMiniQueue +
 /// MapMiniQueue, in memory, purge at the root as the host serves it) and <c>bare</c>, the ceiling, whose publish route
 /// only reads the body and answers 201 and whose subscribe route answers every command line with one fixed message
-/// line and a flush. <c>--cert</c>/<c>--key</c> (PEM) serve a given certificate, e.g. the one given to MiniQueue.Host,
+/// line and a flush. <c>bare-fsync</c> and <c>bare-faster</c> are the bare server whose publishes are answered only after
+/// a group commit (<see cref="GroupCommit"/>): the ceilings of a durable server on the machine.
+/// <c>--cert</c>/<c>--key</c> (PEM) serve a given certificate, e.g. the one given to MiniQueue.Host,
 /// otherwise a self-signed one is made (and written with <c>--cert-out</c>).
 /// </summary>
 internal static class BenchServer
