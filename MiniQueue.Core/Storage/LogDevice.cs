@@ -116,7 +116,7 @@ internal sealed class LogDevice : StorageDeviceBase
                 // As the device inside reports it: every failure as the same code, nothing written.
                 errorCode = uint.MaxValue;
                 written = 0;
-                _onWriteFailed(errorCode);
+                ReportFailure();
             }
 
             try
@@ -127,8 +127,21 @@ internal sealed class LogDevice : StorageDeviceBase
             {
                 // FasterLog's completion failed: its state can no longer be trusted, so the store must fail (and reopen),
                 // as for a failed write. (The device inside ran completions in tasks whose failures nobody saw.)
-                _onWriteFailed(uint.MaxValue);
+                ReportFailure();
             }
+        }
+    }
+
+    /// <summary>Tells the store a write failed; nothing the store does then may end a writer thread (it would end the process).</summary>
+    private void ReportFailure()
+    {
+        try
+        {
+            _onWriteFailed(uint.MaxValue);
+        }
+        catch (Exception)
+        {
+            // The store marks itself faulted before anything in it can throw; there is no one else to tell.
         }
     }
 
@@ -143,6 +156,14 @@ internal sealed class LogDevice : StorageDeviceBase
                     GetSegmentFilename(FileName, segment), FileMode.OpenOrCreate, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete,
                     FileOptions.WriteThrough | NoBuffering);
                 _handles[segment] = handle;
+
+                // The log is written at its tail: segments two behind it are done with (a write to one would open it
+                // again). A write still in progress keeps its handle open until it returns.
+                foreach (var old in _handles.Keys.Where(old => old < segment - 1).ToList())
+                {
+                    _handles.Remove(old, out var done);
+                    done?.Dispose();
+                }
             }
 
             return handle;
