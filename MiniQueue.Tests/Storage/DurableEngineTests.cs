@@ -7,6 +7,39 @@ namespace MiniQueue.Tests.Storage;
 public sealed class DurableEngineTests
 {
     [Test]
+    public async Task ALongLog_KeepsOnlyTheSegmentsNearItsTailOpen()
+    {
+        if (!Directory.Exists("/proc/self/fd"))
+        {
+            Assert.Ignore("Counts the process's open files through /proc/self/fd, which only Linux has.");
+        }
+
+        using var directory = new TempDirectory();
+        await using var queue = await DurableTestSupport.OpenAsync(DurableTestSupport.SmallLog(directory.Path));
+
+        // 2,000 bodies of 1 KiB fill about eight 256 KiB segments; nothing consumes them, so none is let go.
+        var body = new byte[1024];
+        for (var i = 0; i < 2000; i++)
+        {
+            await queue.PublishAsync("t", body);
+        }
+
+        var segments = Directory.GetFiles(directory.Path, "wal.log.*").Length;
+        var open = Directory.GetFiles("/proc/self/fd")
+            .Select(static fd => new FileInfo(fd).LinkTarget)
+            .Where(target => target is not null && target.StartsWith(Path.Combine(directory.Path, "wal.log."), StringComparison.Ordinal))
+            .Distinct()
+            .ToList();
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(segments, Is.GreaterThanOrEqualTo(6), "the log spans many segments");
+
+            // The two segments at the tail (written), and the first one (FasterLog's device keeps what recovery read open).
+            Assert.That(open, Has.Count.LessThanOrEqualTo(3), "segments open, not one per segment: " + string.Join(", ", open));
+        }
+    }
+
+    [Test]
     public async Task Restart_RecoversEverything_ReadyInOrder_DelayedWithDueTimeAndCount_HeldAtTheFront_PurgedGone()
     {
         using var directory = new TempDirectory();
