@@ -65,9 +65,6 @@ internal sealed class LogDevice : StorageDeviceBase
         }
     }
 
-    /// <summary>Whether this device writes the segment files itself (not through the device inside).</summary>
-    public bool WritesDirectly => _writes is not null;
-
     /// <summary>Segments FasterLog let go of that still wait for durable metadata before they are deleted.</summary>
     public int HeldSegments
     {
