@@ -3,7 +3,7 @@
 # fsync, metrics on, JSON logs at the default level, debug) apart from -port -db -cert -key, against a bare Kestrel
 # ceiling with the same TLS and HTTP/2 settings, measured in the same round.
 #
-#   benchmarks/http/run.sh                        # ROUNDS=3 DURATION=8 WARMUP=2 PREFILL=300000
+#   benchmarks/http/run.sh                        # ROUNDS=3 DURATION=8 WARMUP=2 SETTLE=30 PREFILL=300000
 #   ROUNDS=1 DURATION=3 PREFILL=20000 benchmarks/http/run.sh     # a quick check that it works
 #   PROFILE=1 benchmarks/http/run.sh              # or --profile: dotnet-trace and dotnet-counters of the host under load
 #
@@ -20,6 +20,10 @@
 #   pub10   h2load -c 12 -m 10, 10-byte bodies, DURATION s after WARMUP s              -> req/s
 #   pub1k   the same with 1 KiB bodies                                                  -> req/s
 #   lat     h2load -c 1 -m 1 (one stream), 10-byte bodies, --log-file                   -> p50 / p99 of the requests
+#   then every server is loaded SETTLE s more (h2load -c 12 -m 10, 10-byte bodies, untimed; its topic purged after),
+#   and pub10, pub1k and lat run again as the rows "... after SETTLE s of load" (SETTLE=0 leaves them out): on a
+#   2-core machine the runtime's tiered JIT is still compiling for 20-30 s of load after start, so the first rows are
+#   a server's first minute, these its steady state
 #   cons1   MiniQueue.HttpBench consume (MiniQueueClient), receive+ACK, 1 stream        -> msg/s
 #   cons12  the same, 12 streams over 4 connections                                     -> msg/s
 # While the publish loads run, the RSS of every server is sampled (every 0.2 s). Before the consume loads the publish
@@ -52,6 +56,7 @@ repo=$(pwd)
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-8}
 WARMUP=${WARMUP:-2}
+SETTLE=${SETTLE:-30}
 PREFILL=${PREFILL:-300000}
 INTERVAL=${INTERVAL:-1}
 INMEMORY=${INMEMORY:-1}
@@ -274,14 +279,14 @@ check_h2load() { # what fields
 run_h2load() { # row server round body conns streams [--log-file]
   local row=$1 name=$2 round=$3 body=$4 c=$5 m=$6 out fields
   local cmd=(h2load -c "$c" -m "$m" -D "$DURATION" --warm-up-time "$WARMUP" -d "$work/$body")
-  [ "$row" = lat ] && cmd+=(--log-file "$work/latency.log")
+  [ "${row%-settled}" = lat ] && cmd+=(--log-file "$work/latency.log")
   cmd+=("$(url "$name")/publish/bench-publish")
   rm -f "$work/latency.log" # h2load appends to it
   show "${cmd[*]}"
   out=$("${cmd[@]}" 2>&1) || true
   { echo "### $row $name round $round: ${cmd[*]}"; echo "$out"; } >>"$RESULTS/h2load.txt"
   fields=$(echo "$out" | h2load_fields)
-  [ "$row" = lat ] && fields="$fields $(latency_fields "$work/latency.log")"
+  [ "${row%-settled}" = lat ] && fields="$fields $(latency_fields "$work/latency.log")"
   echo "$row $name round=$round $fields" >>"$results"
   check_h2load "$row $name round $round" "$fields"
 }
@@ -365,7 +370,7 @@ machine() {
   if [ "$PROFILE" = 1 ]; then
     say "# PROFILE_LOAD=$PROFILE_LOAD PROFILE_COMMIT=$PROFILE_COMMIT PROFILE_SECONDS=$PROFILE_SECONDS WARMUP=$WARMUP PREFILL=$PREFILL"
   else
-    say "# ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP PREFILL=$PREFILL INTERVAL=$INTERVAL SINGLEFILE=$SINGLEFILE INMEMORY=$INMEMORY"
+    say "# ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP SETTLE=$SETTLE PREFILL=$PREFILL INTERVAL=$INTERVAL SINGLEFILE=$SINGLEFILE INMEMORY=$INMEMORY"
   fi
 }
 
@@ -526,6 +531,18 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "mem-publish $s round=$round peak_rss_kb=$(cat "$work/peak-$s") $(mem "${pid_of[$s]}")" >>"$results"
   done
 
+  # The same publish loads once more after SETTLE s of untimed load on every server: the steady state.
+  if [ "$SETTLE" -gt 0 ]; then
+    for s in "${servers[@]}"; do
+      show "h2load -c 12 -m 10 -D $SETTLE -d $work/body10 $(url "$s")/publish/settle"
+      h2load -c 12 -m 10 -D "$SETTLE" -d "$work/body10" "$(url "$s")/publish/settle" >/dev/null 2>&1 || true
+    done
+    for s in "${queues[@]}"; do curl -s -o /dev/null --cacert "$cert" -X DELETE "$(url "$s")/settle"; done
+    for s in $(order "$round" "${servers[@]}"); do run_h2load pub10-settled "$s" "$round" body10 12 10; done
+    for s in $(order "$round" "${servers[@]}"); do run_h2load pub1k-settled "$s" "$round" body1k 12 10; done
+    for s in $(order "$round" "${servers[@]}"); do run_h2load lat-settled "$s" "$round" body10 1 1; done
+  fi
+
   # Consume+ACK: the publish topics purged; before each shape, bench-consume on every MiniQueue server filled (topped
   # up) to PREFILL messages; each run stops once it has consumed 90 % of them.
   for s in "${queues[@]}"; do
@@ -550,9 +567,9 @@ echo | tee -a "$RESULTS/run.log"
 say "raw results (one line per run, also in $results):"
 sed 's/^/  /' "$results" | tee -a "$RESULTS/run.log"
 echo | tee -a "$RESULTS/run.log"
-python3 - "$results" "$ROUNDS" "$DURATION" "$PREFILL" <<'PY' | tee "$RESULTS/table.md" | tee -a "$RESULTS/run.log"
+python3 - "$results" "$ROUNDS" "$DURATION" "$PREFILL" "$SETTLE" <<'PY' | tee "$RESULTS/table.md" | tee -a "$RESULTS/run.log"
 import re, statistics, sys
-path, rounds, duration, prefill = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+path, rounds, duration, prefill, settle = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 runs = {}  # (row, server) -> {round: fields}
 loads = {}
 fills = []  # (server, fields), in order
@@ -624,17 +641,21 @@ print(f"| what | bare Kestrel | MiniQueue | ratio: median (min–max) of the {ro
 print("|---|---|---|---|")
 for v in variants:
     n = names[v]
-    for row, title in (("pub10", "publish, h2load `-c 12 -m 10`, 10-byte bodies, req/s"),
-                       ("pub1k", "publish, h2load `-c 12 -m 10`, 1 KiB bodies, req/s")):
-        print(f"| {n}: {title} | {cell(values(row, 'bare', 'rate'), k)} | {cell(values(row, v, 'rate'), k, True)} | {ratio_cell(values(row, v, 'rate'), values(row, 'bare', 'rate'))} |")
-    b50, m50 = values("lat", "bare", "p50_us"), values("lat", v, "p50_us")
-    b99, m99 = values("lat", "bare", "p99_us"), values("lat", v, "p99_us")
-    diffs = [m50[r] - b50[r] for r in sorted(set(m50) & set(b50))]
-    diff = "n/a" if not diffs else f"p50 **{statistics.median(diffs) / 1000:+.3f} ms**" + (f" ({min(diffs) / 1000:+.3f} to {max(diffs) / 1000:+.3f})" if len(diffs) > 1 else "")
     def latency(p50, p99, rate, bold):
         ms = lambda us: f"{us / 1000:.3f}"
         return f"p50 {cell(p50, ms, bold)} ms, p99 {median(p99, ms)} ms; {median(rate, k)} req/s"
-    print(f"| {n}: publish latency, h2load `-c 1 -m 1` (one stream), 10-byte bodies | {latency(b50, b99, values('lat', 'bare', 'rate'), False)} | {latency(m50, m99, values('lat', v, 'rate'), True)} | {diff} |")
+    for suffix, when in (("", ""), ("-settled", f", after {settle} s of load")):
+        if not any(key == ("pub10" + suffix, v) for key in runs):
+            continue
+        for row, title in (("pub10", "publish, h2load `-c 12 -m 10`, 10-byte bodies"),
+                           ("pub1k", "publish, h2load `-c 12 -m 10`, 1 KiB bodies")):
+            row += suffix
+            print(f"| {n}: {title}{when}, req/s | {cell(values(row, 'bare', 'rate'), k)} | {cell(values(row, v, 'rate'), k, True)} | {ratio_cell(values(row, v, 'rate'), values(row, 'bare', 'rate'))} |")
+        b50, m50 = values("lat" + suffix, "bare", "p50_us"), values("lat" + suffix, v, "p50_us")
+        b99, m99 = values("lat" + suffix, "bare", "p99_us"), values("lat" + suffix, v, "p99_us")
+        diffs = [m50[r] - b50[r] for r in sorted(set(m50) & set(b50))]
+        diff = "n/a" if not diffs else f"p50 **{statistics.median(diffs) / 1000:+.3f} ms**" + (f" ({min(diffs) / 1000:+.3f} to {max(diffs) / 1000:+.3f})" if len(diffs) > 1 else "")
+        print(f"| {n}: publish latency, h2load `-c 1 -m 1` (one stream), 10-byte bodies{when} | {latency(b50, b99, values('lat' + suffix, 'bare', 'rate'), False)} | {latency(m50, m99, values('lat' + suffix, v, 'rate'), True)} | {diff} |")
     for row, title in (("cons1", "consume+ACK, MiniQueueClient, 1 stream, msg/s"),
                        ("cons12", "consume+ACK, MiniQueueClient, 12 streams over 4 connections, msg/s")):
         target = values("consume-target", row, "n")
