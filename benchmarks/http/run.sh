@@ -13,6 +13,7 @@
 #   host           MiniQueue.Host (dotnet publish -c Release, framework-dependent), default flags: durable, fsync.
 #   host-interval  the same with -commit interval                                              (INTERVAL=0 leaves it out)
 #   host-sf        the single-file MiniQueue.Host (-r linux-x64), default flags                 (SINGLEFILE=1 adds it)
+#   host-aot       the Native AOT MiniQueue.Host (-r linux-x64 -p:PublishAot=true; needs gcc) (AOT=1 adds it)
 #   inmem          MiniQueue.HttpBench serve --mode miniqueue: the in-memory engine, NOT the product (INMEMORY=0 leaves it out)
 # Every round starts every server afresh (a host on a new, empty data directory), reads its memory 5 s after it
 # answers, warms each up untimed (h2load, 2 s), then runs each load against each server, one after the other, in an
@@ -61,6 +62,7 @@ PREFILL=${PREFILL:-300000}
 INTERVAL=${INTERVAL:-1}
 INMEMORY=${INMEMORY:-1}
 SINGLEFILE=${SINGLEFILE:-0}
+AOT=${AOT:-0}
 PROFILE=${PROFILE:-0}
 [ "${1:-}" = "--profile" ] && PROFILE=1
 PROFILE_LOAD=${PROFILE_LOAD:-pub10}          # pub10, pub1k, lat, cons1 or cons12
@@ -126,6 +128,10 @@ if [ "$SINGLEFILE" = 1 ] && [ "$PROFILE" != 1 ]; then
   show dotnet publish MiniQueue.Host -c Release -r linux-x64 -o "$work/host-sf"
   dotnet publish MiniQueue.Host -c Release -r linux-x64 -o "$work/host-sf" -v quiet -nologo >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; exit 1; }
 fi
+if [ "$AOT" = 1 ] && [ "$PROFILE" != 1 ]; then
+  show dotnet publish MiniQueue.Host -c Release -r linux-x64 -p:PublishAot=true -o "$work/host-aot"
+  dotnet publish MiniQueue.Host -c Release -r linux-x64 -p:PublishAot=true -o "$work/host-aot" -v quiet -nologo >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; exit 1; }
+fi
 show dotnet build benchmarks/MiniQueue.HttpBench -c Release
 dotnet build benchmarks/MiniQueue.HttpBench -c Release -v quiet -nologo >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; exit 1; }
 bench=(dotnet "$repo/benchmarks/MiniQueue.HttpBench/bin/Release/net10.0/MiniQueue.HttpBench.dll")
@@ -155,6 +161,7 @@ else
   add_server host host "MiniQueue.Host (durable, fsync: the defaults)"; servers+=(host)
   if [ "$INTERVAL" = 1 ]; then add_server host-interval host "MiniQueue.Host -commit interval"; servers+=(host-interval); fi
   if [ "$SINGLEFILE" = 1 ]; then add_server host-sf host "MiniQueue.Host single file (-r linux-x64)"; servers+=(host-sf); fi
+  if [ "$AOT" = 1 ]; then add_server host-aot host "MiniQueue.Host Native AOT (-r linux-x64 -p:PublishAot=true)"; servers+=(host-aot); fi
   if [ "$INMEMORY" = 1 ]; then add_server inmem inmem "in memory (HttpBench serve --mode miniqueue), not the product"; servers+=(inmem); fi
 fi
 queues=() # the servers that are a MiniQueue (not bare)
@@ -174,6 +181,7 @@ start_server() { # name round
     host)
       local exe="$host_dir/MiniQueue.Host"
       [ "$name" = host-sf ] && exe="$work/host-sf/MiniQueue.Host"
+      [ "$name" = host-aot ] && exe="$work/host-aot/MiniQueue.Host"
       cmd=("$exe" -port "${port[$name]}" -db "$db" -cert "$cert" -key "$key")
       [ "$name" = host-interval ] && cmd+=(-commit interval)
       [ "$PROFILE" = 1 ] && [ "$PROFILE_COMMIT" = interval ] && cmd+=(-commit interval)
@@ -370,7 +378,7 @@ machine() {
   if [ "$PROFILE" = 1 ]; then
     say "# PROFILE_LOAD=$PROFILE_LOAD PROFILE_COMMIT=$PROFILE_COMMIT PROFILE_SECONDS=$PROFILE_SECONDS WARMUP=$WARMUP PREFILL=$PREFILL"
   else
-    say "# ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP SETTLE=$SETTLE PREFILL=$PREFILL INTERVAL=$INTERVAL SINGLEFILE=$SINGLEFILE INMEMORY=$INMEMORY"
+    say "# ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP SETTLE=$SETTLE PREFILL=$PREFILL INTERVAL=$INTERVAL SINGLEFILE=$SINGLEFILE AOT=$AOT INMEMORY=$INMEMORY"
   fi
 }
 
@@ -630,11 +638,12 @@ def ratio_cell(mine, bare):
         text += f" ({min(ratios):.2f}–{max(ratios):.2f})"
     return text
 
-variants = [s for s in ("host", "host-interval", "host-sf", "inmem") if any(key[1] == s for key in runs)]
+variants = [s for s in ("host", "host-interval", "host-sf", "host-aot", "inmem") if any(key[1] == s for key in runs)]
 names = {
     "host": "MiniQueue.Host",
     "host-interval": "MiniQueue.Host `-commit interval`",
     "host-sf": "MiniQueue.Host single file",
+    "host-aot": "MiniQueue.Host Native AOT",
     "inmem": "in memory, **not the product** (HttpBench)",
 }
 print(f"| what | bare Kestrel | MiniQueue | ratio: median (min–max) of the {rounds} rounds |")
