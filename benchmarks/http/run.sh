@@ -124,13 +124,14 @@ say "# commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --
 host_dir="$work/host"
 show dotnet publish MiniQueue.Host -c Release -o "$host_dir"
 dotnet publish MiniQueue.Host -c Release -o "$host_dir" -v quiet -nologo >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; exit 1; }
-if [ "$SINGLEFILE" = 1 ] && [ "$PROFILE" != 1 ]; then
-  show dotnet publish MiniQueue.Host -c Release -r linux-x64 -o "$work/host-sf"
-  dotnet publish MiniQueue.Host -c Release -r linux-x64 -o "$work/host-sf" -v quiet -nologo >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; exit 1; }
-fi
-if [ "$AOT" = 1 ] && [ "$PROFILE" != 1 ]; then
-  show dotnet publish MiniQueue.Host -c Release -r linux-x64 -p:PublishAot=true -o "$work/host-aot"
-  dotnet publish MiniQueue.Host -c Release -r linux-x64 -p:PublishAot=true -o "$work/host-aot" -v quiet -nologo >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; exit 1; }
+publish_rid() { # server [publish options...]: the one-file builds, each into $work/<server>
+  local name=$1; shift
+  show dotnet publish MiniQueue.Host -c Release -r linux-x64 "$@" -o "$work/$name"
+  dotnet publish MiniQueue.Host -c Release -r linux-x64 "$@" -o "$work/$name" -v quiet -nologo >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; exit 1; }
+}
+if [ "$PROFILE" != 1 ]; then
+  [ "$SINGLEFILE" = 1 ] && publish_rid host-sf
+  [ "$AOT" = 1 ] && publish_rid host-aot -p:PublishAot=true
 fi
 show dotnet build benchmarks/MiniQueue.HttpBench -c Release
 dotnet build benchmarks/MiniQueue.HttpBench -c Release -v quiet -nologo >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; exit 1; }
@@ -180,8 +181,7 @@ start_server() { # name round
   case "${kind[$name]}" in
     host)
       local exe="$host_dir/MiniQueue.Host"
-      [ "$name" = host-sf ] && exe="$work/host-sf/MiniQueue.Host"
-      [ "$name" = host-aot ] && exe="$work/host-aot/MiniQueue.Host"
+      case "$name" in host-sf | host-aot) exe="$work/$name/MiniQueue.Host" ;; esac
       cmd=("$exe" -port "${port[$name]}" -db "$db" -cert "$cert" -key "$key")
       [ "$name" = host-interval ] && cmd+=(-commit interval)
       [ "$PROFILE" = 1 ] && [ "$PROFILE_COMMIT" = interval ] && cmd+=(-commit interval)
