@@ -227,13 +227,16 @@ internal sealed partial class LogStorage
             return false;
         }
 
+        // The reopened log takes records again, but what the old one lost (ACKs made while it failed, among them) is
+        // only in memory until these checkpoints are durable: an engine stopping now waits for them (one commit), as
+        // stopping here would lose acknowledged work.
         var lost = new LostRange(Store.TailAddress, firstNewId);
         try
         {
-            var written = await CheckpointTopicsAsync(long.MinValue, lost, _stopping.Token, everyTopic: true).ConfigureAwait(false);
+            var written = await CheckpointTopicsAsync(long.MinValue, lost, CancellationToken.None, everyTopic: true).ConfigureAwait(false);
             if (written is { } address and >= 0)
             {
-                await Store.WaitForCommitAsync(address, _stopping.Token).ConfigureAwait(false);
+                await Store.WaitForCommitAsync(address, CancellationToken.None).ConfigureAwait(false);
             }
 
             return written is not null;

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using MiniQueue.Storage;
 
 namespace MiniQueue.Tests.Storage;
@@ -51,6 +52,53 @@ public sealed class DiskFullTests
         Assert.That(
             (await DurableTestSupport.DrainAsync(reopened, "t")).Select(m => m.Text),
             Is.EqualTo(Enumerable.Range(20, 20 + extra).Select(i => $"m{i}").Append("after")));
+    }
+
+    [Test]
+    public async Task StoppingTheEngineTheMomentItsStoreRecovers_KeepsTheAcksMadeWhileTheStoreWasFailed()
+    {
+        using var filesystem = SmallFilesystem.Mount(FilesystemKind.Tmpfs, 16);
+        var options = DurableTestSupport.SmallLog(Path.Combine(filesystem.MountPoint, "data"));
+        var extra = 0;
+        await using (var queue = await DurableTestSupport.OpenAsync(options))
+        {
+            await PublishAsync(queue, 40);
+            await using var consumer = queue.Subscribe("t");
+            await AckAsync(consumer, 2);
+            var filler = filesystem.Fill();
+            while (true)
+            {
+                try
+                {
+                    await queue.PublishAsync("t", $"m{40 + extra}");
+                    extra++;
+                    Assert.That(extra, Is.LessThan(1000), "publishes were never refused");
+                }
+                catch (MiniQueueStoreException)
+                {
+                    break;
+                }
+            }
+
+            // These ACKs live only in memory until the store has recovered and checkpointed the topic again.
+            await AckAsync(consumer, 18);
+            await consumer.DisposeAsync();
+            File.Delete(filler);
+
+            // Stop at once when the store takes records again: its recovery checkpoint may not be written yet, and the
+            // engine must not stop before it is.
+            var waited = Stopwatch.StartNew();
+            while (!queue.IsWritable)
+            {
+                Assert.That(waited.Elapsed, Is.LessThan(TimeSpan.FromSeconds(60)), "the store never recovered");
+                await Task.Yield();
+            }
+        }
+
+        await using var reopened = await DurableTestSupport.OpenAsync(options);
+        Assert.That(
+            (await DurableTestSupport.DrainAsync(reopened, "t")).Select(m => m.Text),
+            Is.EqualTo(Enumerable.Range(20, 20 + extra).Select(i => $"m{i}")));
     }
 
     [Test]
