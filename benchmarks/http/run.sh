@@ -10,6 +10,9 @@
 # Servers, all on loopback, all serving one self-signed certificate made here with openssl (ECDSA P-256):
 #   bare           MiniQueue.HttpBench serve --mode bare: publish reads the body and answers 201; subscribe answers each
 #                  command line with one fixed 100-byte message line and a flush. The ceiling.
+#   bare-fsync     MiniQueue.HttpBench serve --mode bare-fsync: the bare publish route answering only after a group
+#                  commit (one write of what arrived and an fsync; two commits in flight): the ceiling of any server
+#                  that answers a publish once it is on disk. Publish loads only              (CEILING=0 leaves it out)
 #   host           MiniQueue.Host (dotnet publish -c Release, framework-dependent), default flags: durable, fsync.
 #   host-interval  the same with -commit interval                                              (INTERVAL=0 leaves it out)
 #   host-sf        the single-file MiniQueue.Host (-r linux-x64), default flags                 (SINGLEFILE=1 adds it)
@@ -61,6 +64,7 @@ SETTLE=${SETTLE:-30}
 PREFILL=${PREFILL:-300000}
 INTERVAL=${INTERVAL:-1}
 INMEMORY=${INMEMORY:-1}
+CEILING=${CEILING:-1}
 SINGLEFILE=${SINGLEFILE:-0}
 AOT=${AOT:-0}
 PROFILE=${PROFILE:-0}
@@ -159,6 +163,7 @@ if [ "$PROFILE" = 1 ]; then
   add_server host host "MiniQueue.Host -commit $PROFILE_COMMIT"; servers=(host)
 else
   add_server bare bare "bare Kestrel"; servers+=(bare)
+  if [ "$CEILING" = 1 ]; then add_server bare-fsync ceiling "bare Kestrel + fsync group commit"; servers+=(bare-fsync); fi
   add_server host host "MiniQueue.Host (durable, fsync: the defaults)"; servers+=(host)
   if [ "$INTERVAL" = 1 ]; then add_server host-interval host "MiniQueue.Host -commit interval"; servers+=(host-interval); fi
   if [ "$SINGLEFILE" = 1 ]; then add_server host-sf host "MiniQueue.Host single file (-r linux-x64)"; servers+=(host-sf); fi
@@ -166,7 +171,11 @@ else
   if [ "$INMEMORY" = 1 ]; then add_server inmem inmem "in memory (HttpBench serve --mode miniqueue), not the product"; servers+=(inmem); fi
 fi
 queues=() # the servers that are a MiniQueue (not bare)
-for s in "${servers[@]}"; do [ "${kind[$s]}" = bare ] || queues+=("$s"); done
+consumers=() # the servers the consume loads run against (not the durable ceiling, which only publishes)
+for s in "${servers[@]}"; do
+  case "${kind[$s]}" in bare) ;; ceiling) continue ;; *) queues+=("$s") ;; esac
+  consumers+=("$s")
+done
 
 url() { echo "https://127.0.0.1:${port[$1]}"; }
 mem() { # VmRSS, RssAnon, RssFile, VmHWM of a process, in kB
@@ -187,6 +196,7 @@ start_server() { # name round
       [ "$PROFILE" = 1 ] && [ "$PROFILE_COMMIT" = interval ] && cmd+=(-commit interval)
       ;;
     bare) cmd=("${bench[@]}" serve --mode bare --port "${port[$name]}" --cert "$cert" --key "$key") ;;
+    ceiling) cmd=("${bench[@]}" serve --mode bare-fsync --db "$db" --port "${port[$name]}" --cert "$cert" --key "$key") ;;
     inmem) cmd=("${bench[@]}" serve --mode miniqueue --port "${port[$name]}" --cert "$cert" --key "$key") ;;
   esac
   show "${cmd[*]} >$name.stdout 2>$name.stderr"
@@ -378,7 +388,7 @@ machine() {
   if [ "$PROFILE" = 1 ]; then
     say "# PROFILE_LOAD=$PROFILE_LOAD PROFILE_COMMIT=$PROFILE_COMMIT PROFILE_SECONDS=$PROFILE_SECONDS WARMUP=$WARMUP PREFILL=$PREFILL"
   else
-    say "# ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP SETTLE=$SETTLE PREFILL=$PREFILL INTERVAL=$INTERVAL SINGLEFILE=$SINGLEFILE AOT=$AOT INMEMORY=$INMEMORY"
+    say "# ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP SETTLE=$SETTLE PREFILL=$PREFILL INTERVAL=$INTERVAL CEILING=$CEILING SINGLEFILE=$SINGLEFILE AOT=$AOT INMEMORY=$INMEMORY"
   fi
 }
 
@@ -563,7 +573,7 @@ for round in $(seq 1 "$ROUNDS"); do
     target=$PREFILL
     echo "consume-target $1 round=$round n=$target" >>"$results"
     for s in "${queues[@]}"; do top_up "$s" "$target"; done
-    for s in $(order "$round" "${servers[@]}"); do run_consume "$1" "$s" "$round" "$2" "$3" "$target"; done
+    for s in $(order "$round" "${consumers[@]}"); do run_consume "$1" "$s" "$round" "$2" "$3" "$target"; done
   done
 
   for s in "${servers[@]}"; do stop_server "$s" "$round"; done
@@ -638,8 +648,9 @@ def ratio_cell(mine, bare):
         text += f" ({min(ratios):.2f}–{max(ratios):.2f})"
     return text
 
-variants = [s for s in ("host", "host-interval", "host-sf", "host-aot", "inmem") if any(key[1] == s for key in runs)]
+variants = [s for s in ("bare-fsync", "host", "host-interval", "host-sf", "host-aot", "inmem") if any(key[1] == s for key in runs)]
 names = {
+    "bare-fsync": "bare Kestrel + fsync group commit (the durable ceiling, **not the product**)",
     "host": "MiniQueue.Host",
     "host-interval": "MiniQueue.Host `-commit interval`",
     "host-sf": "MiniQueue.Host single file",
@@ -665,11 +676,15 @@ for v in variants:
         diffs = [m50[r] - b50[r] for r in sorted(set(m50) & set(b50))]
         diff = "n/a" if not diffs else f"p50 **{statistics.median(diffs) / 1000:+.3f} ms**" + (f" ({min(diffs) / 1000:+.3f} to {max(diffs) / 1000:+.3f})" if len(diffs) > 1 else "")
         print(f"| {n}: publish latency, h2load `-c 1 -m 1` (one stream), 10-byte bodies{when} | {latency(b50, b99, values('lat' + suffix, 'bare', 'rate'), False)} | {latency(m50, m99, values('lat' + suffix, v, 'rate'), True)} | {diff} |")
-    for row, title in (("cons1", "consume+ACK, MiniQueueClient, 1 stream, msg/s"),
-                       ("cons12", "consume+ACK, MiniQueueClient, 12 streams over 4 connections, msg/s")):
+    consume_rows = () if v == "bare-fsync" else (
+        ("cons1", "consume+ACK, MiniQueueClient, 1 stream, msg/s"),
+        ("cons12", "consume+ACK, MiniQueueClient, 12 streams over 4 connections, msg/s"))
+    for row, title in consume_rows:
         target = values("consume-target", row, "n")
         size = f"topic of {statistics.median(target.values()):,.0f} × 100 B, a run ends at 90 % of it" if target else "100-byte messages"
         print(f"| {n}: {title} ({size}) | {cell(values(row, 'bare', 'rate'), k)} | {cell(values(row, v, 'rate'), k, True)} | {ratio_cell(values(row, v, 'rate'), values(row, 'bare', 'rate'))} |")
+    if v == "bare-fsync":
+        continue
     # Memory: medians in the table, every round's figures in the raw results.
     idle = lambda s, key: values("mem-idle", s, key)
     fmt_idle = lambda s, bold: f"{median(idle(s, 'rss_kb'), mb, bold)} = {median(idle(s, 'anon_kb'), mb)} + {median(idle(s, 'file_kb'), mb)}"
@@ -678,6 +693,11 @@ for v in variants:
     hwm = lambda s: values("mem-publish", s, "hwm_kb")
     print(f"| {n}: peak RSS sampled during the publish runs; VmHWM after them | {cell(peak('bare'), mb)}; VmHWM {median(hwm('bare'), mb)} | {cell(peak(v), mb, True)}; VmHWM {median(hwm(v), mb)} | {ratio_cell(peak(v), peak('bare'))} |")
 print()
+if "bare-fsync" in variants and "host" in variants:
+    against = [f"{row} {ratio_cell(values(row, 'host', 'rate'), values(row, 'bare-fsync', 'rate'))}"
+               for row in ("pub10", "pub1k", "lat", "pub10-settled", "pub1k-settled", "lat-settled") if values(row, "host", "rate")]
+    print("MiniQueue.Host (durable, fsync) against the durable ceiling (bare-fsync) in the same round, req/s ratio, "
+          "median (min–max): " + "; ".join(against) + ".")
 print("Load average (1, 5, 15 min) before → after each round: " + "; ".join(
     f"round {r}: {loads[r].get('before', '?')} → {loads[r].get('after', '?')}" for r in sorted(loads)))
 if fills:
@@ -690,7 +710,7 @@ logs = [(s, f) for (row, s), by_round in runs.items() if row == "log" for f in b
 for s in variants:
     sizes = [num(f["bytes"]) for srv, f in logs if srv == s]
     lines = [num(f["lines"]) for srv, f in logs if srv == s]
-    if sizes and s != "inmem":
+    if sizes and s not in ("inmem", "bare-fsync"):
         print(f"{names[s]} wrote {statistics.median(lines):,.0f} log lines ({statistics.median(sizes) / 1e6:,.0f} MB) to stderr per round (median).")
 PY
 if [ -s "$problems" ]; then
