@@ -26,19 +26,7 @@ public sealed class DiskFullTests
             Assert.That(filesystem.AvailableBytes, Is.LessThan(4096));
 
             // A publish or two may still fit in the log's last allocated block; then they are refused.
-            while (true)
-            {
-                try
-                {
-                    await queue.PublishAsync("t", $"m{40 + extra}");
-                    extra++;
-                    Assert.That(extra, Is.LessThan(1000), "publishes were never refused");
-                }
-                catch (MiniQueueStoreException)
-                {
-                    break;
-                }
-            }
+            extra = await PublishUntilRefusedAsync(queue);
 
             // Consumers go on with nothing left on the disk: their ACKs cannot be written now, yet they must hold.
             await AckAsync(consumer, 18);
@@ -66,19 +54,7 @@ public sealed class DiskFullTests
             await using var consumer = queue.Subscribe("t");
             await AckAsync(consumer, 2);
             var filler = filesystem.Fill();
-            while (true)
-            {
-                try
-                {
-                    await queue.PublishAsync("t", $"m{40 + extra}");
-                    extra++;
-                    Assert.That(extra, Is.LessThan(1000), "publishes were never refused");
-                }
-                catch (MiniQueueStoreException)
-                {
-                    break;
-                }
-            }
+            extra = await PublishUntilRefusedAsync(queue);
 
             // These ACKs live only in memory until the store has recovered and checkpointed the topic again.
             await AckAsync(consumer, 18);
@@ -244,6 +220,25 @@ public sealed class DiskFullTests
         for (var i = 0; i < count; i++)
         {
             await queue.PublishAsync("t", $"m{i}");
+        }
+    }
+
+    /// <summary>Publishes m40, m41, ... until the store refuses one; how many it took.</summary>
+    private static async Task<int> PublishUntilRefusedAsync(MiniQueueEngine queue)
+    {
+        var taken = 0;
+        while (true)
+        {
+            try
+            {
+                await queue.PublishAsync("t", $"m{40 + taken}");
+                taken++;
+                Assert.That(taken, Is.LessThan(1000), "publishes were never refused");
+            }
+            catch (MiniQueueStoreException)
+            {
+                return taken;
+            }
         }
     }
 
