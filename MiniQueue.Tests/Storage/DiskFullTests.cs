@@ -15,22 +15,11 @@ public sealed class DiskFullTests
     {
         using var filesystem = SmallFilesystem.Mount(FilesystemKind.Tmpfs, 16);
         var options = DurableTestSupport.SmallLog(Path.Combine(filesystem.MountPoint, "data"));
-        var extra = 0;
+        int extra;
         await using (var queue = await DurableTestSupport.OpenAsync(options))
         {
-            await PublishAsync(queue, 40);
             await using var consumer = queue.Subscribe("t");
-            await AckAsync(consumer, 2);
-
-            var filler = filesystem.Fill();
-            Assert.That(filesystem.AvailableBytes, Is.LessThan(4096));
-
-            // A publish or two may still fit in the log's last allocated block; then they are refused.
-            extra = await PublishUntilRefusedAsync(queue);
-
-            // Consumers go on with nothing left on the disk: their ACKs cannot be written now, yet they must hold.
-            await AckAsync(consumer, 18);
-
+            (var filler, extra) = await FillTheDiskBetweenAcksAsync(filesystem, queue, consumer);
             File.Delete(filler);
             Assert.That(await DurableTestSupport.PublishEventuallyAsync(queue, "t", "after"), Is.True, "publishes are taken again once the space is back");
             Assert.That(queue.IsWritable, Is.True);
@@ -47,18 +36,16 @@ public sealed class DiskFullTests
     {
         using var filesystem = SmallFilesystem.Mount(FilesystemKind.Tmpfs, 16);
         var options = DurableTestSupport.SmallLog(Path.Combine(filesystem.MountPoint, "data"));
-        var extra = 0;
+        int extra;
         await using (var queue = await DurableTestSupport.OpenAsync(options))
         {
-            await PublishAsync(queue, 40);
-            await using var consumer = queue.Subscribe("t");
-            await AckAsync(consumer, 2);
-            var filler = filesystem.Fill();
-            extra = await PublishUntilRefusedAsync(queue);
+            // The ACKs made on the full disk live only in memory until the store has recovered and checkpointed the topic.
+            string filler;
+            await using (var consumer = queue.Subscribe("t"))
+            {
+                (filler, extra) = await FillTheDiskBetweenAcksAsync(filesystem, queue, consumer);
+            }
 
-            // These ACKs live only in memory until the store has recovered and checkpointed the topic again.
-            await AckAsync(consumer, 18);
-            await consumer.DisposeAsync();
             File.Delete(filler);
 
             // Stop at once when the store takes records again: its recovery checkpoint may not be written yet, and the
@@ -221,6 +208,25 @@ public sealed class DiskFullTests
         {
             await queue.PublishAsync("t", $"m{i}");
         }
+    }
+
+    /// <summary>
+    /// Publishes m0..m39 and ACKs two, fills the disk (the filler file is returned, to delete), publishes m40, m41, ...
+    /// until the store refuses one (how many it took is returned), then ACKs 18 more on the full disk.
+    /// </summary>
+    private static async Task<(string Filler, int Extra)> FillTheDiskBetweenAcksAsync(SmallFilesystem filesystem, MiniQueueEngine queue, MiniQueueConsumer consumer)
+    {
+        await PublishAsync(queue, 40);
+        await AckAsync(consumer, 2);
+        var filler = filesystem.Fill();
+        Assert.That(filesystem.AvailableBytes, Is.LessThan(4096));
+
+        // A publish or two may still fit in the log's last allocated block; then they are refused.
+        var extra = await PublishUntilRefusedAsync(queue);
+
+        // Consumers go on with nothing left on the disk: their ACKs cannot be written now, yet they must hold.
+        await AckAsync(consumer, 18);
+        return (filler, extra);
     }
 
     /// <summary>Publishes m40, m41, ... until the store refuses one; how many it took.</summary>
