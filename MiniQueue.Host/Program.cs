@@ -20,6 +20,7 @@ using Prometheus;
 
 // The standalone miniqueue: the original's flags turned into options, then the same AddMiniQueue/MapMiniQueue any
 // embedding application calls, plus /metrics and /healthz.
+Gen0Budget.ApplyOrReexecute(Console.Error);
 var (flags, exitCode) = Flags.Parse(args, Console.Error);
 if (flags is null)
 {

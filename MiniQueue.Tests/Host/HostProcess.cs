@@ -38,6 +38,9 @@ internal sealed partial class HostProcess : IAsyncDisposable
 
     public bool HasExited => _process.HasExited;
 
+    /// <summary>Its process id (the host's own, not a launcher's: <c>env</c> and the host's restart both keep it).</summary>
+    public int ProcessId => _process.Id;
+
     public string[] StandardError
     {
         get

@@ -5,7 +5,7 @@ namespace MiniQueue.Benchmarks;
 
 /// <summary>
 /// The memory a durable engine needs for 1 million queued 100-byte messages (--count to change), with the body cache
-/// off (only the index in memory) and at its default of 64 MiB.
+/// off (only the index in memory) and at its default (<see cref="MiniQueueOptions.BodyCacheBytes"/>).
 /// </summary>
 internal static class QueuedMemory
 {
@@ -15,7 +15,7 @@ internal static class QueuedMemory
         var payload = new byte[100];
         Console.WriteLine($"| body cache | queued messages | RSS before | RSS after | RSS per message | managed heap per message |");
         Console.WriteLine("|---:|---:|---:|---:|---:|---:|");
-        foreach (var cache in new[] { 0L, 64L * 1024 * 1024 })
+        foreach (var cache in new[] { 0L, new MiniQueueOptions().BodyCacheBytes })
         {
             var directory = NewDirectory(args, "memory");
             try
