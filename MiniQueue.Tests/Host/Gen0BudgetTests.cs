@@ -86,8 +86,9 @@ public sealed class Gen0BudgetTests
         }
     }
 
+    // /proc/PID/environ is NUL-terminated entries, as cmdline is.
     private static string[] EnvironmentOf(int processId) =>
-        Encoding.UTF8.GetString(File.ReadAllBytes($"/proc/{processId}/environ")).Split('\0', StringSplitOptions.RemoveEmptyEntries);
+        Gen0Budget.SplitCommandLine(File.ReadAllBytes($"/proc/{processId}/environ"));
 
     private static string[] CommandLineOf(int processId) =>
         Gen0Budget.SplitCommandLine(File.ReadAllBytes($"/proc/{processId}/cmdline"));
