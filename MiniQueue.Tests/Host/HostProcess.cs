@@ -54,6 +54,13 @@ internal sealed partial class HostProcess : IAsyncDisposable
 
     public static string HostAssembly => Path.Combine(AppContext.BaseDirectory, "MiniQueue.Host.dll");
 
+    /// <summary>
+    /// Whether the tests run against a Native AOT executable (<c>MINIQUEUE_HOST_EXECUTABLE</c>): its ELF file has the
+    /// section of ahead-of-time compiled managed code, <c>__managedcode</c>, which no CoreCLR host has.
+    /// </summary>
+    public static bool IsNativeAot { get; } = Environment.GetEnvironmentVariable("MINIQUEUE_HOST_EXECUTABLE") is { } path
+        && File.ReadAllBytes(path).AsSpan().IndexOf("__managedcode\0"u8) >= 0;
+
     /// <summary>A port nobody listens on now (the host binds it a moment later).</summary>
     public static int FreePort()
     {

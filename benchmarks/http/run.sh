@@ -275,6 +275,23 @@ print(" ".join(f"{k}={v}" for k, v in fields.items()))
 '
 }
 
+cpu_ticks() { # pid -> its user + system CPU time so far, in clock ticks (fields 14 and 15 of /proc/PID/stat)
+  awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo nan
+}
+
+cpu_per_request() { # ticks-before ticks-after h2load-fields -> cpu_us=N: the server's CPU microseconds per request
+  local rate
+  rate=$(echo "$3" | tr ' ' '\n' | sed -n 's/^rate=//p')
+  python3 -c '
+import sys
+try:
+    before, after, rate, duration, hz = (float(x) for x in sys.argv[1:])
+    print(f"cpu_us={(after - before) / hz * 1e6 / (rate * duration):.1f}" if rate > 0 and after >= before else "cpu_us=nan")
+except ValueError:
+    print("cpu_us=nan")
+' "$1" "$2" "$rate" "$DURATION" "$(getconf CLK_TCK)"
+}
+
 latency_fields() { # h2load --log-file -> p50_us p99_us of the requests in it
   python3 -c '
 import math, sys
@@ -301,9 +318,19 @@ run_h2load() { # row server round body conns streams [--log-file]
   cmd+=("$(url "$name")/publish/bench-publish")
   rm -f "$work/latency.log" # h2load appends to it
   show "${cmd[*]}"
+  # The server's CPU time (user + system, all threads) over the timed part of the run: read WARMUP s after h2load
+  # starts and again when it ends, divided by the requests of the timed part (rate x DURATION): cpu_us per request.
+  local pid=${pid_of[$name]} before
+  rm -f "$work/cpu-before"
+  ( sleep "$WARMUP"; cpu_ticks "$pid" >"$work/cpu-before" ) &
+  before=$!
   out=$("${cmd[@]}" 2>&1) || true
+  local after
+  after=$(cpu_ticks "$pid")
+  wait "$before" 2>/dev/null || true
   { echo "### $row $name round $round: ${cmd[*]}"; echo "$out"; } >>"$RESULTS/h2load.txt"
   fields=$(echo "$out" | h2load_fields)
+  fields="$fields $(cpu_per_request "$(cat "$work/cpu-before" 2>/dev/null)" "$after" "$fields")"
   [ "${row%-settled}" = lat ] && fields="$fields $(latency_fields "$work/latency.log")"
   echo "$row $name round=$round $fields" >>"$results"
   check_h2load "$row $name round $round" "$fields"
@@ -671,6 +698,11 @@ for v in variants:
                            ("pub1k", "publish, h2load `-c 12 -m 10`, 1 KiB bodies")):
             row += suffix
             print(f"| {n}: {title}{when}, req/s | {cell(values(row, 'bare', 'rate'), k)} | {cell(values(row, v, 'rate'), k, True)} | {ratio_cell(values(row, v, 'rate'), values(row, 'bare', 'rate'))} |")
+            # The server's own CPU time per request (a neighbour's load moves it less than req/s); the ratio is
+            # bare / this server, so that 1.00 means as little CPU per request as the bare app, as in the req/s rows.
+            us = lambda x: f"{x:.1f} µs"
+            mine, bare_cpu = values(row, v, "cpu_us"), values(row, "bare", "cpu_us")
+            print(f"| {n}: {title}{when}, server CPU per request | {cell(bare_cpu, us)} | {cell(mine, us, True)} | {ratio_cell(bare_cpu, mine)} |")
         b50, m50 = values("lat" + suffix, "bare", "p50_us"), values("lat" + suffix, v, "p50_us")
         b99, m99 = values("lat" + suffix, "bare", "p99_us"), values("lat" + suffix, v, "p99_us")
         diffs = [m50[r] - b50[r] for r in sorted(set(m50) & set(b50))]
