@@ -145,7 +145,9 @@ public sealed class StoreSeamTests
 
         // The second publish's own wait fails after its record was committed (a later commit failing first). The
         // first publish's completion finds it committed too and makes it visible: it is durable, and it was delivered.
+        // The failure waits for the first publish's completion: both resume on the thread pool, in either order.
         store.FailedWaits.Add(store.TailAddress);
+        store.FailedWaitsAfter = first;
         var second = queue.PublishAsync("t", "second").AsTask();
         store.Commit();
         await Task.WhenAll(first, second).WaitAsync(TestSupport.Bound);

@@ -84,7 +84,7 @@ internal sealed class InMemoryLogStore : ILogStore
         durable = IsCommitted(address) ? ValueTask.CompletedTask : WaitForCommitAsync(address);
         if (FailedWaits.Contains(address))
         {
-            durable = FailAfterAsync(durable);
+            durable = FailAfterAsync(durable, FailedWaitsAfter);
         }
 
         return address;
@@ -96,9 +96,16 @@ internal sealed class InMemoryLogStore : ILogStore
     /// </summary>
     public HashSet<long> FailedWaits { get; } = [];
 
-    private static async ValueTask FailAfterAsync(ValueTask committed)
+    /// <summary>
+    /// What a failing wait of <see cref="FailedWaits"/> appended from now on waits for after its commit, before it fails:
+    /// a test that needs another publish's completion to run first orders them with it (the thread pool does not).
+    /// </summary>
+    public Task FailedWaitsAfter { get; set; } = Task.CompletedTask;
+
+    private static async ValueTask FailAfterAsync(ValueTask committed, Task after)
     {
         await committed;
+        await after;
         await Task.Yield();
         throw new MiniQueueStoreException("A later commit failed before this wait was completed.");
     }
