@@ -13,10 +13,10 @@ internal sealed class RawConsumerStream : IAsyncDisposable
 {
     private readonly HttpRequestMessage _request;
     private readonly CommandStreamContent _content;
-    private readonly Stream _body;
+    private readonly Task<Stream> _body;
     private readonly PipeReader _lines;
 
-    private RawConsumerStream(HttpRequestMessage request, HttpResponseMessage response, CommandStreamContent content, Stream body, Stream lines)
+    private RawConsumerStream(HttpRequestMessage request, HttpResponseMessage response, CommandStreamContent content, Task<Stream> body, Stream lines)
     {
         _request = request;
         Response = response;
@@ -44,24 +44,28 @@ internal sealed class RawConsumerStream : IAsyncDisposable
             VersionPolicy = client.DefaultVersionPolicy,
         };
         var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, timeout.Token);
-        var body = await content.GetStreamAsync().WaitAsync(timeout.Token);
         var lines = await response.Content.ReadAsStreamAsync(timeout.Token);
-        return new RawConsumerStream(request, response, content, body, lines);
+
+        // The body is awaited when first written, not here: a refusal (a 429, say) that reaches the client before the
+        // handler starts sending the body ends the request without ever starting it.
+        return new RawConsumerStream(request, response, content, content.GetStreamAsync(), lines);
     }
 
     /// <summary>Writes raw text into the request body and flushes it.</summary>
     public async Task SendAsync(string raw)
     {
         using var timeout = new CancellationTokenSource(TestSupport.Bound);
-        await _body.WriteAsync(Encoding.UTF8.GetBytes(raw), timeout.Token);
-        await _body.FlushAsync(timeout.Token);
+        var body = await _body.WaitAsync(timeout.Token);
+        await body.WriteAsync(Encoding.UTF8.GetBytes(raw), timeout.Token);
+        await body.FlushAsync(timeout.Token);
     }
 
     public async Task SendBytesAsync(byte[] raw)
     {
         using var timeout = new CancellationTokenSource(TestSupport.Bound);
-        await _body.WriteAsync(raw, timeout.Token);
-        await _body.FlushAsync(timeout.Token);
+        var body = await _body.WaitAsync(timeout.Token);
+        await body.WriteAsync(raw, timeout.Token);
+        await body.FlushAsync(timeout.Token);
     }
 
     /// <summary>The next line, newline included, exactly as the server sent it; null at the end of the stream.</summary>
