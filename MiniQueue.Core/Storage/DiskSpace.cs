@@ -12,12 +12,17 @@ namespace MiniQueue.Storage;
 /// It is measured at most every second while there is plenty, and every 10 ms while it is short; between
 /// measurements every byte the log appended since the part it had written to the disk at the measurement counts as
 /// taken (appended records reach the disk a little later), so the estimate only errs on the safe side. Publishes are
-/// taken again once the room is back above the reserve by a sixteenth of it, so that the state does not flap.
+/// taken again once the room is back above the reserve by a sixteenth of it, and by at least
+/// <see cref="MinimumMarginBytes"/>, so that the state does not flap (with no reserve, a publish is refused when its
+/// record does not fit, and publishes are taken again once the room is back to that margin).
 /// </remarks>
 internal sealed class DiskSpace
 {
     private const long PlentyRefreshMs = 1000;
     private const long ShortRefreshMs = 10;
+
+    /// <summary>The least room above the reserve that ends refusals, whatever the reserve (a small one, or none).</summary>
+    public const long MinimumMarginBytes = 64 * 1024;
 
     private readonly string _directory;
     private readonly long? _maxBytes;
@@ -26,6 +31,9 @@ internal sealed class DiskSpace
     private readonly Func<long> _written;
     private readonly ILogger _logger;
     private readonly Lock _lock = new();
+
+    /// <summary>The room at which refusals end: above the reserve by a margin.</summary>
+    private readonly long _takenAgainAt;
     private long _measured;
     private long _writtenAtMeasure;
     private long _measuredAt;
@@ -49,6 +57,7 @@ internal sealed class DiskSpace
         _logger = logger;
         _measureAvailable = measureAvailable ?? (static path => new DriveInfo(path).AvailableFreeSpace);
         _measuredAt = long.MinValue / 2;
+        _takenAgainAt = reserveBytes + Math.Max(reserveBytes / 16, MinimumMarginBytes);
     }
 
     /// <summary>The room publishes leave untouched, in bytes.</summary>
@@ -74,7 +83,7 @@ internal sealed class DiskSpace
     public bool Refuses(long bytes)
     {
         var refusing = Volatile.Read(ref _refusing) != 0;
-        var threshold = refusing ? ReserveBytes + (ReserveBytes / 16) : ReserveBytes;
+        var threshold = refusing ? _takenAgainAt : ReserveBytes;
         var age = Environment.TickCount64 - Volatile.Read(ref _measuredAt);
         if (Estimate() - bytes >= threshold && age < PlentyRefreshMs)
         {
@@ -91,7 +100,7 @@ internal sealed class DiskSpace
         lock (_lock)
         {
             var refusing = _refusing != 0;
-            var threshold = refusing ? ReserveBytes + (ReserveBytes / 16) : ReserveBytes;
+            var threshold = refusing ? _takenAgainAt : ReserveBytes;
             var age = Environment.TickCount64 - _measuredAt;
             if (age >= PlentyRefreshMs || (Estimate() - bytes < threshold && age >= ShortRefreshMs))
             {

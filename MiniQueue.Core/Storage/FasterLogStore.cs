@@ -409,12 +409,11 @@ internal sealed class FasterLogStore : ILogStore
         catch (Exception exception) when (exception is not OperationCanceledException)
         {
             // The committer notes the failure too, but this waiter may hear of it first (unless the log was reopened since).
-            if (generation == Volatile.Read(ref _generation))
-            {
-                Interlocked.CompareExchange(ref _fault, exception, null);
-            }
-
-            throw new MiniQueueStoreException($"The log could not commit: {exception.Message}", exception);
+            // FASTER reports every failed write with the same code: the device's own account of it says why (a full disk).
+            var cause = generation == Volatile.Read(ref _generation)
+                ? Interlocked.CompareExchange(ref _fault, exception, null) ?? exception
+                : exception;
+            throw new MiniQueueStoreException($"The log could not commit: {cause.Message}", cause);
         }
     }
 
@@ -766,9 +765,10 @@ internal sealed class FasterLogStore : ILogStore
         }
         catch (Exception exception)
         {
-            Interlocked.CompareExchange(ref _fault, exception, null);
+            // The waiters hear the device's account of the failure if it gave one (FASTER's own says only "error code").
+            var fault = Interlocked.CompareExchange(ref _fault, exception, null) ?? exception;
             StoreLog.CommitFailed(_logger, _directory, exception);
-            _waiters.FailAll(exception);
+            _waiters.FailAll(fault);
         }
         finally
         {

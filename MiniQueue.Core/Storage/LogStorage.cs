@@ -78,7 +78,7 @@ internal sealed partial class LogStorage : IAsyncDisposable
         }
 
         return new MiniQueueStoreException(
-            "The message was not published: the disk of the durable store is nearly full (its free space is under the reserve). " +
+            "The message was not published: the disk of the durable store is full or nearly so (publishes stop while its free space, less the message, would be under the reserve). " +
             "Publishes are taken again once consumers have drained enough messages.");
     }
 

@@ -107,6 +107,7 @@ public sealed class DiskFullTests
         options.DiskReserveBytes = 0;
         var acknowledged = new List<string>();
         var refused = new List<string>();
+        var refusals = new List<MiniQueueStoreException>();
         await using (var queue = await DurableTestSupport.OpenAsync(options))
         {
             var next = 0;
@@ -123,11 +124,12 @@ public sealed class DiskFullTests
                             acknowledged.Add(text);
                         }
                     }
-                    catch (MiniQueueStoreException)
+                    catch (MiniQueueStoreException exception)
                     {
                         lock (acknowledged)
                         {
                             refused.Add(text);
+                            refusals.Add(exception);
                         }
 
                         return;
@@ -138,9 +140,12 @@ public sealed class DiskFullTests
             await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => Task.Run(PublisherAsync)));
             Assert.That(filesystem.AvailableBytes, Is.LessThan(64 * 1024), "the log filled the disk");
 
-            // Every publisher ended on a refusal (the loop above returns only then). Whether the store refuses records right
-            // now is not fixed: a write may have failed (the store then reopens its log as soon as it can), or the low-space
-            // check may have refused first (seen: "nearly full (its free space is under the reserve)" even with no reserve).
+            // Every publisher ended on a refusal that says the disk is full: the space check found its record would not
+            // fit, or a write failed for lack of space (the store then reopens its log as soon as it can, so whether it
+            // refuses right now is not fixed).
+            Assert.That(
+                refusals.Select(exception => exception.Message),
+                Has.All.Contains("the disk of the durable store is full").Or.Contains("failed: the disk is full"));
 
             // Something else frees space: the store comes back by itself.
             File.Delete(ballast);
@@ -301,6 +306,30 @@ public sealed class DiskSpaceTests
         Thread.Sleep(15);
         Assert.That(space.Refuses(0), Is.False);
         Assert.That(space.Refuses(0), Is.False);
+        Assert.That(logger.Collector.GetSnapshot().Select(record => record.Message[..20]), Is.EqualTo(new[] { "Publishes are refuse", "Publishes are taken " }));
+    }
+
+    [Test]
+    public void WithNoReserve_APublishIsRefusedWhenItsRecordDoesNotFit_AndRefusalsLastUntilTheMarginIsFree()
+    {
+        var available = 4 * 1024L;
+        var logger = new Microsoft.Extensions.Logging.Testing.FakeLogger();
+        var space = new DiskSpace("/data", reserveBytes: 0, maxBytes: null, () => 0, () => 0, logger, _ => available);
+
+        Assert.That(space.Refuses(1024), Is.False, "1 KiB fits in 4 KiB");
+        Assert.That(space.Refuses(8 * 1024), Is.True, "8 KiB does not");
+        Assert.That(space.IsLow, Is.True);
+
+        // The maintenance loop looks again with no message in hand: a few free bytes must not end the refusals (the
+        // health check, the disk_low gauge and the log would otherwise flap with every refused publish).
+        Thread.Sleep(15);
+        Assert.That(space.Refresh(0), Is.True);
+        Assert.That(space.Refuses(1024), Is.True, "refusing until the margin is free, even for a message that fits");
+
+        available = DiskSpace.MinimumMarginBytes;
+        Thread.Sleep(15);
+        Assert.That(space.Refresh(0), Is.False);
+        Assert.That(space.IsLow, Is.False);
         Assert.That(logger.Collector.GetSnapshot().Select(record => record.Message[..20]), Is.EqualTo(new[] { "Publishes are refuse", "Publishes are taken " }));
     }
 
