@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using MiniQueue.Engine;
 
 namespace MiniQueue.Storage;
@@ -33,7 +34,7 @@ internal sealed class BodyReadAhead(TopicQueue topic, ILogStore store, ReadAhead
     private bool _reserved;
 
     /// <summary>The read under way, if any.</summary>
-    private Read? _reading;
+    private ReadAheadRead? _reading;
 
     /// <summary>
     /// The body of <paramref name="entry"/>, taken from the window, or read with those of the messages after it; null
@@ -41,8 +42,8 @@ internal sealed class BodyReadAhead(TopicQueue topic, ILogStore store, ReadAhead
     /// </summary>
     public async ValueTask<ReadOnlyMemory<byte>?> TryReadAsync(MessageEntry entry)
     {
-        Read? waitFor = null;
-        Read? mine = null;
+        Task? waitFor = null;
+        ReadAheadRead? mine = null;
         lock (topic.SyncRoot)
         {
             if (TryTakeLocked(entry.Id, out var kept))
@@ -57,7 +58,8 @@ internal sealed class BodyReadAhead(TopicQueue topic, ILogStore store, ReadAhead
                     return null;
                 }
 
-                waitFor = reading;
+                // Its task, not the read: once done, the read is reused (with a new task) by the next.
+                waitFor = reading.Done.Task;
             }
             else
             {
@@ -71,7 +73,7 @@ internal sealed class BodyReadAhead(TopicQueue topic, ILogStore store, ReadAhead
 
         if (waitFor is not null)
         {
-            await waitFor.Done.Task.ConfigureAwait(false);
+            await waitFor.ConfigureAwait(false);
             lock (topic.SyncRoot)
             {
                 // Not "? kept : null": null would become an empty body through ReadOnlyMemory's conversion from arrays.
@@ -113,7 +115,7 @@ internal sealed class BodyReadAhead(TopicQueue topic, ILogStore store, ReadAhead
         }
     }
 
-    private Read? StartLocked(MessageEntry entry)
+    private ReadAheadRead? StartLocked(MessageEntry entry)
     {
         if (_window.Count != 0)
         {
@@ -132,23 +134,30 @@ internal sealed class BodyReadAhead(TopicQueue topic, ILogStore store, ReadAhead
             return null;
         }
 
-        var entries = new List<MessageEntry> { entry };
-        topic.UpcomingOnDiskLocked(entries, entry.Address + 1, entry.Address + WindowBytes, MaxMessages);
-        if (entries.Count == 1)
+        var read = budget.RentRead();
+        read.Entries.Add(entry);
+        topic.UpcomingOnDiskLocked(read.Entries, entry.Address + 1, entry.Address + WindowBytes, MaxMessages);
+        if (read.Entries.Count == 1)
         {
+            budget.ReturnRead(read);
             ReleaseLocked();
             return null;
         }
 
-        var read = new Read(entries);
+        foreach (var upcoming in read.Entries)
+        {
+            read.Ids.Add(upcoming.Id);
+        }
+
         _reading = read;
         return read;
     }
 
     /// <summary>Reads the log for <paramref name="read"/> (outside the lock), fills the window and wakes its waiters.</summary>
-    private ReadOnlyMemory<byte>? Finish(Read read, long ownId)
+    private ReadOnlyMemory<byte>? Finish(ReadAheadRead read, long ownId)
     {
-        List<(long Id, ReadOnlyMemory<byte> Body)> bodies;
+        List<(long Id, ReadOnlyMemory<byte> Body)> bodies = [];
+        ReadOnlyMemory<byte>? own = null;
         try
         {
             bodies = ReadBodies(read.Entries);
@@ -156,41 +165,52 @@ internal sealed class BodyReadAhead(TopicQueue topic, ILogStore store, ReadAhead
         catch (Exception exception) when (exception is IOException or UnauthorizedAccessException or ObjectDisposedException)
         {
             // The read ahead is only a shortcut: each body is read alone instead.
-            bodies = [];
         }
-
-        ReadOnlyMemory<byte>? own = null;
-        lock (topic.SyncRoot)
+        finally
         {
-            _reading = null;
-            foreach (var (id, body) in bodies)
+            // Whatever the read did, it ends here: its waiters read alone what the window does not have, and the next
+            // read may start (an unexpected failure goes on to this delivery, whose body is then not read ahead).
+            lock (topic.SyncRoot)
             {
-                if (id == ownId)
+                _reading = null;
+                foreach (var (id, body) in bodies)
                 {
-                    own = body;
-                    budget.CountDelivered();
+                    if (id == ownId)
+                    {
+                        own = body;
+                        budget.CountDelivered();
+                    }
+                    else
+                    {
+                        _window[id] = body;
+                    }
                 }
-                else
+
+                _windowLastId = read.Ids.Max();
+                if (_window.Count == 0)
                 {
-                    _window[id] = body;
+                    ReleaseLocked();
                 }
+
             }
 
-            _windowLastId = read.Ids.Max();
-            if (_window.Count == 0)
-            {
-                ReleaseLocked();
-            }
+            read.Done.TrySetResult();
+            budget.ReturnRead(read);
         }
 
-        read.Done.TrySetResult();
         return own;
     }
 
     /// <summary>One read of the log for the entries' publish records; the bodies of those that pass every check.</summary>
     private List<(long Id, ReadOnlyMemory<byte> Body)> ReadBodies(List<MessageEntry> entries)
     {
-        var records = store.ReadCommittedRecords([.. entries.Select(entry => (entry.Address, LogRecord.PublishLength(topic.NameUtf8.Length, entry.Length)))]);
+        var wanted = new (long Address, int Length)[entries.Count];
+        for (var i = 0; i < wanted.Length; i++)
+        {
+            wanted[i] = (entries[i].Address, LogRecord.PublishLength(topic.NameUtf8.Length, entries[i].Length));
+        }
+
+        var records = store.ReadCommittedRecords(wanted);
         var bodies = new List<(long, ReadOnlyMemory<byte>)>(entries.Count);
         for (var i = 0; i < entries.Count; i++)
         {
@@ -231,20 +251,36 @@ internal sealed class BodyReadAhead(TopicQueue topic, ILogStore store, ReadAhead
         }
     }
 
-    /// <summary>One read ahead: the entries it reads for, and its end, which deliveries of those entries wait for.</summary>
-    private sealed class Read(List<MessageEntry> entries)
+}
+
+/// <summary>
+/// One read ahead: the entries it reads for (and their ids), and its end, which deliveries of those entries wait for.
+/// Waiters keep only the task of <see cref="Done"/>, so once that is set the read may serve another.
+/// </summary>
+internal sealed class ReadAheadRead
+{
+    public List<MessageEntry> Entries { get; } = [];
+
+    public HashSet<long> Ids { get; } = [];
+
+    public TaskCompletionSource Done { get; private set; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Empties it for another read (a new <see cref="Done"/>: waiters of the last one may still look at theirs).</summary>
+    public void Reset()
     {
-        public List<MessageEntry> Entries { get; } = entries;
-
-        public HashSet<long> Ids { get; } = [.. entries.Select(static entry => entry.Id)];
-
-        public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        Entries.Clear();
+        Ids.Clear();
+        Done = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 }
 
 /// <summary>The room every topic's read-ahead windows share: <paramref name="windows"/> windows at a time.</summary>
 internal sealed class ReadAheadBudget(int windows)
 {
+    /// <summary>How many ended reads are kept for the next ones (each up to about 250 KB: lists of up to 4,096 entries).</summary>
+    private const int KeptReads = 4;
+
+    private readonly ConcurrentQueue<ReadAheadRead> _reads = new();
     private int _free = windows;
     private long _delivered;
 
@@ -266,6 +302,18 @@ internal sealed class ReadAheadBudget(int windows)
     }
 
     public void Release() => Interlocked.Increment(ref _free);
+
+    public ReadAheadRead RentRead() => _reads.TryDequeue(out var read) ? read : new ReadAheadRead();
+
+    /// <summary>Gives back a read whose <see cref="ReadAheadRead.Done"/> is set (or that never started).</summary>
+    public void ReturnRead(ReadAheadRead read)
+    {
+        if (_reads.Count < KeptReads)
+        {
+            read.Reset();
+            _reads.Enqueue(read);
+        }
+    }
 
     /// <summary>How many bodies were delivered from read-ahead windows (for tests).</summary>
     public long Delivered => Interlocked.Read(ref _delivered);

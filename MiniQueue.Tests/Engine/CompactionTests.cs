@@ -258,6 +258,8 @@ internal abstract class DelegatingStore(ILogStore inner) : ILogStore
     public virtual ValueTask<ReadOnlyMemory<byte>> ReadAsync(long address, int lengthHint = 0, CancellationToken cancellationToken = default) =>
         inner.ReadAsync(address, lengthHint, cancellationToken);
 
+    public virtual byte[]?[] ReadCommittedRecords(IReadOnlyList<(long Address, int Length)> records) => inner.ReadCommittedRecords(records);
+
     public IAsyncEnumerable<StoredRecord> ReplayAsync(CancellationToken cancellationToken = default) => inner.ReplayAsync(cancellationToken);
 
     public void TruncateUntil(long address) => inner.TruncateUntil(address);

@@ -65,6 +65,73 @@ public sealed class BodyReadAheadTests
         Assert.That(queue.BodiesReadAhead, Is.GreaterThan(1000));
     }
 
+    [Test]
+    public async Task AReadAheadThatFailsUnexpectedly_DoesNotHoldUpTheDeliveriesWaitingForIt()
+    {
+        using var directory = new TempDirectory();
+        var options = DurableTestSupport.SmallLog(directory.Path);
+        options.BodyCacheBytes = 0;
+        var store = new FailingReadAheadStore(FasterLogStore.Open(options, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance));
+        await using var queue = await MiniQueueEngine.OpenAsync(options, store, default);
+        var bodies = await PublishBodiesAsync(queue, 600, "f");
+
+        // The first read ahead fails with an exception the read ahead does not expect, after the other consumers have
+        // come to wait for it; each of them must go on (reading its body alone), and so must later reads ahead.
+        var received = new System.Collections.Concurrent.ConcurrentBag<string>();
+        var failed = 0;
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Task.Run(async () =>
+        {
+            await using var consumer = queue.Subscribe("t");
+            while (true)
+            {
+                string? text;
+                try
+                {
+                    text = await ReceiveOrNullAsync(consumer);
+                }
+                catch (MiniQueueStoreException)
+                {
+                    // The consumer holds the message whose body it could not read: NACK gives it back.
+                    Interlocked.Increment(ref failed);
+                    await consumer.NackAsync();
+                    continue;
+                }
+
+                if (text is null)
+                {
+                    return;
+                }
+
+                received.Add(text);
+                await consumer.AckAsync();
+            }
+        }))).WaitAsync(TimeSpan.FromSeconds(30)); // a delivery left waiting for the failed read would wait for ever
+
+        Assert.That(store.Failures, Is.EqualTo(1));
+        Assert.That(failed, Is.LessThanOrEqualTo(1), "only the delivery whose read failed saw it");
+        Assert.That(received, Is.EquivalentTo(bodies), "every message once, with its own body");
+        Assert.That(queue.BodiesReadAhead, Is.GreaterThan(300), "reads ahead went on after the failed one");
+    }
+
+    /// <summary>A store whose first read ahead waits a moment, then fails with an exception of no expected kind.</summary>
+    private sealed class FailingReadAheadStore(ILogStore inner) : MiniQueue.Tests.Engine.DelegatingStore(inner)
+    {
+        private int _failures;
+
+        public int Failures => Volatile.Read(ref _failures);
+
+        public override byte[]?[] ReadCommittedRecords(IReadOnlyList<(long Address, int Length)> records)
+        {
+            if (Interlocked.CompareExchange(ref _failures, 1, 0) == 0)
+            {
+                Thread.Sleep(100);
+                throw new InvalidOperationException("a read ahead that failed unexpectedly");
+            }
+
+            return base.ReadCommittedRecords(records);
+        }
+    }
+
     /// <summary>The next message's text, or null once the topic stays empty for a moment.</summary>
     private static async Task<string?> ReceiveOrNullAsync(MiniQueueConsumer consumer)
     {
