@@ -191,7 +191,6 @@ internal sealed class BodyReadAhead(TopicQueue topic, ILogStore store, ReadAhead
                 {
                     ReleaseLocked();
                 }
-
             }
 
             read.Done.TrySetResult();
@@ -250,7 +249,6 @@ internal sealed class BodyReadAhead(TopicQueue topic, ILogStore store, ReadAhead
             budget.Release();
         }
     }
-
 }
 
 /// <summary>

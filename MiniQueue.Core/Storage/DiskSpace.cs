@@ -83,7 +83,7 @@ internal sealed class DiskSpace
     public bool Refuses(long bytes)
     {
         var refusing = Volatile.Read(ref _refusing) != 0;
-        var threshold = refusing ? _takenAgainAt : ReserveBytes;
+        var threshold = ThresholdWhile(refusing);
         var age = Environment.TickCount64 - Volatile.Read(ref _measuredAt);
         if (Estimate() - bytes >= threshold && age < PlentyRefreshMs)
         {
@@ -100,7 +100,7 @@ internal sealed class DiskSpace
         lock (_lock)
         {
             var refusing = _refusing != 0;
-            var threshold = refusing ? _takenAgainAt : ReserveBytes;
+            var threshold = ThresholdWhile(refusing);
             var age = Environment.TickCount64 - _measuredAt;
             if (age >= PlentyRefreshMs || (Estimate() - bytes < threshold && age >= ShortRefreshMs))
             {
@@ -135,6 +135,9 @@ internal sealed class DiskSpace
             return Estimate() - bytes >= ReserveBytes / 4;
         }
     }
+
+    /// <summary>The room a publish must leave: the reserve, or while refusing, the reserve and a margin.</summary>
+    private long ThresholdWhile(bool refusing) => refusing ? _takenAgainAt : ReserveBytes;
 
     private long Estimate() => Volatile.Read(ref _measured) - Math.Max(0, _tail() - Volatile.Read(ref _writtenAtMeasure));
 

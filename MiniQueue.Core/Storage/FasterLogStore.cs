@@ -410,9 +410,7 @@ internal sealed class FasterLogStore : ILogStore
         {
             // The committer notes the failure too, but this waiter may hear of it first (unless the log was reopened since).
             // FASTER reports every failed write with the same code: the device's own account of it says why (a full disk).
-            var cause = generation == Volatile.Read(ref _generation)
-                ? Interlocked.CompareExchange(ref _fault, exception, null) ?? exception
-                : exception;
+            var cause = generation == Volatile.Read(ref _generation) ? NoteFault(exception) : exception;
             throw new MiniQueueStoreException($"The log could not commit: {cause.Message}", cause);
         }
     }
@@ -766,7 +764,7 @@ internal sealed class FasterLogStore : ILogStore
         catch (Exception exception)
         {
             // The waiters hear the device's account of the failure if it gave one (FASTER's own says only "error code").
-            var fault = Interlocked.CompareExchange(ref _fault, exception, null) ?? exception;
+            var fault = NoteFault(exception);
             StoreLog.CommitFailed(_logger, _directory, exception);
             _waiters.FailAll(fault);
         }
@@ -789,6 +787,9 @@ internal sealed class FasterLogStore : ILogStore
             }
         }
     }
+
+    /// <summary>Notes <paramref name="exception"/> as the log's fault unless one is noted already; returns the one that stands.</summary>
+    private Exception NoteFault(Exception exception) => Interlocked.CompareExchange(ref _fault, exception, null) ?? exception;
 
     private void ThrowIfFaulted()
     {
