@@ -251,7 +251,8 @@ sampler() { # pid file
     while read -r key value _; do
       if [ "$key" = VmRSS: ]; then [ "$value" -gt "$max" ] && max=$value; break; fi
     done 2>/dev/null <"/proc/$1/status" || break
-    echo "$max" >"$2"
+    # Written aside and renamed: a sampler killed in the middle of a write must not leave the file empty.
+    echo "$max" >"$2.new" && mv -f "$2.new" "$2"
     sleep 0.2
   done
 }
