@@ -38,7 +38,7 @@ internal sealed partial class TopicQueue
     private readonly Stack<MessageEntry> _front = new();
     private readonly Queue<MessageEntry> _due = new();
     private readonly PriorityQueue<MessageEntry, DueKey> _delayed = new();
-    private readonly ChunkedQueue<MessageEntry> _ready = new();
+    private readonly EntryQueue _ready = new();
 
     /// <summary>The idempotency keys the topic remembers (see <see cref="IdempotencyKeys"/>).</summary>
     private readonly IdempotencyKeys _keys;
