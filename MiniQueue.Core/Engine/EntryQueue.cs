@@ -3,16 +3,19 @@ using System.Collections;
 namespace MiniQueue.Engine;
 
 /// <summary>
-/// A topic's ready messages, first in first out, in chunks stored column by column: 12 bytes a message in the usual
-/// case (its id and its address as 32-bit offsets from the chunk's first, and its length), against 32 for an array of
-/// <see cref="MessageEntry"/>. A cached body and a DACK count take a column of their own only in a chunk that has one.
-/// The columns hold no references, so the GC does not scan a long queue's index. Chunks start small (an empty topic
-/// costs well under a kilobyte), double up to <see cref="ChunkSize"/> entries (under the large object heap's 85,000
-/// bytes), are added and dropped as the queue grows and drains, and one is kept spare so that a short queue reuses it.
+/// A topic's ready messages, first in first out, in chunks stored column by column. Each column of a chunk (ids, log
+/// addresses, lengths) stores only how its values differ from a guess made from the chunk's first two (see
+/// <see cref="PackedColumn"/>): messages published one after the other with bodies of one size cost next to nothing,
+/// others 2 to 4 bytes a column, and a value far from the rest (a message put back long after it was published) 8 in
+/// its chunk; an array of <see cref="MessageEntry"/> takes 32 bytes a message. A cached body and a DACK count take a
+/// column of their own only in a chunk that has one. The columns hold no references, so the GC does not scan a long
+/// queue's index. Chunks start small (an empty topic costs well under a kilobyte), double up to
+/// <see cref="ChunkSize"/> entries (under the large object heap's 85,000 bytes), are added and dropped as the queue
+/// grows and drains, and one is kept spare so that a short queue reuses it.
 /// </summary>
 internal sealed class EntryQueue : IEnumerable<MessageEntry>
 {
-    /// <summary>The entries of a full chunk: 2,048, 8 KiB a column.</summary>
+    /// <summary>The entries of a full chunk: 2,048, at most 16 KiB a column.</summary>
     public const int ChunkSize = 2048;
 
     /// <summary>The entries of a queue's first chunk.</summary>
@@ -120,72 +123,142 @@ internal sealed class EntryQueue : IEnumerable<MessageEntry>
     IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();
 
     /// <summary>
-    /// A column of 64-bit values kept as 32-bit offsets from the value at index 0, until one does not fit: then in full.
-    /// The arithmetic wraps, so any value comes back exactly. Index 0 is always the first written after the chunk was
-    /// (re)started, when nothing in it is live, so writing it starts the column over.
+    /// A column of 64-bit values stored as what each differs from a guess: the chunk's first value plus the entry's
+    /// index times a step (1 for ids published one after the other, a record's size for addresses written one after the
+    /// other, 0 for lengths that repeat). While every value is its guess the column stores nothing; otherwise it stores
+    /// the differences in 16 or 32 bits, the narrowest that has fitted every one so far, or the values in full. The
+    /// arithmetic wraps, so any value comes back exactly. Index 0 is always the first written after the chunk was
+    /// (re)started, when nothing in it is live, so writing it starts the column over; the array it last used is kept
+    /// for the next fill.
     /// </summary>
-    private struct LongColumn(int capacity)
+    private struct PackedColumn(int capacity, bool learnsStep)
     {
-        private readonly int[] _offsets = new int[capacity];
-        private long[]? _full;
-        private long _first;
+        private const byte Exact = 0;
+        private const byte Shorts = 1;
+        private const byte Ints = 2;
+        private const byte Full = 3;
 
-        public readonly long Get(int index) => _full is { } full ? full[index] : _first + _offsets[index];
+        private long _first;
+        private long _step;
+        private byte _width;
+        private short[]? _shorts;
+        private int[]? _ints;
+        private long[]? _full;
+
+        public readonly long Get(int index) => _width switch
+        {
+            Exact => _first + (index * _step),
+            Shorts => _first + (index * _step) + _shorts![index],
+            Ints => _first + (index * _step) + _ints![index],
+            _ => _full![index],
+        };
 
         public void Set(int index, long value)
         {
             if (index == 0)
             {
                 _first = value;
-                _full = null;
-                _offsets[0] = 0;
+                _step = 0;
+                _width = Exact;
                 return;
             }
 
-            if (_full is { } full)
+            if (index == 1 && learnsStep && value - _first is >= int.MinValue and <= int.MaxValue and var step)
             {
-                full[index] = value;
-                return;
+                // Entry 0 is its own guess whatever the step, so the step can be taken from entry 1.
+                _step = step;
             }
 
-            var offset = value - _first;
-            if (offset is >= int.MinValue and <= int.MaxValue)
+            var difference = value - (_first + (index * _step));
+            var width = difference == 0 ? Exact
+                : difference is >= short.MinValue and <= short.MaxValue ? Shorts
+                : difference is >= int.MinValue and <= int.MaxValue ? Ints
+                : Full;
+            if (width > _width)
             {
-                _offsets[index] = (int)offset;
-                return;
+                Widen(index, width);
             }
 
-            full = new long[_offsets.Length];
-            for (var i = 0; i < index; i++)
+            switch (_width)
             {
-                full[i] = _first + _offsets[i];
+                case Exact:
+                    break;
+                case Shorts:
+                    _shorts![index] = (short)difference;
+                    break;
+                case Ints:
+                    _ints![index] = (int)difference;
+                    break;
+                default:
+                    _full![index] = value;
+                    break;
+            }
+        }
+
+        /// <summary>Stores the first <paramref name="count"/> entries at least <paramref name="width"/> wide.</summary>
+        private void Widen(int count, byte width)
+        {
+            var (shorts, ints, full, from) = (_shorts, _ints, _full, _width);
+
+            // Reuse the array a previous fill left if it is wide enough (while the column stores nothing it is the only
+            // array); otherwise make one and let the others go.
+            var to = full is not null ? Full : ints is not null ? Ints : shorts is not null ? Shorts : Exact;
+            if (to < width)
+            {
+                to = width;
+                _shorts = to == Shorts ? new short[capacity] : null;
+                _ints = to == Ints ? new int[capacity] : null;
+                _full = to == Full ? new long[capacity] : null;
             }
 
-            full[index] = value;
-            _full = full;
+            for (var i = 0; i < count; i++)
+            {
+                var guess = _first + (i * _step);
+                var difference = from switch
+                {
+                    Exact => 0L,
+                    Shorts => shorts![i],
+                    Ints => ints![i],
+                    _ => full![i] - guess,
+                };
+                switch (to)
+                {
+                    case Shorts:
+                        _shorts![i] = (short)difference;
+                        break;
+                    case Ints:
+                        _ints![i] = (int)difference;
+                        break;
+                    default:
+                        _full![i] = guess + difference;
+                        break;
+                }
+            }
+
+            _width = to;
         }
     }
 
     private sealed class Chunk(int capacity)
     {
-        private LongColumn _ids = new(capacity);
-        private LongColumn _addresses = new(capacity);
-        private readonly int[] _lengths = new int[capacity];
+        private PackedColumn _ids = new(capacity, learnsStep: true);
+        private PackedColumn _addresses = new(capacity, learnsStep: true);
+        private PackedColumn _lengths = new(capacity, learnsStep: false);
         private byte[]?[]? _bodies;
         private int[]? _dackCounts;
 
-        public int Capacity => _lengths.Length;
+        public int Capacity { get; } = capacity;
 
         public Chunk? Next { get; set; }
 
         public MessageEntry Get(int index) =>
-            new(_ids.Get(index), _addresses.Get(index), _bodies?[index], _lengths[index], _dackCounts is null ? 0 : _dackCounts[index]);
+            new(_ids.Get(index), _addresses.Get(index), _bodies?[index], (int)_lengths.Get(index), _dackCounts is null ? 0 : _dackCounts[index]);
 
         public void Set(int index, in MessageEntry entry)
         {
             _ids.Set(index, entry.Id);
             _addresses.Set(index, entry.Address);
-            _lengths[index] = entry.Length;
+            _lengths.Set(index, entry.Length);
             if (entry.Body is not null)
             {
                 (_bodies ??= new byte[]?[Capacity])[index] = entry.Body;
