@@ -34,7 +34,23 @@ internal sealed class EntryQueue : IEnumerable<MessageEntry>
 
     public int Count { get; private set; }
 
-    public void Enqueue(in MessageEntry entry)
+    public void Enqueue(in MessageEntry entry) => Append(entry);
+
+    /// <summary>
+    /// Adds an entry with the key it is ordered by (a lane of <see cref="DelayedQueue"/>); keys are stored the way the
+    /// entries are, so keys that grow with the entries cost next to nothing.
+    /// </summary>
+    public void Enqueue(in MessageEntry entry, DueKey key)
+    {
+        var (chunk, index) = Append(entry);
+        chunk.SetKey(index, key);
+        LastKey = key;
+    }
+
+    /// <summary>The key of the last entry <see cref="Enqueue(in MessageEntry, DueKey)"/> added.</summary>
+    public DueKey LastKey { get; private set; }
+
+    private (Chunk Chunk, int Index) Append(in MessageEntry entry)
     {
         if (_tailIndex == _tail.Capacity)
         {
@@ -45,11 +61,13 @@ internal sealed class EntryQueue : IEnumerable<MessageEntry>
             _tailIndex = 0;
         }
 
-        _tail.Set(_tailIndex++, entry);
+        var index = _tailIndex++;
+        _tail.Set(index, entry);
         Count++;
+        return (_tail, index);
     }
 
-    /// <summary>The entry <see cref="TryDequeue"/> would return next, left in place.</summary>
+    /// <summary>The entry <see cref="TryDequeue(out MessageEntry)"/> would return next, left in place.</summary>
     public bool TryPeek(out MessageEntry entry)
     {
         if (Count == 0)
@@ -60,6 +78,20 @@ internal sealed class EntryQueue : IEnumerable<MessageEntry>
 
         entry = _head.Get(_headIndex);
         return true;
+    }
+
+    /// <summary>The entry <see cref="TryDequeue(out MessageEntry, out DueKey)"/> would return next, and its key.</summary>
+    public bool TryPeek(out MessageEntry entry, out DueKey key)
+    {
+        key = Count == 0 ? default : _head.GetKey(_headIndex);
+        return TryPeek(out entry);
+    }
+
+    /// <summary>Takes the next entry and the key it was added with.</summary>
+    public bool TryDequeue(out MessageEntry entry, out DueKey key)
+    {
+        key = Count == 0 ? default : _head.GetKey(_headIndex);
+        return TryDequeue(out entry);
     }
 
     public bool TryDequeue(out MessageEntry entry)
@@ -117,6 +149,24 @@ internal sealed class EntryQueue : IEnumerable<MessageEntry>
     }
 
     public Enumerator GetEnumerator() => new(this);
+
+    /// <summary>The entries in order with their keys (a keyed queue's); the queue must not change meanwhile.</summary>
+    public IEnumerable<(MessageEntry Element, DueKey Priority)> KeyedItems()
+    {
+        var chunk = _head;
+        var index = _headIndex;
+        for (var left = Count; left > 0; left--)
+        {
+            if (index == chunk.Capacity)
+            {
+                chunk = chunk.Next!;
+                index = 0;
+            }
+
+            yield return (chunk.Get(index), chunk.GetKey(index));
+            index++;
+        }
+    }
 
     IEnumerator<MessageEntry> IEnumerable<MessageEntry>.GetEnumerator() => GetEnumerator();
 
@@ -244,6 +294,10 @@ internal sealed class EntryQueue : IEnumerable<MessageEntry>
         private PackedColumn _ids = new(capacity, learnsStep: true);
         private PackedColumn _addresses = new(capacity, learnsStep: true);
         private PackedColumn _lengths = new(capacity, learnsStep: false);
+
+        // Only a keyed queue (a lane of DelayedQueue) writes these; they allocate nothing until then.
+        private PackedColumn _dueTicks = new(capacity, learnsStep: true);
+        private PackedColumn _sequences = new(capacity, learnsStep: true);
         private byte[]?[]? _bodies;
         private int[]? _dackCounts;
 
@@ -276,6 +330,14 @@ internal sealed class EntryQueue : IEnumerable<MessageEntry>
             {
                 _dackCounts[index] = 0;
             }
+        }
+
+        public DueKey GetKey(int index) => new(_dueTicks.Get(index), _sequences.Get(index));
+
+        public void SetKey(int index, DueKey key)
+        {
+            _dueTicks.Set(index, key.DueTicks);
+            _sequences.Set(index, key.Sequence);
         }
 
         /// <summary>Lets go of a dequeued entry's body, so that the GC can take it.</summary>

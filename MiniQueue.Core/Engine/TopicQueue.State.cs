@@ -199,8 +199,13 @@ internal sealed partial class TopicQueue
             _due.Enqueue(entry);
         }
 
-        var delayed = _delayed.UnorderedItems.ToArray();
-        _delayed.Clear();
+        // Taken earliest first (a merge of the lanes), so that they go back in order: into one lane.
+        var delayed = new List<(MessageEntry Entry, DueKey Key)>(_delayed.Count);
+        while (_delayed.TryDequeue(out var entry, out var key))
+        {
+            delayed.Add((entry, key));
+        }
+
         foreach (var (entry, key) in delayed)
         {
             if (Rewrite(entry) is { } kept)

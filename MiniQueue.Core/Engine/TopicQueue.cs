@@ -36,8 +36,8 @@ internal sealed partial class TopicQueue
     private bool _moveScheduled;
 
     private readonly Stack<MessageEntry> _front = new();
-    private readonly Queue<MessageEntry> _due = new();
-    private readonly PriorityQueue<MessageEntry, DueKey> _delayed = new();
+    private readonly EntryQueue _due = new();
+    private readonly DelayedQueue _delayed = new();
     private readonly EntryQueue _ready = new();
 
     /// <summary>The idempotency keys the topic remembers (see <see cref="IdempotencyKeys"/>).</summary>
@@ -558,9 +558,9 @@ internal sealed partial class TopicQueue
 
     private void PromoteDueLocked(long now)
     {
-        while (_delayed.TryPeek(out var entry, out var key) && key.DueTicks <= now)
+        while (_delayed.TryPeek(out _, out var key) && key.DueTicks <= now)
         {
-            _delayed.Dequeue();
+            _delayed.TryDequeue(out var entry, out _);
             _due.Enqueue(entry);
         }
     }

@@ -5,11 +5,14 @@
 #
 #   benchmarks/http/long-queue.sh                 # COUNT=10000000, about 2 minutes here
 #   COUNT=1000000 benchmarks/http/long-queue.sh
+#   DELAY=3600 benchmarks/http/long-queue.sh      # published with ?delay=3600: all of them delayed, none ready
 #
 # Needs h2load (apt-get install -y nghttp2-client), openssl, curl and dotnet-trace (dotnet tool install -g dotnet-trace).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 COUNT=${COUNT:-10000000}
+DELAY=${DELAY:-}
+query=${DELAY:+?delay=$DELAY}
 PORT=${PORT:-18460}
 trace=${DOTNET_TRACE:-$(command -v dotnet-trace || echo "$HOME/.dotnet/tools/dotnet-trace")}
 for tool in h2load openssl curl "$trace"; do
@@ -35,11 +38,12 @@ echo "# $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); publishin
 "$trace" collect -p "$pid" --profile gc-collect -o "$work/gc.nettrace" >"$work/trace.log" 2>&1 &
 tracer=$!
 sleep 2
-echo "\$ h2load -n $COUNT -c 12 -m 100 -d BODY https://127.0.0.1:$PORT/publish/long"
-h2load -n "$COUNT" -c 12 -m 100 -d "$work/body" "https://127.0.0.1:$PORT/publish/long" | grep -E "^finished in|^status codes|^requests:"
+echo "\$ h2load -n $COUNT -c 12 -m 100 -d BODY https://127.0.0.1:$PORT/publish/long$query"
+h2load -n "$COUNT" -c 12 -m 100 -d "$work/body" "https://127.0.0.1:$PORT/publish/long$query" | grep -E "^finished in|^status codes|^requests:"
 sleep 1
 echo "# host memory after: $(grep -E 'VmRSS|VmHWM|RssAnon' /proc/$pid/status | tr -s ' \t' ' ' | tr '\n' ' ')"
-echo "# queued: $(curl -sk "https://127.0.0.1:$PORT/metrics" | grep -E '^miniqueue_messages_ready\{topic="long"\}' | cut -d' ' -f2)"
+metrics=$(curl -sk "https://127.0.0.1:$PORT/metrics")
+echo "# queued: $(grep -E '^miniqueue_messages_ready\{topic="long"\}' <<<"$metrics" | cut -d' ' -f2) ready, $(grep -E '^miniqueue_messages_delayed\{topic="long"\}' <<<"$metrics" | cut -d' ' -f2) delayed"
 # The tracer stops when the host does (a background job ignores SIGINT, so it cannot be stopped the Ctrl+C way).
 kill -TERM "$pid"
 wait "$pid" || true
