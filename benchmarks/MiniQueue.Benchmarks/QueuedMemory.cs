@@ -5,7 +5,9 @@ namespace MiniQueue.Benchmarks;
 
 /// <summary>
 /// The memory a durable engine needs for 1 million queued 100-byte messages (--count to change), with the body cache
-/// off (only the index in memory) and at its default (<see cref="MiniQueueOptions.BodyCacheBytes"/>).
+/// off (only the index in memory) and at its default (<see cref="MiniQueueOptions.BodyCacheBytes"/>); with --delayed,
+/// for as many published with a delay of an hour (cache off), which wait as delayed messages. A row's "before" carries
+/// what the rows before it left in the process, so --delayed runs alone.
 /// </summary>
 internal static class QueuedMemory
 {
@@ -15,8 +17,10 @@ internal static class QueuedMemory
         var payload = new byte[100];
         Console.WriteLine($"| body cache | queued messages | RSS before | RSS after | RSS per message | managed heap per message |");
         Console.WriteLine("|---:|---:|---:|---:|---:|---:|");
-        foreach (var cache in new[] { 0L, new MiniQueueOptions().BodyCacheBytes })
+        var rows = Array.IndexOf(args, "--delayed") >= 0 ? new[] { (0L, true) } : [(0L, false), (new MiniQueueOptions().BodyCacheBytes, false)];
+        foreach (var (cache, delayed) in rows)
         {
+            var publish = delayed ? new PublishOptions { Delay = TimeSpan.FromHours(1) } : null;
             var directory = NewDirectory(args, "memory");
             try
             {
@@ -28,12 +32,12 @@ internal static class QueuedMemory
                 {
                     for (var i = 0; i < count / 4; i++)
                     {
-                        await queue.PublishAsync("queued", payload);
+                        await queue.PublishAsync("queued", payload, publish);
                     }
                 })));
                 var (rssAfter, heapAfter) = Measure();
                 Console.WriteLine(
-                    $"| {Format(cache / 1024.0 / 1024)} MiB | {Format(queue.GetStats("queued").Ready)} | {Format(rssBefore / 1048576.0)} MiB | {Format(rssAfter / 1048576.0)} MiB | " +
+                    $"| {Format(cache / 1024.0 / 1024)} MiB | {Format(delayed ? queue.GetStats("queued").Delayed : queue.GetStats("queued").Ready)}{(delayed ? " delayed" : "")} | {Format(rssBefore / 1048576.0)} MiB | {Format(rssAfter / 1048576.0)} MiB | " +
                     $"{Format((rssAfter - rssBefore) / (double)count)} B | {Format((heapAfter - heapBefore) / (double)count)} B |");
             }
             finally
