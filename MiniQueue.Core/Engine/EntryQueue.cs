@@ -229,6 +229,12 @@ internal sealed class EntryQueue : IEnumerable<MessageEntry>
                 Widen(index, width);
             }
 
+            Store(index, value - difference, difference);
+        }
+
+        /// <summary>Writes an entry as wide as the column stores now.</summary>
+        private readonly void Store(int index, long guess, long difference)
+        {
             switch (_width)
             {
                 case Exact:
@@ -240,7 +246,7 @@ internal sealed class EntryQueue : IEnumerable<MessageEntry>
                     _ints![index] = (int)difference;
                     break;
                 default:
-                    _full![index] = value;
+                    _full![index] = guess + difference;
                     break;
             }
         }
@@ -261,6 +267,7 @@ internal sealed class EntryQueue : IEnumerable<MessageEntry>
                 _full = to == Full ? new long[capacity] : null;
             }
 
+            _width = to;
             for (var i = 0; i < count; i++)
             {
                 var guess = _first + (i * _step);
@@ -271,21 +278,8 @@ internal sealed class EntryQueue : IEnumerable<MessageEntry>
                     Ints => ints![i],
                     _ => full![i] - guess,
                 };
-                switch (to)
-                {
-                    case Shorts:
-                        _shorts![i] = (short)difference;
-                        break;
-                    case Ints:
-                        _ints![i] = (int)difference;
-                        break;
-                    default:
-                        _full![i] = guess + difference;
-                        break;
-                }
+                Store(i, guess, difference);
             }
-
-            _width = to;
         }
     }
 
