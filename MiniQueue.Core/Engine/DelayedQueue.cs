@@ -67,33 +67,43 @@ internal sealed class DelayedQueue
         _inLanes++;
     }
 
+    /// <summary>The key of the message due first, if any (no entry is read for it).</summary>
+    public bool TryPeekKey(out DueKey key) => Next(out key) != Source.None;
+
     /// <summary>The message due first, and its key, left in place.</summary>
     public bool TryPeek(out MessageEntry entry, out DueKey key)
     {
-        switch (Next())
+        switch (Next(out key))
         {
             case Source.Lane:
-                _heads.TryPeek(out var lane, out _);
-                return lane!.TryPeek(out entry, out key);
+                return _heads.Peek().TryPeek(out entry);
             case Source.Overflow:
-                return _overflow.TryPeek(out entry, out key);
+                return _overflow.TryPeek(out entry, out _);
             default:
                 entry = default;
-                key = default;
                 return false;
         }
     }
 
     /// <summary>Takes the message due first.</summary>
-    public bool TryDequeue(out MessageEntry entry, out DueKey key)
+    public bool TryDequeue(out MessageEntry entry, out DueKey key) => TryDequeue(long.MaxValue, out entry, out key);
+
+    /// <summary>Takes the message due first if it is due by <paramref name="dueBy"/> (ticks).</summary>
+    public bool TryDequeue(long dueBy, out MessageEntry entry, out DueKey key)
     {
-        switch (Next())
+        var source = Next(out key);
+        if (source != Source.None && key.DueTicks > dueBy)
+        {
+            source = Source.None;
+        }
+
+        switch (source)
         {
             case Source.Lane:
                 var lane = _heads.Peek();
-                lane.TryDequeue(out entry, out key);
+                lane.TryDequeue(out entry);
                 _inLanes--;
-                if (lane.TryPeek(out _, out var next))
+                if (lane.TryPeekKey(out var next))
                 {
                     _heads.DequeueEnqueue(lane, next);
                 }
@@ -107,10 +117,9 @@ internal sealed class DelayedQueue
 
                 return true;
             case Source.Overflow:
-                return _overflow.TryDequeue(out entry, out key);
+                return _overflow.TryDequeue(out entry, out _);
             default:
                 entry = default;
-                key = default;
                 return false;
         }
     }
@@ -128,13 +137,22 @@ internal sealed class DelayedQueue
     public IEnumerable<(MessageEntry Element, DueKey Priority)> UnorderedItems =>
         _lanes.SelectMany(static lane => lane.KeyedItems()).Concat(_overflow.UnorderedItems);
 
-    private Source Next()
+    /// <summary>
+    /// Where the message due first is, and its key: a lane's head key is its priority in the heap of heads, so no entry
+    /// is read to find it.
+    /// </summary>
+    private Source Next(out DueKey key)
     {
         var inLanes = _heads.TryPeek(out _, out var laneKey);
         var inOverflow = _overflow.TryPeek(out _, out var overflowKey);
-        return inLanes && (!inOverflow || laneKey.CompareTo(overflowKey) < 0) ? Source.Lane
-            : inOverflow ? Source.Overflow
-            : Source.None;
+        if (inLanes && (!inOverflow || laneKey.CompareTo(overflowKey) < 0))
+        {
+            key = laneKey;
+            return Source.Lane;
+        }
+
+        key = overflowKey;
+        return inOverflow ? Source.Overflow : Source.None;
     }
 
     private enum Source

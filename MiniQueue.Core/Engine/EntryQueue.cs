@@ -67,7 +67,7 @@ internal sealed class EntryQueue : IEnumerable<MessageEntry>
         return (_tail, index);
     }
 
-    /// <summary>The entry <see cref="TryDequeue(out MessageEntry)"/> would return next, left in place.</summary>
+    /// <summary>The entry <see cref="TryDequeue"/> would return next, left in place.</summary>
     public bool TryPeek(out MessageEntry entry)
     {
         if (Count == 0)
@@ -80,18 +80,11 @@ internal sealed class EntryQueue : IEnumerable<MessageEntry>
         return true;
     }
 
-    /// <summary>The entry <see cref="TryDequeue(out MessageEntry, out DueKey)"/> would return next, and its key.</summary>
-    public bool TryPeek(out MessageEntry entry, out DueKey key)
+    /// <summary>The key the next entry was added with (a keyed queue's).</summary>
+    public bool TryPeekKey(out DueKey key)
     {
         key = Count == 0 ? default : _head.GetKey(_headIndex);
-        return TryPeek(out entry);
-    }
-
-    /// <summary>Takes the next entry and the key it was added with.</summary>
-    public bool TryDequeue(out MessageEntry entry, out DueKey key)
-    {
-        key = Count == 0 ? default : _head.GetKey(_headIndex);
-        return TryDequeue(out entry);
+        return Count != 0;
     }
 
     public bool TryDequeue(out MessageEntry entry)

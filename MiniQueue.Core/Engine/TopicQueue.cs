@@ -558,9 +558,8 @@ internal sealed partial class TopicQueue
 
     private void PromoteDueLocked(long now)
     {
-        while (_delayed.TryPeek(out _, out var key) && key.DueTicks <= now)
+        while (_delayed.TryDequeue(now, out var entry, out _))
         {
-            _delayed.TryDequeue(out var entry, out _);
             _due.Enqueue(entry);
         }
     }
@@ -569,7 +568,7 @@ internal sealed partial class TopicQueue
     private void ArmTimerLocked(long now) => _scheduler.Arm(now, NextDueLocked());
 
     /// <summary>When the earliest delayed message comes due (long.MaxValue when none is delayed).</summary>
-    private long NextDueLocked() => _delayed.TryPeek(out _, out var key) ? key.DueTicks : long.MaxValue;
+    private long NextDueLocked() => _delayed.TryPeekKey(out var key) ? key.DueTicks : long.MaxValue;
 
     private void OnTimer()
     {
