@@ -63,6 +63,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     private readonly ConcurrentDictionary<PostgreSqlConsumer, byte> _consumers = new();
     private readonly ConcurrentDictionary<string, int> _consumerCounts = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, TopicTaker> _takers = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<TaskCompletionSource, string> _takesUnderWay = new();
     private readonly ConcurrentDictionary<string, byte> _knownTopics = new(StringComparer.Ordinal);
     private readonly int? _maxTopics;
     private readonly CancellationTokenSource _stopping = new();
@@ -744,6 +745,43 @@ internal sealed class PostgreSqlBackend : IQueueBackend
     /// <summary>The taker of a topic's messages for this process's consumers.</summary>
     internal TopicTaker TakerOf(string topic) => _takers.GetOrAdd(topic, static (name, backend) => new TopicTaker(backend, name), this);
 
+    /// <summary>Called where a taker's take reaches a <see cref="TakeStage"/>, which waits for the task it returns (for tests).</summary>
+    internal Func<TakeStage, Task>? TakePause { get; set; }
+
+    /// <summary>A taker begins a take for the receives waiting in <paramref name="topic"/>; <see cref="EndTake"/> ends it.</summary>
+    internal TaskCompletionSource BeginTake(string topic)
+    {
+        var take = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _takesUnderWay[take] = topic;
+        return take;
+    }
+
+    /// <summary>A take ended: what it took is handed out, and what it could not hand out is given back.</summary>
+    internal void EndTake(TaskCompletionSource take)
+    {
+        _takesUnderWay.TryRemove(take, out _);
+        take.SetResult();
+    }
+
+    /// <summary>
+    /// Waits for this process's takes of <paramref name="topic"/> under way. A take begun for a receive that is cancelled
+    /// meanwhile may still take a message published after the cancel, and holds it until it gives it back: a purge (or a
+    /// redrive) that ran just then would pass over a message that nobody is receiving.
+    /// </summary>
+    private Task TakesEndedAsync(string topic, CancellationToken cancellationToken)
+    {
+        List<Task>? takes = null;
+        foreach (var (take, name) in _takesUnderWay)
+        {
+            if (name == topic)
+            {
+                (takes ??= []).Add(take.Task);
+            }
+        }
+
+        return takes is null ? Task.CompletedTask : Task.WhenAll(takes).WaitAsync(cancellationToken);
+    }
+
     /// <summary>
     /// Returns a held message to the front of its topic, as NACK does (a lease that passed, a consumer disposed while
     /// holding). Best effort: see <see cref="ReleaseAsync"/>.
@@ -798,6 +836,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
         cancellationToken.ThrowIfCancellationRequested();
         ThrowIfDisposed();
         TopicName.ThrowIfInvalid(topic, nameof(topic));
+        await TakesEndedAsync(topic, cancellationToken).ConfigureAwait(false);
         try
         {
             await using var command = _database.CreateCommand("DELETE FROM miniqueue_messages WHERE topic = @topic AND hold IS NULL");
@@ -838,6 +877,7 @@ internal sealed class PostgreSqlBackend : IQueueBackend
             return 0;
         }
 
+        await TakesEndedAsync(deadLetter, cancellationToken).ConfigureAwait(false);
         int moved;
         try
         {

@@ -96,6 +96,7 @@ internal sealed class TopicTaker
         {
             int wanted;
             long cutoff;
+            TaskCompletionSource underWay;
             lock (_lock)
             {
                 wanted = Math.Min(_waiting.Count, MaxBatch);
@@ -105,6 +106,8 @@ internal sealed class TopicTaker
                     _running = false;
                     return;
                 }
+
+                underWay = _backend.BeginTake(Topic);
             }
 
             DueTime? nextDue;
@@ -120,6 +123,10 @@ internal sealed class TopicTaker
                 nextDue = new DueTime(retry, null);
                 handed = 0;
                 retry = PostgreSqlBackend.NextRetry(retry);
+            }
+            finally
+            {
+                _backend.EndTake(underWay);
             }
 
             if (handed >= wanted)
@@ -236,6 +243,7 @@ internal sealed class TopicTaker
     /// </summary>
     private async Task<(int Handed, DueTime? NextDue, Delivery? Direct)> TakeAsync(int count, long cutoff, PostgreSqlConsumer? direct = null, bool sync = false)
     {
+        var asked = count;
         var taken = new List<Taken>(count);
         var moved = 0;
         var hold = _backend.StartTake();
@@ -252,6 +260,17 @@ internal sealed class TopicTaker
             }
 
             await using var connection = sync ? _backend.Relaxed.OpenConnection() : await _backend.Relaxed.OpenConnectionAsync().ConfigureAwait(false);
+            if (direct is null)
+            {
+                if (_backend.TakePause is { } pause)
+                {
+                    await pause(TakeStage.Connected).ConfigureAwait(false);
+                }
+
+                // Receives may have left while the ACKs and the connection were awaited: take only for those still waiting.
+                count = StillWaiting(count, cutoff);
+            }
+
             await using var batch = new NpgsqlBatch(connection);
             var moves = _policy.MaxDeliveries > 0;
             if (moves)
@@ -348,6 +367,11 @@ internal sealed class TopicTaker
             return (0, null, null);
         }
 
+        if (_backend.TakePause is { } paused)
+        {
+            await paused(TakeStage.Taken).ConfigureAwait(false);
+        }
+
         // In delivery order, to the longest waiting first.
         taken.Sort(static (a, b) => (a.Class, a.Due, a.Seq).CompareTo((b.Class, b.Due, b.Seq)));
         var handed = 0;
@@ -365,8 +389,25 @@ internal sealed class TopicTaker
         }
 
         // Short: spent messages moved may have hidden more beyond the window (look again at once), or wait for a signal
-        // or the next due time.
-        return (handed, handed >= count ? null : moved > 0 ? new DueTime(TimeSpan.Zero, null) : await NextDueAsync().ConfigureAwait(false), null);
+        // or the next due time. Asked for fewer than the taker wanted (receives left meanwhile): look again at once, for
+        // receives that began since.
+        return (handed, handed >= count ? (count < asked ? new DueTime(TimeSpan.Zero, null) : null)
+            : moved > 0 ? new DueTime(TimeSpan.Zero, null) : await NextDueAsync().ConfigureAwait(false), null);
+    }
+
+    /// <summary>How many of the first <paramref name="count"/> receives in line began before the take (<paramref name="cutoff"/>) and still wait.</summary>
+    private int StillWaiting(int count, long cutoff)
+    {
+        lock (_lock)
+        {
+            var waiting = 0;
+            for (var node = _waiting.First; node is not null && waiting < count && node.Value.Ticket <= cutoff; node = node.Next)
+            {
+                waiting++;
+            }
+
+            return waiting;
+        }
     }
 
     /// <summary>When the topic's next delayed message comes due, if it has one (the taker then waits for it or a signal).</summary>
@@ -439,4 +480,14 @@ internal sealed class TopicTaker
     }
 
     private readonly record struct Taken(long Id, byte[] Body, int DackCount, Guid Hold, short Class, DateTime Due, long Seq);
+}
+
+/// <summary>Where a take stops for <see cref="PostgreSqlBackend.TakePause"/> (for tests).</summary>
+internal enum TakeStage
+{
+    /// <summary>The ACKs before it are committed and its connection is open; it has not yet counted who still waits.</summary>
+    Connected,
+
+    /// <summary>Its statement is committed; it has not yet handed out what it took.</summary>
+    Taken,
 }

@@ -190,6 +190,69 @@ public sealed class SharedModeTests
     }
 
     [Test]
+    public async Task AReceiveCancelledWhileItsTakeIsUnderWay_ItsTakeTakesNothingPublishedAfter()
+    {
+        await using var engine = await OpenAsync();
+        var (connected, goOn, taken, finish) = PauseTakes((PostgreSqlBackend)engine.Backend);
+        await using var consumer = engine.Subscribe("t");
+        using var cancel = new CancellationTokenSource();
+        var receive = consumer.ReceiveAsync(cancel.Token).AsTask();
+        await connected.Task.WaitAsync(TestSupport.Bound);
+
+        await cancel.CancelAsync();
+        Assert.That(async () => await receive.WaitAsync(TestSupport.Bound), Throws.InstanceOf<OperationCanceledException>());
+        await engine.PublishAsync("t", "m1");
+        goOn.SetResult();
+        await taken.Task.WaitAsync(TestSupport.Bound);
+
+        Assert.That(engine.GetStats("t"), Is.EqualTo(new TopicStats(1, 0, 0, 1)), "the take counted who still waits: nobody, so it took nothing");
+        finish.SetResult();
+        Assert.That(await engine.PurgeAsync("t"), Is.EqualTo(1));
+    }
+
+    [TestCase("purge")]
+    [TestCase("redrive")]
+    public async Task AReceiveCancelledAfterItsTakeTookAMessage_APurgeOrARedriveWaitsForTheMessageToBeGivenBack_AndGetsIt(string operation)
+    {
+        await using var engine = await OpenAsync();
+        var (connected, goOn, taken, finish) = PauseTakes((PostgreSqlBackend)engine.Backend);
+        await using var consumer = engine.Subscribe("t.dead");
+        using var cancel = new CancellationTokenSource();
+        var receive = consumer.ReceiveAsync(cancel.Token).AsTask();
+        await connected.Task.WaitAsync(TestSupport.Bound);
+        await engine.PublishAsync("t.dead", "m1");
+        goOn.SetResult();
+        await taken.Task.WaitAsync(TestSupport.Bound);
+        Assert.That(engine.GetStats("t.dead"), Is.EqualTo(new TopicStats(0, 1, 0, 1)), "taken for the receive still waiting");
+
+        await cancel.CancelAsync();
+        Assert.That(async () => await receive.WaitAsync(TestSupport.Bound), Throws.InstanceOf<OperationCanceledException>());
+        var moved = operation == "purge" ? engine.PurgeAsync("t.dead").AsTask() : engine.RedriveAsync("t").AsTask();
+        await Task.Delay(100);
+        Assert.That(moved.IsCompleted, Is.False, "it waits for the take under way");
+        finish.SetResult();
+
+        Assert.That(await moved.WaitAsync(TestSupport.Bound), Is.EqualTo(1), "the message nobody receives, given back by the take");
+        Assert.That(engine.GetStats("t.dead"), Is.EqualTo(new TopicStats(0, 0, 0, 1)));
+        Assert.That(engine.GetStats("t").Ready, Is.EqualTo(operation == "purge" ? 0 : 1));
+    }
+
+    /// <summary>Stops the next take of <paramref name="backend"/> at each <see cref="TakeStage"/> until the test lets it go on.</summary>
+    private static (TaskCompletionSource Connected, TaskCompletionSource GoOn, TaskCompletionSource Taken, TaskCompletionSource Finish) PauseTakes(PostgreSqlBackend backend)
+    {
+        var pauses = (Connected: NewSignal(), GoOn: NewSignal(), Taken: NewSignal(), Finish: NewSignal());
+        backend.TakePause = stage =>
+        {
+            var (reached, release) = stage == TakeStage.Connected ? (pauses.Connected, pauses.GoOn) : (pauses.Taken, pauses.Finish);
+            reached.TrySetResult();
+            return release.Task;
+        };
+        return pauses;
+
+        static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    [Test]
     public async Task AProcessThatStopsBeating_ItsHeldMessagesReturnToTheFront_AndGoToAnotherProcess()
     {
         await using var survivor = await OpenAsync();
