@@ -17,9 +17,8 @@ namespace MiniQueue.Storage;
 /// the metadata to be written, whether or not that write worked; a segment it wanted gone earlier is deleted later, by
 /// <see cref="DeleteReleasedSegments"/>, after a metadata write succeeds.</item>
 /// <item>Over FASTER's managed file device (its device on Linux), the writes are made here, by two threads of the
-/// device's own, each a synchronous positional write to the segment file, opened past the page cache where the
-/// filesystem allows (<see cref="DirectWrites"/>), else written through as that device opens it, with FasterLog's
-/// completion called on the same thread. The managed device queued every write to the
+/// device's own, each a synchronous positional write to the segment file opened as that device opens it (write-through,
+/// unbuffered), with FasterLog's completion called on the same thread. The managed device queued every write to the
 /// thread pool twice (a task that starts it, and the blocking write .NET makes of an asynchronous file write on Linux),
 /// and under load those work items waited behind every request the server had queued: a commit took milliseconds of
 /// queueing for a fraction of a millisecond of disk. Reads still go through the device inside.</item>
@@ -30,7 +29,7 @@ internal sealed class LogDevice : StorageDeviceBase
     /// <summary>Threads that write: two, so that a commit's write can go to the disk while the one before is still on its way.</summary>
     private const int Writers = 2;
 
-    /// <summary>FASTER's unbuffered flag (FILE_FLAG_NO_BUFFERING), which .NET ignores on Linux (see <see cref="DirectWrites"/>).</summary>
+    /// <summary>FASTER's unbuffered flag (FILE_FLAG_NO_BUFFERING), which .NET opens with O_DIRECT on Linux.</summary>
     private const FileOptions NoBuffering = (FileOptions)0x20000000;
 
     private readonly IDevice _inner;
@@ -149,11 +148,10 @@ internal sealed class LogDevice : StorageDeviceBase
         {
             if (!_handles.TryGetValue(segment, out var handle))
             {
-                // Past the page cache where the filesystem allows; else as FASTER's managed device opens its write handles:
-                // created if missing, written through.
-                var path = GetSegmentFilename(FileName, segment);
-                handle = DirectWrites.TryOpen(path, (int)SectorSize) ?? File.OpenHandle(
-                    path, FileMode.OpenOrCreate, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, FileOptions.WriteThrough | NoBuffering);
+                // As FASTER's managed device opens its write handles: created if missing, written through, unbuffered.
+                handle = File.OpenHandle(
+                    GetSegmentFilename(FileName, segment), FileMode.OpenOrCreate, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete,
+                    FileOptions.WriteThrough | NoBuffering);
                 _handles[segment] = handle;
 
                 // The log is written at its tail: segments two behind it are done with (a write to one would open it

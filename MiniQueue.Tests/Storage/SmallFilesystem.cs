@@ -10,9 +10,6 @@ public enum FilesystemKind
 
     /// <summary>A tmpfs with a size limit: no device at all, ENOSPC straight from the page cache.</summary>
     Tmpfs,
-
-    /// <summary>An ext4 image on a loop device of 4 KiB logical sectors, as on a "4Kn" disk: direct I/O in 4 KiB units.</summary>
-    Ext4On4KiBSectors,
 }
 
 /// <summary>
@@ -22,7 +19,6 @@ public enum FilesystemKind
 internal sealed class SmallFilesystem : IDisposable
 {
     private readonly string _root;
-    private string? _loopDevice;
 
     private SmallFilesystem(string root, string mountPoint, FilesystemKind kind)
     {
@@ -55,8 +51,7 @@ internal sealed class SmallFilesystem : IDisposable
         var mountPoint = Path.Combine(root, "mnt");
         Directory.CreateDirectory(mountPoint);
         string? problem;
-        string? loopDevice = null;
-        if (kind is FilesystemKind.Ext4 or FilesystemKind.Ext4On4KiBSectors)
+        if (kind == FilesystemKind.Ext4)
         {
             var image = Path.Combine(root, "fs.img");
             using (var file = File.Create(image))
@@ -66,16 +61,8 @@ internal sealed class SmallFilesystem : IDisposable
 
             // No journal-less tricks: the default ext4 a user would make, 4 KiB blocks, lazy init off so that the kernel does
             // not write the inode tables in the background while the test measures free space.
-            string[] mkfs = ["-q", "-F", "-b", "4096", "-E", "lazy_itable_init=0,lazy_journal_init=0"];
-            if (kind == FilesystemKind.Ext4)
-            {
-                problem = Run("mkfs.ext4", [.. mkfs, image]) ?? Run("mount", "-o", "loop", image, mountPoint);
-            }
-            else
-            {
-                (problem, loopDevice) = RunForOutput("losetup", "--find", "--show", "--sector-size", "4096", image);
-                problem ??= Run("mkfs.ext4", [.. mkfs, loopDevice!]) ?? Run("mount", loopDevice!, mountPoint);
-            }
+            problem = Run("mkfs.ext4", "-q", "-F", "-b", "4096", "-E", "lazy_itable_init=0,lazy_journal_init=0", image)
+                ?? Run("mount", "-o", "loop", image, mountPoint);
         }
         else
         {
@@ -84,16 +71,11 @@ internal sealed class SmallFilesystem : IDisposable
 
         if (problem is not null)
         {
-            if (loopDevice is not null)
-            {
-                Run("losetup", "-d", loopDevice);
-            }
-
             TryDelete(root);
             Assert.Ignore($"could not mount a {megabytes} MiB {kind} filesystem here: {problem}");
         }
 
-        return new SmallFilesystem(root, mountPoint, kind) { _loopDevice = loopDevice };
+        return new SmallFilesystem(root, mountPoint, kind);
     }
 
     /// <summary>
@@ -130,11 +112,6 @@ internal sealed class SmallFilesystem : IDisposable
             Run("umount", "-l", MountPoint);
         }
 
-        if (_loopDevice is not null)
-        {
-            Run("losetup", "-d", _loopDevice);
-        }
-
         TryDelete(_root);
     }
 
@@ -153,10 +130,7 @@ internal sealed class SmallFilesystem : IDisposable
     }
 
     /// <summary>Runs a command; null when it succeeded, else what went wrong.</summary>
-    private static string? Run(string program, params string[] arguments) => RunForOutput(program, arguments).Problem;
-
-    /// <summary>Runs a command; what went wrong (null when it succeeded), and the first line it printed.</summary>
-    private static (string? Problem, string? Output) RunForOutput(string program, params string[] arguments)
+    private static string? Run(string program, params string[] arguments)
     {
         // mkfs and mount live in /sbin or /usr/sbin, which a non-login PATH may lack.
         var found = new[] { "/usr/sbin", "/sbin", "/usr/bin", "/bin" }.Select(folder => Path.Combine(folder, program)).FirstOrDefault(File.Exists);
@@ -170,18 +144,18 @@ internal sealed class SmallFilesystem : IDisposable
         {
             using var process = Process.Start(start)!;
             var error = process.StandardError.ReadToEndAsync();
-            var output = process.StandardOutput.ReadToEnd().Trim();
+            process.StandardOutput.ReadToEnd();
             if (!process.WaitForExit(TestSupport.Bound))
             {
                 process.Kill();
-                return ($"{program} did not finish", null);
+                return $"{program} did not finish";
             }
 
-            return process.ExitCode == 0 ? (null, output) : ($"{program} exited with {process.ExitCode}: {error.Result.Trim()}", null);
+            return process.ExitCode == 0 ? null : $"{program} exited with {process.ExitCode}: {error.Result.Trim()}";
         }
         catch (System.ComponentModel.Win32Exception exception)
         {
-            return ($"{program} could not be started: {exception.Message}", null);
+            return $"{program} could not be started: {exception.Message}";
         }
     }
 }
