@@ -17,8 +17,8 @@ namespace MiniQueue.Storage;
 /// the metadata to be written, whether or not that write worked; a segment it wanted gone earlier is deleted later, by
 /// <see cref="DeleteReleasedSegments"/>, after a metadata write succeeds.</item>
 /// <item>Over FASTER's managed file device (its device on Linux), the writes are made here, by two threads of the
-/// device's own, each a synchronous positional write to the segment file opened as that device opens it (write-through,
-/// unbuffered), with FasterLog's completion called on the same thread. The managed device queued every write to the
+/// device's own, each a synchronous positional write to the segment file opened as that device opens it (written
+/// through), with FasterLog's completion called on the same thread. The managed device queued every write to the
 /// thread pool twice (a task that starts it, and the blocking write .NET makes of an asynchronous file write on Linux),
 /// and under load those work items waited behind every request the server had queued: a commit took milliseconds of
 /// queueing for a fraction of a millisecond of disk. Reads still go through the device inside.</item>
@@ -29,7 +29,11 @@ internal sealed class LogDevice : StorageDeviceBase
     /// <summary>Threads that write: two, so that a commit's write can go to the disk while the one before is still on its way.</summary>
     private const int Writers = 2;
 
-    /// <summary>FASTER's unbuffered flag (FILE_FLAG_NO_BUFFERING), which .NET opens with O_DIRECT on Linux.</summary>
+    /// <summary>
+    /// FASTER's unbuffered flag (FILE_FLAG_NO_BUFFERING). .NET ignores it on Linux: the segments are written through the
+    /// page cache, each write on the disk when it returns (<c>O_SYNC</c>). Writing past the page cache (<c>O_DIRECT</c>
+    /// through open(2)) was measured and bought nothing here (docs/benchmarks.md, thirteenth round).
+    /// </summary>
     private const FileOptions NoBuffering = (FileOptions)0x20000000;
 
     private readonly IDevice _inner;
