@@ -4,6 +4,7 @@ using System.IO.Pipelines;
 using System.Text;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Extensions.Logging;
 using MiniQueue.Http.Authorization;
 using MiniQueue.Http.Hosting;
@@ -38,15 +39,22 @@ internal sealed class PublishHandler
 
     /// <summary>
     /// The common case without an async frame of its own: an open engine, a small body with a Content-Length that arrived
-    /// with the headers. The engine is done with the body once PublishAsync returns, so the pipe can move on at once and
+    /// with the headers, valid options or none (the query is read without building the request's Query collection). The engine is done with the body once PublishAsync returns, so the pipe can move on at once and
     /// only the wait for the commit remains. Null when the request needs the general path.
     /// </summary>
     private Task? TryPublishFast(HttpContext context)
     {
-        if (context.Request.ContentLength is not { } length || length > FastPathBytes || context.Request.QueryString.HasValue
-            || context.Request.Headers.ContainsKey(IdempotencyKeyHeader) || _access.Enabled)
+        if (context.Request.ContentLength is not { } length || length > FastPathBytes || _access.Enabled)
         {
-            // Publish options (?delay=N, Idempotency-Key), per-topic authorization: the general path has them.
+            // Per-topic authorization: the general path has it.
+            return null;
+        }
+
+        PublishOptions? options = null;
+        if ((context.Request.QueryString.HasValue || context.Request.Headers.ContainsKey(IdempotencyKeyHeader))
+            && TryReadOptions(context.Request, out options) != OptionsError.None)
+        {
+            // The general path answers 400 (after the topic's own checks).
             return null;
         }
 
@@ -82,11 +90,19 @@ internal sealed class PublishHandler
             return null;
         }
 
-        ValueTask publish;
+        ValueTask publish = default;
+        ValueTask<PublishResult> publishWithOptions = default;
         try
         {
             // Not cancelled by the client leaving: once the engine has the message it is published either way.
-            publish = engine.PublishAsync(topic, body.First, CancellationToken.None);
+            if (options is null)
+            {
+                publish = engine.PublishAsync(topic, body.First, CancellationToken.None);
+            }
+            else
+            {
+                publishWithOptions = engine.PublishAsync(topic, body.First, options, CancellationToken.None);
+            }
         }
         catch (Exception exception) when (exception is ArgumentException or MiniQueueStoreException or MiniQueueTopicLimitException or ObjectDisposedException)
         {
@@ -95,6 +111,17 @@ internal sealed class PublishHandler
         }
 
         reader.AdvanceTo(body.End);
+        if (options is not null)
+        {
+            if (publishWithOptions.IsCompletedSuccessfully)
+            {
+                Answer(context, publishWithOptions.Result);
+                return Task.CompletedTask;
+            }
+
+            return AnswerWhenDurableAsync(context, engine, topic, publishWithOptions);
+        }
+
         if (publish.IsCompletedSuccessfully)
         {
             context.Response.StatusCode = StatusCodes.Status201Created;
@@ -102,6 +129,33 @@ internal sealed class PublishHandler
         }
 
         return AnswerWhenDurableAsync(context, engine, topic, publish);
+    }
+
+    private async Task AnswerWhenDurableAsync(HttpContext context, MiniQueueEngine engine, string topic, ValueTask<PublishResult> publish)
+    {
+        PublishResult result;
+        try
+        {
+            result = await publish.ConfigureAwait(false);
+        }
+        catch (Exception exception) when (exception is ArgumentException or MiniQueueStoreException or MiniQueueTopicLimitException or ObjectDisposedException)
+        {
+            await PublishFailedAsync(context, engine, topic, exception).ConfigureAwait(false);
+            return;
+        }
+
+        Answer(context, result);
+    }
+
+    /// <summary>201, saying when the publish repeated an idempotency key (nothing was enqueued).</summary>
+    private static void Answer(HttpContext context, PublishResult result)
+    {
+        if (result.IsDuplicate)
+        {
+            context.Response.Headers[ReplayedHeader] = "true";
+        }
+
+        context.Response.StatusCode = StatusCodes.Status201Created;
     }
 
     private async Task AnswerWhenDurableAsync(HttpContext context, MiniQueueEngine engine, string topic, ValueTask publish)
@@ -294,14 +348,24 @@ internal sealed class PublishHandler
     {
         options = null;
         var delay = TimeSpan.Zero;
-        if (request.QueryString.HasValue && request.Query.TryGetValue("delay", out var values))
+        if (request.QueryString.Value is { Length: > 1 } query)
         {
-            if (values.Count != 1 || !int.TryParse(values[0], NumberStyles.None, CultureInfo.InvariantCulture, out var seconds))
+            // As the request's Query collection reads it (names without case, values decoded), without building it.
+            var delays = 0;
+            foreach (var pair in new QueryStringEnumerable(query))
             {
-                return OptionsError.Delay;
-            }
+                if (!pair.DecodeName().Span.Equals("delay", StringComparison.OrdinalIgnoreCase))
+                {
+                    continue;
+                }
 
-            delay = TimeSpan.FromSeconds(seconds);
+                if (++delays > 1 || !int.TryParse(pair.DecodeValue().Span, NumberStyles.None, CultureInfo.InvariantCulture, out var seconds))
+                {
+                    return OptionsError.Delay;
+                }
+
+                delay = TimeSpan.FromSeconds(seconds);
+            }
         }
 
         string? key = null;
@@ -325,14 +389,11 @@ internal sealed class PublishHandler
 
     private async Task PublishAsync(HttpContext context, MiniQueueEngine engine, string topic, ReadOnlyMemory<byte> message, PublishOptions? options)
     {
+        PublishResult result;
         try
         {
             // Not cancelled by the client leaving: once the engine has the message it is published either way.
-            var result = await engine.PublishAsync(topic, message, options, CancellationToken.None).ConfigureAwait(false);
-            if (result.IsDuplicate)
-            {
-                context.Response.Headers[ReplayedHeader] = "true";
-            }
+            result = await engine.PublishAsync(topic, message, options, CancellationToken.None).ConfigureAwait(false);
         }
         catch (Exception exception) when (exception is ArgumentException or MiniQueueStoreException or MiniQueueTopicLimitException or ObjectDisposedException)
         {
@@ -340,7 +401,7 @@ internal sealed class PublishHandler
             return;
         }
 
-        context.Response.StatusCode = StatusCodes.Status201Created;
+        Answer(context, result);
     }
 
     /// <summary>Answers a publish the engine refused: 413 for a size the engine would not take, else 503.</summary>

@@ -161,6 +161,32 @@ public sealed class PolicyProtocolTests
         Assert.That(Engine.GetTopics(), Does.Not.Contain(topic));
     }
 
+    [TestCase("delay=1&delay=2")]
+    [TestCase("Delay=1&delay=1")]
+    [TestCase("delay")]
+    public async Task PublishWithTwoDelaysOrOneWithoutAValue_Is400_AndPublishesNothing(string query)
+    {
+        var topic = NewTopic("delay-");
+        using var response = await _client.PostAsync($"publish/{topic}?{query}", new StringContent("m"));
+
+        Assert.That(response.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.BadRequest));
+        Assert.That(Engine.GetTopics(), Does.Not.Contain(topic));
+    }
+
+    [TestCase("DELAY=10")]
+    [TestCase("delay=%31%30")]
+    [TestCase("x=%26&delay=10&y")]
+    public async Task TheDelayParameter_IsReadAsTheQueryHasIt_WithoutCase_AndDecoded(string query)
+    {
+        var topic = NewTopic("delay-");
+        using var response = await _client.PostAsync($"publish/{topic}?{query}", new StringContent("m"));
+
+        Assert.That(response.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.Created));
+        Assert.That(Engine.GetStats(topic), Is.EqualTo(new TopicStats(0, 0, 1, 0)));
+        _clock.Advance(TimeSpan.FromSeconds(10));
+        Assert.That(Engine.GetStats(topic), Is.EqualTo(new TopicStats(1, 0, 0, 0)), "due after 10 s");
+    }
+
     [Test]
     public async Task OtherQueryParameters_AreIgnored_AsInTheOriginal()
     {
