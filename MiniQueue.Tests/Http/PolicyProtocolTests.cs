@@ -146,30 +146,21 @@ public sealed class PolicyProtocolTests
         Assert.That(await line, Is.EqualTo(MessageLine("later")), "due now, with no dackCount");
     }
 
-    [TestCase("abc")]
-    [TestCase("-1")]
-    [TestCase("1.5")]
-    [TestCase("")]
-    [TestCase("2147483648")]
-    public async Task PublishWithAMalformedDelay_Is400_AndPublishesNothing(string delay)
-    {
-        var topic = NewTopic("delay-");
-        using var response = await _client.PostAsync($"publish/{topic}?delay={delay}", new StringContent("m"));
-
-        Assert.That(response.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.BadRequest));
-        Assert.That(await response.Content.ReadAsStringAsync(), Is.EqualTo("{\"error\":\"invalid delay value\"}\n"));
-        Assert.That(Engine.GetTopics(), Does.Not.Contain(topic));
-    }
-
+    [TestCase("delay=abc")]
+    [TestCase("delay=-1")]
+    [TestCase("delay=1.5")]
+    [TestCase("delay=")]
+    [TestCase("delay=2147483648")]
+    [TestCase("delay")]
     [TestCase("delay=1&delay=2")]
     [TestCase("Delay=1&delay=1")]
-    [TestCase("delay")]
-    public async Task PublishWithTwoDelaysOrOneWithoutAValue_Is400_AndPublishesNothing(string query)
+    public async Task PublishWithAMalformedDelay_Is400_AndPublishesNothing(string query)
     {
         var topic = NewTopic("delay-");
         using var response = await _client.PostAsync($"publish/{topic}?{query}", new StringContent("m"));
 
         Assert.That(response.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.BadRequest));
+        Assert.That(await response.Content.ReadAsStringAsync(), Is.EqualTo("{\"error\":\"invalid delay value\"}\n"));
         Assert.That(Engine.GetTopics(), Does.Not.Contain(topic));
     }
 
