@@ -39,8 +39,9 @@ internal sealed class PublishHandler
 
     /// <summary>
     /// The common case without an async frame of its own: an open engine, a small body with a Content-Length that arrived
-    /// with the headers, valid options or none (the query is read without building the request's Query collection). The engine is done with the body once PublishAsync returns, so the pipe can move on at once and
-    /// only the wait for the commit remains. Null when the request needs the general path.
+    /// with the headers, valid options or none (the query is read without building the request's Query collection). The
+    /// engine is done with the body once PublishAsync returns, so the pipe can move on at once and only the wait for the
+    /// commit remains. Null when the request needs the general path.
     /// </summary>
     private Task? TryPublishFast(HttpContext context)
     {
@@ -104,7 +105,7 @@ internal sealed class PublishHandler
                 publishWithOptions = engine.PublishAsync(topic, body.First, options, CancellationToken.None);
             }
         }
-        catch (Exception exception) when (exception is ArgumentException or MiniQueueStoreException or MiniQueueTopicLimitException or ObjectDisposedException)
+        catch (Exception exception) when (IsRefusal(exception))
         {
             reader.AdvanceTo(body.End);
             return PublishFailedAsync(context, engine, topic, exception);
@@ -138,7 +139,7 @@ internal sealed class PublishHandler
         {
             result = await publish.ConfigureAwait(false);
         }
-        catch (Exception exception) when (exception is ArgumentException or MiniQueueStoreException or MiniQueueTopicLimitException or ObjectDisposedException)
+        catch (Exception exception) when (IsRefusal(exception))
         {
             await PublishFailedAsync(context, engine, topic, exception).ConfigureAwait(false);
             return;
@@ -164,7 +165,7 @@ internal sealed class PublishHandler
         {
             await publish.ConfigureAwait(false);
         }
-        catch (Exception exception) when (exception is ArgumentException or MiniQueueStoreException or MiniQueueTopicLimitException or ObjectDisposedException)
+        catch (Exception exception) when (IsRefusal(exception))
         {
             await PublishFailedAsync(context, engine, topic, exception).ConfigureAwait(false);
             return;
@@ -387,22 +388,26 @@ internal sealed class PublishHandler
         return OptionsError.None;
     }
 
-    private async Task PublishAsync(HttpContext context, MiniQueueEngine engine, string topic, ReadOnlyMemory<byte> message, PublishOptions? options)
+    /// <summary>Publishes for the general path; the caller keeps <paramref name="message"/>'s memory until the task completes.</summary>
+    private Task PublishAsync(HttpContext context, MiniQueueEngine engine, string topic, ReadOnlyMemory<byte> message, PublishOptions? options)
     {
-        PublishResult result;
+        ValueTask<PublishResult> publish;
         try
         {
             // Not cancelled by the client leaving: once the engine has the message it is published either way.
-            result = await engine.PublishAsync(topic, message, options, CancellationToken.None).ConfigureAwait(false);
+            publish = engine.PublishAsync(topic, message, options, CancellationToken.None);
         }
-        catch (Exception exception) when (exception is ArgumentException or MiniQueueStoreException or MiniQueueTopicLimitException or ObjectDisposedException)
+        catch (Exception exception) when (IsRefusal(exception))
         {
-            await PublishFailedAsync(context, engine, topic, exception).ConfigureAwait(false);
-            return;
+            return PublishFailedAsync(context, engine, topic, exception);
         }
 
-        Answer(context, result);
+        return AnswerWhenDurableAsync(context, engine, topic, publish);
     }
+
+    /// <summary>How the engine refuses a publish (answered by <see cref="PublishFailedAsync"/>); anything else is a fault.</summary>
+    private static bool IsRefusal(Exception exception) =>
+        exception is ArgumentException or MiniQueueStoreException or MiniQueueTopicLimitException or ObjectDisposedException;
 
     /// <summary>Answers a publish the engine refused: 413 for a size the engine would not take, else 503.</summary>
     private Task PublishFailedAsync(HttpContext context, MiniQueueEngine engine, string topic, Exception exception)
