@@ -69,7 +69,7 @@ internal partial class DataFiles
     }
 
     /// <summary>Flushes a folder's entries (names created, renamed or deleted in it) to the disk.</summary>
-    protected virtual void FlushDirectory(string directory)
+    public virtual void FlushDirectory(string directory)
     {
         if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS() && !OperatingSystem.IsFreeBSD())
         {

@@ -136,6 +136,19 @@ internal sealed class DiskSpace
         }
     }
 
+    /// <summary>
+    /// Whether the store may take <paramref name="bytes"/> before it needs them (a log segment filled ahead): only while
+    /// that leaves the reserve and as much again untouched, so that it never brings refusals closer.
+    /// </summary>
+    public bool HasRoomAhead(long bytes)
+    {
+        lock (_lock)
+        {
+            Measure();
+            return Estimate() - (2 * bytes) >= ReserveBytes;
+        }
+    }
+
     /// <summary>The room a publish must leave: the reserve, or while refusing, the reserve and a margin.</summary>
     private long ThresholdWhile(bool refusing) => refusing ? _takenAgainAt : ReserveBytes;
 

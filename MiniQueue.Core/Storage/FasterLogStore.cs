@@ -816,7 +816,8 @@ internal sealed class FasterLogStore : ILogStore
         var instance = Instance.Open(
             _directory, _manifest, _memoryBytes, _createDevice, _files,
             onWriteFailed: errorCode => OnWriteFailed(generation, errorCode),
-            onMetadataWriteFailed: exception => StoreLog.CommitMetadataWriteFailed(_logger, _directory, exception));
+            onMetadataWriteFailed: exception => StoreLog.CommitMetadataWriteFailed(_logger, _directory, exception),
+            hasRoomAhead: bytes => _space is not null && _space.HasRoomAhead(bytes));
         try
         {
             _watermark.ThrowIfAbove(instance.Log.CommittedUntilAddress, _directory);
@@ -894,7 +895,7 @@ internal sealed class FasterLogStore : ILogStore
 
         public static Instance Open(
             string directory, StoreManifest manifest, long memoryBytes, Func<string, IDevice> createDevice, DataFiles files,
-            Action<uint> onWriteFailed, Action<Exception> onMetadataWriteFailed)
+            Action<uint> onWriteFailed, Action<Exception> onMetadataWriteFailed, Func<long, bool>? hasRoomAhead = null)
         {
             // FasterLog creates an empty file for a segment it reads that is missing, and reads zeros from it: note which
             // segments exist before it looks.
@@ -902,7 +903,7 @@ internal sealed class FasterLogStore : ILogStore
             var path = Path.Combine(directory, "wal.log");
             LogDevice? device = null;
             var commits = new CommitMetadataFiles(directory, files, MetadataEveryCommits, manifest.PageBytes, onMetadataWriteFailed, () => device?.DeleteReleasedSegments());
-            device = new LogDevice(path, createDevice(path), files, () => commits.DurableBeginAddress, onWriteFailed);
+            device = new LogDevice(path, createDevice(path), files, () => commits.DurableBeginAddress, onWriteFailed, hasRoomAhead);
             FasterLog? log = null;
             try
             {

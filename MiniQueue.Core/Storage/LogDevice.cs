@@ -22,6 +22,9 @@ namespace MiniQueue.Storage;
 /// thread pool twice (a task that starts it, and the blocking write .NET makes of an asynchronous file write on Linux),
 /// and under load those work items waited behind every request the server had queued: a commit took milliseconds of
 /// queueing for a fraction of a millisecond of disk. Reads still go through the device inside.</item>
+/// <item>Once the log is half-way through a segment, the next one is filled with zeros ahead of it
+/// (<see cref="SegmentFill"/>, while the disk has room for it), so that the log's writes land in blocks the file
+/// already has.</item>
 /// </list>
 /// </remarks>
 internal sealed class LogDevice : StorageDeviceBase
@@ -39,6 +42,7 @@ internal sealed class LogDevice : StorageDeviceBase
     private readonly IDevice _inner;
     private readonly DataFiles _files;
     private readonly Func<long> _durableBegin;
+    private readonly Func<long, bool>? _hasRoom;
     private readonly Action<uint> _onWriteFailed;
     private readonly DeviceIOCompletionCallback _onWritten;
     private readonly SortedSet<int> _held = [];
@@ -49,12 +53,25 @@ internal sealed class LogDevice : StorageDeviceBase
     private readonly Thread[] _writers = [];
     private readonly Dictionary<int, SafeFileHandle> _handles = [];
 
-    public LogDevice(string path, IDevice inner, DataFiles files, Func<long> durableBegin, Action<uint> onWriteFailed)
+    /// <summary>Segments being filled ahead of the log, by number (under the lock of <see cref="_handles"/>).</summary>
+    private readonly Dictionary<int, SegmentFill> _fills = [];
+
+    /// <summary>The highest segment a fill was considered for (-1: none yet).</summary>
+    private int _preparedThrough = -1;
+
+    /// <param name="path">The segment files' path, without the segment number.</param>
+    /// <param name="inner">The device that reads (and, unless it is FASTER's managed file device, writes).</param>
+    /// <param name="files">How files are written and given back.</param>
+    /// <param name="durableBegin">Where the durable commit metadata starts the log: segments below it may go.</param>
+    /// <param name="onWriteFailed">Told at once when a write fails.</param>
+    /// <param name="hasRoom">Whether the disk has room for so many bytes more beyond the reserve; null: segments are not filled ahead.</param>
+    public LogDevice(string path, IDevice inner, DataFiles files, Func<long> durableBegin, Action<uint> onWriteFailed, Func<long, bool>? hasRoom = null)
         : base(path, inner.SectorSize, inner.Capacity)
     {
         _inner = inner;
         _files = files;
         _durableBegin = durableBegin;
+        _hasRoom = hasRoom;
         _onWriteFailed = onWriteFailed;
         _onWritten = OnWritten;
         if (inner is ManagedLocalStorageDevice)
@@ -105,6 +122,11 @@ internal sealed class LogDevice : StorageDeviceBase
         {
             uint errorCode = 0;
             var written = write.Length;
+            if (write.Segment >= Volatile.Read(ref _preparedThrough) && write.Destination >= SegmentSize / 2)
+            {
+                PrepareNext(write.Segment);
+            }
+
             try
             {
                 unsafe
@@ -152,6 +174,12 @@ internal sealed class LogDevice : StorageDeviceBase
         {
             if (!_handles.TryGetValue(segment, out var handle))
             {
+                // A fill ahead of the log ends before the log writes the file.
+                if (_fills.Remove(segment, out var fill))
+                {
+                    fill.Stop();
+                }
+
                 // As FASTER's managed device opens its write handles: created if missing, written through, unbuffered.
                 handle = File.OpenHandle(
                     GetSegmentFilename(FileName, segment), FileMode.OpenOrCreate, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete,
@@ -168,6 +196,30 @@ internal sealed class LogDevice : StorageDeviceBase
             }
 
             return handle;
+        }
+    }
+
+    /// <summary>Starts filling the segment after <paramref name="segment"/>, once, if it is not the log's yet.</summary>
+    private void PrepareNext(int segment)
+    {
+        if (_hasRoom is null || SegmentSize <= 0)
+        {
+            return;
+        }
+
+        var next = segment + 1;
+        lock (_handles)
+        {
+            if (next <= _preparedThrough)
+            {
+                return;
+            }
+
+            _preparedThrough = next;
+            if (!_handles.ContainsKey(next))
+            {
+                _fills[next] = SegmentFill.Start(GetSegmentFilename(FileName, next), SegmentSize, _hasRoom, _files);
+            }
         }
     }
 
@@ -261,6 +313,12 @@ internal sealed class LogDevice : StorageDeviceBase
 
             lock (_handles)
             {
+                foreach (var fill in _fills.Values)
+                {
+                    fill.Stop();
+                }
+
+                _fills.Clear();
                 foreach (var handle in _handles.Values)
                 {
                     handle.Dispose();

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Microsoft.Extensions.Logging.Abstractions;
 using MiniQueue.Storage;
 
 namespace MiniQueue.Tests.Storage;
@@ -288,6 +289,22 @@ public sealed class DiskSpaceTests
         Assert.That(space.IsLow, Is.True);
         Assert.That(logger.Collector.GetSnapshot().Single().Level, Is.EqualTo(Microsoft.Extensions.Logging.LogLevel.Warning));
         Assert.That(logger.Collector.LatestRecord.Message, Does.Contain("Publishes are refused"));
+    }
+
+    [Test]
+    public void RoomAhead_IsTheReserveAndTwiceWhatIsTaken_CountingWhatTheLogAppended()
+    {
+        var available = 40 * MiB;
+        long tail = 0;
+        var space = new DiskSpace("/data", reserveBytes: 32 * MiB, maxBytes: null, () => tail, () => 0, NullLogger.Instance, _ => available);
+
+        Assert.That(space.HasRoomAhead(4 * MiB), Is.True, "40 MiB leaves the 32 MiB reserve and 4 MiB twice");
+        Assert.That(space.HasRoomAhead((4 * MiB) + 1), Is.False);
+
+        // Appended but not yet written: already counted as taken.
+        tail = MiB;
+        Assert.That(space.HasRoomAhead(4 * MiB), Is.False);
+        Assert.That(space.Refuses(MiB), Is.False, "publishes still fit: room ahead is asked for with a margin");
     }
 
     [Test]
