@@ -103,6 +103,7 @@ internal sealed class FasterLogStore : ILogStore
     private int _lazyCommitArmed;
     private readonly long _roomBytes;
     private readonly Histogram<double>? _commitDuration;
+    private readonly bool _fillAhead;
     private Instance _instance;
     private Exception? _fault;
 
@@ -127,6 +128,7 @@ internal sealed class FasterLogStore : ILogStore
         _memoryBytes = memoryBytes;
         _commitMode = options.CommitMode;
         _commitInterval = options.CommitInterval;
+        _fillAhead = options.FillLogSegmentsAhead;
         _createDevice = createDevice;
         _files = files;
         _logger = logger;
@@ -134,6 +136,7 @@ internal sealed class FasterLogStore : ILogStore
         _space = new DiskSpace(
             directory, options.DiskReserveBytes ?? DefaultReserveBytes(manifest.PageBytes), options.MaxDiskBytes,
             tail: () => _instance.Log.TailAddress, written: () => _instance.Log.FlushedUntilAddress, logger);
+        _instance.Device.PrepareTail(_instance.Log.TailAddress);
         _roomBytes = Math.Max(manifest.PageBytes, memoryBytes - (2L * manifest.PageBytes));
         _lazyCommit = new Timer(static state => ((FasterLogStore)state!).OnLazyCommitDue(), this, Timeout.Infinite, Timeout.Infinite);
         _committer = Task.Run(CommitLoopAsync);
@@ -817,7 +820,7 @@ internal sealed class FasterLogStore : ILogStore
             _directory, _manifest, _memoryBytes, _createDevice, _files,
             onWriteFailed: errorCode => OnWriteFailed(generation, errorCode),
             onMetadataWriteFailed: exception => StoreLog.CommitMetadataWriteFailed(_logger, _directory, exception),
-            hasRoomAhead: bytes => _space is not null && _space.HasRoomAhead(bytes));
+            hasRoomAhead: _fillAhead ? bytes => _space is not null && _space.HasRoomAhead(bytes) : null);
         try
         {
             _watermark.ThrowIfAbove(instance.Log.CommittedUntilAddress, _directory);

@@ -22,9 +22,9 @@ namespace MiniQueue.Storage;
 /// thread pool twice (a task that starts it, and the blocking write .NET makes of an asynchronous file write on Linux),
 /// and under load those work items waited behind every request the server had queued: a commit took milliseconds of
 /// queueing for a fraction of a millisecond of disk. Reads still go through the device inside.</item>
-/// <item>Once the log is half-way through a segment, the next one is filled with zeros ahead of it
-/// (<see cref="SegmentFill"/>, while the disk has room for it), so that the log's writes land in blocks the file
-/// already has.</item>
+/// <item>Once the log is half-way through a segment, the next one is filled with zeros ahead of it, and at open the
+/// segment the log's tail is in (<see cref="SegmentFill"/>, while the disk has room for it), so that the log's writes
+/// land in blocks the file already has.</item>
 /// </list>
 /// </remarks>
 internal sealed class LogDevice : StorageDeviceBase
@@ -199,26 +199,40 @@ internal sealed class LogDevice : StorageDeviceBase
         }
     }
 
-    /// <summary>Starts filling the segment after <paramref name="segment"/>, once, if it is not the log's yet.</summary>
-    private void PrepareNext(int segment)
+    /// <summary>
+    /// Starts filling the segment the log's tail is in, past what its file holds: called once the log is open, before it
+    /// writes (a write to the segment first stops the fill).
+    /// </summary>
+    public void PrepareTail(long tailAddress)
     {
-        if (_hasRoom is null || SegmentSize <= 0)
+        if (SegmentSize > 0)
+        {
+            Prepare((int)(tailAddress / SegmentSize));
+        }
+    }
+
+    /// <summary>Starts filling the segment after <paramref name="segment"/>, once.</summary>
+    private void PrepareNext(int segment) => Prepare(segment + 1);
+
+    /// <summary>Starts filling a segment, once, if the log has not opened it for writing yet.</summary>
+    private void Prepare(int segment)
+    {
+        if (_hasRoom is null || _writes is null || SegmentSize <= 0)
         {
             return;
         }
 
-        var next = segment + 1;
         lock (_handles)
         {
-            if (next <= _preparedThrough)
+            if (segment <= _preparedThrough)
             {
                 return;
             }
 
-            _preparedThrough = next;
-            if (!_handles.ContainsKey(next))
+            _preparedThrough = segment;
+            if (!_handles.ContainsKey(segment))
             {
-                _fills[next] = SegmentFill.Start(GetSegmentFilename(FileName, next), SegmentSize, _hasRoom, _files);
+                _fills[segment] = SegmentFill.Start(GetSegmentFilename(FileName, segment), SegmentSize, _hasRoom, _files);
             }
         }
     }

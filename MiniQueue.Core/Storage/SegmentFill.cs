@@ -7,9 +7,10 @@ namespace MiniQueue.Storage;
 /// </summary>
 /// <remarks>
 /// <list type="bullet">
-/// <item>Only a file that is missing or empty is filled; one with anything in it is left alone. The log's writer
-/// <see cref="Stop"/>s a fill before it opens the segment, so the two never write the same file at once, and a fill
-/// stopped half-way leaves zeros at the start of the file, which the log then writes over.</item>
+/// <item>A fill only extends the file: zeros from where it ends to the segment's size, so whatever the file holds (the
+/// log's records, or what a crash left past them) stays as it is. The log's writer <see cref="Stop"/>s a fill before
+/// it opens the segment, so the two never write the same file at once, and a fill stopped part-way leaves zeros up to
+/// where it was, which the log then writes over.</item>
 /// <item>A segment is filled only while the disk has room for it beyond the reserve (<c>hasRoom</c>, asked with the
 /// segment's size); a fill the disk refuses (ENOSPC, EIO) just ends: the log then extends the file as it would have
 /// anyway.</item>
@@ -53,10 +54,10 @@ internal sealed class SegmentFill
     /// <summary>The bytes of zeros written so far.</summary>
     public long Written { get; private set; }
 
-    /// <summary>Whether the whole segment was written and flushed, and its name with it.</summary>
+    /// <summary>Whether the file was filled to the segment's size and flushed, and its name with it.</summary>
     public bool Completed { get; private set; }
 
-    /// <summary>Starts filling the segment file at <paramref name="path"/> (<paramref name="size"/> bytes) on a thread of its own.</summary>
+    /// <summary>Starts filling the segment file at <paramref name="path"/> up to <paramref name="size"/> bytes, on a thread of its own.</summary>
     public static SegmentFill Start(string path, long size, Func<long, bool> hasRoom, DataFiles files) => new(path, size, hasRoom, files);
 
     /// <summary>Ends the fill after the chunk being written, and waits for it: the file is the log's from then on.</summary>
@@ -76,20 +77,22 @@ internal sealed class SegmentFill
             }
 
             using var handle = File.OpenHandle(_path, FileMode.OpenOrCreate, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
-            if (RandomAccess.GetLength(handle) != 0)
+            var end = RandomAccess.GetLength(handle);
+            if (end >= _size)
             {
                 return;
             }
 
-            while (Written < _size && !_stopping)
+            while (end < _size && !_stopping)
             {
-                var length = (int)Math.Min(ChunkBytes, _size - Written);
-                RandomAccess.Write(handle, s_zeros.AsSpan(0, length), Written);
+                var length = (int)Math.Min(ChunkBytes, _size - end);
+                RandomAccess.Write(handle, s_zeros.AsSpan(0, length), end);
+                end += length;
                 Written += length;
                 ChunkWritten?.Invoke(this);
             }
 
-            if (Written == _size)
+            if (end == _size)
             {
                 RandomAccess.FlushToDisk(handle);
                 _files.FlushDirectory(System.IO.Path.GetDirectoryName(_path)!);

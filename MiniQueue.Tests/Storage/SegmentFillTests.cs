@@ -19,11 +19,16 @@ public sealed class SegmentFillTests
     {
         using var directory = new TempDirectory();
         var options = DurableTestSupport.SmallLog(directory.Path);
+        var first = Path.Combine(directory.Path, "wal.log.0");
         var second = Path.Combine(directory.Path, "wal.log.1");
         var files = new FolderFlushes();
         await using (var queue = await DurableTestSupport.OpenAsync(options, files: files))
         {
             var flushedAtOpen = files.Flushed(directory.Path);
+
+            // A new log's first segment is filled at open, before anything is written to it.
+            Assert.That(await DurableTestSupport.EventuallyAsync(() => new FileInfo(first).Length == 256 * 1024), Is.True, "the first segment is filled at open");
+            Assert.That(File.ReadAllBytes(first).All(static b => b == 0), Is.True, "with zeros");
 
             // About 200 records of 1 KiB: most of the first 256 KiB segment, none in the second.
             for (var i = 0; i < 200; i++)
@@ -58,9 +63,9 @@ public sealed class SegmentFillTests
         SegmentFill? held = null;
         SegmentFill.ChunkWritten = fill =>
         {
-            if (fill.Path.StartsWith(directory.Path, StringComparison.Ordinal) && Interlocked.CompareExchange(ref held, fill, null) is null)
+            if (fill.Path == Path.Combine(directory.Path, "wal.log.1") && Interlocked.CompareExchange(ref held, fill, null) is null)
             {
-                // The first fill of this test stays after its first chunk until the log's writer stops it.
+                // The fill of the second segment stays after its first chunk until the log's writer stops it.
                 SpinWait.SpinUntil(() => fill.Stopping, TestSupport.Bound);
             }
         };
@@ -76,8 +81,7 @@ public sealed class SegmentFillTests
             Assert.That(held, Is.Not.Null, "a fill started");
             using (Assert.EnterMultipleScope())
             {
-                Assert.That(held!.Path, Does.EndWith("wal.log.1"));
-                Assert.That(held.Stopping, Is.True, "the log's writer stopped it when it reached the segment");
+                Assert.That(held!.Stopping, Is.True, "the log's writer stopped it when it reached the segment");
                 Assert.That(held.Written, Is.EqualTo(64 * 1024), "after the one chunk it had written");
                 Assert.That(held.Completed, Is.False);
             }
@@ -88,9 +92,10 @@ public sealed class SegmentFillTests
         Assert.That(drained.Select(static message => message.Text), Is.EqualTo(Enumerable.Range(0, 400).Select(Body)));
     }
 
-    [TestCase(768 * 1024, false, TestName = "NoFill_WhenTheCapLeavesTooLittleBeyondTheReserve")]
-    [TestCase(8 * 1024 * 1024, true, TestName = "AFill_WhenTheCapLeavesRoom")]
-    public async Task SegmentsAreFilledAhead_OnlyWithRoomForThemBeyondTheReserve(long maxDiskBytes, bool filled)
+    [TestCase(768 * 1024, true, false, TestName = "NoFill_WhenTheCapLeavesTooLittleBeyondTheReserve")]
+    [TestCase(8 * 1024 * 1024, true, true, TestName = "AFill_WhenTheCapLeavesRoom")]
+    [TestCase(8 * 1024 * 1024, false, false, TestName = "NoFill_WhenTurnedOff")]
+    public async Task SegmentsAreFilledAhead_OnlyWithRoomForThemBeyondTheReserve(long maxDiskBytes, bool fillAhead, bool filled)
     {
         using var directory = new TempDirectory();
         var fills = 0;
@@ -103,6 +108,7 @@ public sealed class SegmentFillTests
         };
         var options = DurableTestSupport.SmallLog(directory.Path);
         options.MaxDiskBytes = maxDiskBytes;
+        options.FillLogSegmentsAhead = fillAhead;
         await using var queue = await DurableTestSupport.OpenAsync(options);
 
         // About 300 records of 1 KiB, into the second segment: the log's writer has waited for any fill of it by then.
@@ -118,29 +124,39 @@ public sealed class SegmentFillTests
     }
 
     [Test]
-    public async Task ASegmentFileWithAnythingInIt_IsNotFilled()
+    public async Task AFillOnlyExtendsTheFile_WhatItHoldsStays()
     {
         using var directory = new TempDirectory();
-        var fills = 0;
-        SegmentFill.ChunkWritten = fill =>
-        {
-            if (fill.Path.StartsWith(directory.Path, StringComparison.Ordinal))
-            {
-                Interlocked.Increment(ref fills);
-            }
-        };
-
         await (await DurableTestSupport.OpenAsync(DurableTestSupport.SmallLog(directory.Path))).DisposeAsync();
 
-        // What a crash can leave beyond the log's tail: a next segment that the log had begun to write.
-        await File.WriteAllBytesAsync(Path.Combine(directory.Path, "wal.log.1"), Enumerable.Repeat((byte)0xFF, 4096).ToArray());
-        await using var queue = await DurableTestSupport.OpenAsync(DurableTestSupport.SmallLog(directory.Path));
-        for (var i = 0; i < 300; i++)
+        // What a crash can leave past the log's end: a next segment that the log had begun to write.
+        var second = Path.Combine(directory.Path, "wal.log.1");
+        var garbage = Enumerable.Repeat((byte)0xFF, 4096).ToArray();
+        await File.WriteAllBytesAsync(second, garbage);
+        await using (var queue = await DurableTestSupport.OpenAsync(DurableTestSupport.SmallLog(directory.Path)))
         {
-            await queue.PublishAsync("t", Body(i));
+            for (var i = 0; i < 200; i++)
+            {
+                await queue.PublishAsync("t", Body(i));
+            }
+
+            Assert.That(await DurableTestSupport.EventuallyAsync(() => new FileInfo(second).Length == 256 * 1024), Is.True, "the second segment is filled");
+            var contents = File.ReadAllBytes(second);
+            using (Assert.EnterMultipleScope())
+            {
+                Assert.That(contents[..4096], Is.EqualTo(garbage), "what the file held stays");
+                Assert.That(contents[4096..].All(static b => b == 0), Is.True, "zeros after it");
+            }
+
+            for (var i = 200; i < 400; i++)
+            {
+                await queue.PublishAsync("t", Body(i));
+            }
         }
 
-        Assert.That(fills, Is.Zero);
+        await using var reopened = await DurableTestSupport.OpenAsync(DurableTestSupport.SmallLog(directory.Path));
+        var drained = await DurableTestSupport.DrainAsync(reopened, "t");
+        Assert.That(drained.Select(static message => message.Text), Is.EqualTo(Enumerable.Range(0, 400).Select(Body)));
     }
 
     /// <summary>Counts the folders flushed, by path.</summary>
