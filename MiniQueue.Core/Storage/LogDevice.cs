@@ -122,9 +122,10 @@ internal sealed class LogDevice : StorageDeviceBase
         {
             uint errorCode = 0;
             var written = write.Length;
-            if (write.Segment >= Volatile.Read(ref _preparedThrough) && write.Destination >= SegmentSize / 2)
+            if (_hasRoom is not null && write.Segment >= Volatile.Read(ref _preparedThrough) && write.Destination >= SegmentSize / 2)
             {
-                PrepareNext(write.Segment);
+                // Half-way through a segment: the next one is filled ahead.
+                Prepare(write.Segment + 1);
             }
 
             try
@@ -210,9 +211,6 @@ internal sealed class LogDevice : StorageDeviceBase
             Prepare((int)(tailAddress / SegmentSize));
         }
     }
-
-    /// <summary>Starts filling the segment after <paramref name="segment"/>, once.</summary>
-    private void PrepareNext(int segment) => Prepare(segment + 1);
 
     /// <summary>Starts filling a segment, once, if the log has not opened it for writing yet.</summary>
     private void Prepare(int segment)

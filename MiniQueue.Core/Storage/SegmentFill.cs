@@ -26,7 +26,6 @@ internal sealed class SegmentFill
 
     private static readonly byte[] s_zeros = new byte[ChunkBytes];
 
-    private readonly string _path;
     private readonly long _size;
     private readonly Func<long, bool> _hasRoom;
     private readonly DataFiles _files;
@@ -35,7 +34,7 @@ internal sealed class SegmentFill
 
     private SegmentFill(string path, long size, Func<long, bool> hasRoom, DataFiles files)
     {
-        _path = path;
+        Path = path;
         _size = size;
         _hasRoom = hasRoom;
         _files = files;
@@ -46,7 +45,7 @@ internal sealed class SegmentFill
     internal static Action<SegmentFill>? ChunkWritten { get; set; }
 
     /// <summary>The segment file.</summary>
-    public string Path => _path;
+    public string Path { get; }
 
     /// <summary>Whether <see cref="Stop"/> has been called.</summary>
     public bool Stopping => _stopping;
@@ -76,7 +75,7 @@ internal sealed class SegmentFill
                 return;
             }
 
-            using var handle = File.OpenHandle(_path, FileMode.OpenOrCreate, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
+            using var handle = File.OpenHandle(Path, FileMode.OpenOrCreate, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
             var end = RandomAccess.GetLength(handle);
             if (end >= _size)
             {
@@ -95,7 +94,7 @@ internal sealed class SegmentFill
             if (end == _size)
             {
                 RandomAccess.FlushToDisk(handle);
-                _files.FlushDirectory(System.IO.Path.GetDirectoryName(_path)!);
+                _files.FlushDirectory(System.IO.Path.GetDirectoryName(Path)!);
                 Completed = true;
             }
         }
