@@ -221,6 +221,9 @@ builder.Services.AddMiniQueue(
         http.MaxConsumersPerTopic = flags.MaxConsumers;
         http.AuthorizeTopics = access is not null;
     });
+
+// After the engine's own hosted service (which opens it), before the server: the startup's garbage goes.
+builder.Services.AddHostedService<StartupCollection>();
 if (access is not null)
 {
     builder.Services.AddSingleton(access);
