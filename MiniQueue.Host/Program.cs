@@ -224,6 +224,7 @@ builder.Services.AddMiniQueue(
 
 // After the engine's own hosted service (which opens it), before the server: the startup's garbage goes.
 builder.Services.AddHostedService<StartupCollection>();
+
 if (access is not null)
 {
     builder.Services.AddSingleton(access);
