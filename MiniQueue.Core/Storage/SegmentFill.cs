@@ -2,8 +2,9 @@ namespace MiniQueue.Storage;
 
 /// <summary>
 /// Writes a log segment file full of zeros, and flushes it, before the log reaches it: a write-through write into
-/// blocks that are already allocated and written needs no journal commit for new blocks and a new file size, and costs
-/// the filesystem (ext4 here) much less than one that extends the file (docs/benchmarks.md, fourteenth round).
+/// blocks that are already allocated and written needs no metadata written with it (new blocks, a new file size: a
+/// journal commit on a journaled ext4), and costs the filesystem much less than one that extends the file
+/// (docs/benchmarks.md, fourteenth and sixteenth rounds).
 /// </summary>
 /// <remarks>
 /// <list type="bullet">
