@@ -339,7 +339,6 @@ internal sealed class LogDevice : StorageDeviceBase
 
                 _handles.Clear();
             }
-
         }
 
         _inner.Dispose();
